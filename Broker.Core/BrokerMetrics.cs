@@ -1,0 +1,37 @@
+using System.Diagnostics.Metrics;
+
+namespace Broker;
+
+/// <summary>The broker's instruments, on the meter named "Broker" (readable by dotnet-counters and OpenTelemetry).</summary>
+public sealed class BrokerMetrics
+{
+    public const string MeterName = "Broker";
+
+    private readonly UpDownCounter<long> _connections;
+    private readonly Counter<long> _published;
+    private readonly Counter<long> _delivered;
+    private readonly Counter<long> _dropped;
+    private readonly Counter<long> _errors;
+
+    public BrokerMetrics(IMeterFactory meterFactory)
+    {
+        var meter = meterFactory.Create(MeterName);
+        _connections = meter.CreateUpDownCounter<long>("broker.connections.active", description: "Open STOMP connections");
+        _published = meter.CreateCounter<long>("broker.messages.published", description: "Messages accepted from SEND frames");
+        _delivered = meter.CreateCounter<long>("broker.messages.delivered", description: "MESSAGE frames handed to subscribers");
+        _dropped = meter.CreateCounter<long>("broker.messages.dropped", description: "Messages dropped by an overflow policy");
+        _errors = meter.CreateCounter<long>("broker.errors", description: "ERROR frames sent");
+    }
+
+    public void ConnectionOpened() => _connections.Add(1);
+
+    public void ConnectionClosed() => _connections.Add(-1);
+
+    public void Published() => _published.Add(1);
+
+    public void Delivered() => _delivered.Add(1);
+
+    public void Dropped() => _dropped.Add(1);
+
+    public void Error() => _errors.Add(1);
+}

@@ -1,0 +1,137 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using System.Net;
+using System.Net.WebSockets;
+using System.Security.Claims;
+using Broker.Sessions;
+
+namespace Broker.Hosting;
+
+/// <summary>
+/// A session transport over a WebSocket we own, so each batch of frames goes out as a text message
+/// when it is all UTF-8 and as a binary message otherwise (stomp.js drops the connection on a text
+/// message that is not UTF-8). Incoming messages, text or binary, are pumped into a pipe: one
+/// message may hold several frames, and one frame may span several messages.
+/// </summary>
+internal sealed class WebSocketTransport : IStompTransport, IDisposable
+{
+    private readonly WebSocket _socket;
+    private readonly Pipe _input;
+    private readonly PooledBufferWriter _output = new();
+    private readonly CancellationTokenSource _aborted = new();
+    private Task? _pump;
+
+    public WebSocketTransport(WebSocket socket, int maxFrameSize, EndPoint? remoteEndPoint, ClaimsPrincipal? user)
+    {
+        _socket = socket;
+        RemoteEndPoint = remoteEndPoint;
+        User = user;
+
+        // The reader must be able to hold a whole frame before it consumes anything, so the pipe
+        // must not pause below the frame limit; the reader enforces the limit itself.
+        var pause = (long)maxFrameSize + 64 * 1024;
+        _input = new Pipe(new PipeOptions(pauseWriterThreshold: pause, resumeWriterThreshold: pause / 2, useSynchronizationContext: false));
+    }
+
+    public PipeReader Input => _input.Reader;
+
+    public IBufferWriter<byte> Output => _output;
+
+    public EndPoint? RemoteEndPoint { get; }
+
+    public ClaimsPrincipal? User { get; }
+
+    public void Start() => _pump = PumpAsync();
+
+    private async Task PumpAsync()
+    {
+        var writer = _input.Writer;
+        Exception? error = null;
+        try
+        {
+            while (true)
+            {
+                var memory = writer.GetMemory(4096);
+                var result = await _socket.ReceiveAsync(memory, _aborted.Token).ConfigureAwait(false);
+                if (result.MessageType == WebSocketMessageType.Close)
+                {
+                    break;
+                }
+
+                writer.Advance(result.Count);
+                var flush = await writer.FlushAsync().ConfigureAwait(false);
+                if (flush.IsCompleted)
+                {
+                    break;
+                }
+            }
+        }
+        catch (Exception ex) when (ex is WebSocketException or OperationCanceledException or IOException)
+        {
+            error = ex is OperationCanceledException ? null : ex;
+        }
+        finally
+        {
+            await writer.CompleteAsync(error).ConfigureAwait(false);
+        }
+    }
+
+    public async ValueTask<bool> FlushAsync(bool binary, CancellationToken cancellationToken)
+    {
+        if (_output.WrittenCount == 0)
+        {
+            return true;
+        }
+
+        try
+        {
+            if (_socket.State != WebSocketState.Open)
+            {
+                return false;
+            }
+
+            await _socket.SendAsync(_output.WrittenMemory, binary ? WebSocketMessageType.Binary : WebSocketMessageType.Text, true, _aborted.Token).ConfigureAwait(false);
+            return true;
+        }
+        finally
+        {
+            _output.Reset();
+        }
+    }
+
+    public async ValueTask CloseAsync()
+    {
+        try
+        {
+            if (_socket.State is WebSocketState.Open or WebSocketState.CloseReceived)
+            {
+                using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(2));
+                await _socket.CloseOutputAsync(WebSocketCloseStatus.NormalClosure, null, timeout.Token).ConfigureAwait(false);
+            }
+        }
+        catch (Exception ex) when (ex is WebSocketException or OperationCanceledException or IOException or ObjectDisposedException)
+        {
+        }
+
+        _aborted.Cancel();
+        if (_pump is not null)
+        {
+            await _pump.ConfigureAwait(false);
+        }
+
+        await _input.Reader.CompleteAsync().ConfigureAwait(false);
+    }
+
+    public void Abort()
+    {
+        _aborted.Cancel();
+        _socket.Abort();
+        _input.Reader.CancelPendingRead();
+    }
+
+    public void Dispose()
+    {
+        _aborted.Dispose();
+        _output.Dispose();
+    }
+}

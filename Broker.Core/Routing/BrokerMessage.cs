@@ -1,0 +1,80 @@
+using System.Buffers;
+using System.Text.Unicode;
+using Broker.Protocol;
+
+namespace Broker.Routing;
+
+/// <summary>
+/// A published message, shared by every delivery of it. The MESSAGE frame's shared part
+/// (headers other than <c>subscription</c> and <c>ack</c>, the body and the NUL) is serialised
+/// once per protocol version on first use, never per subscriber.
+/// </summary>
+public sealed class BrokerMessage
+{
+    private byte[]?[]? _encoded;
+    private int _bodyIsText; // 0 unknown, 1 text, 2 binary
+
+    public BrokerMessage(string destination, string messageId, IReadOnlyList<KeyValuePair<string, string>> headers, ReadOnlyMemory<byte> body)
+    {
+        Destination = destination;
+        MessageId = messageId;
+        Headers = headers;
+        Body = body;
+    }
+
+    public string Destination { get; }
+
+    public string MessageId { get; }
+
+    /// <summary>Headers the publisher set that travel with the message (content-type and user headers).</summary>
+    public IReadOnlyList<KeyValuePair<string, string>> Headers { get; }
+
+    public ReadOnlyMemory<byte> Body { get; }
+
+    /// <summary>True when the body is valid UTF-8, so a WebSocket text message can carry it.</summary>
+    public bool BodyIsText
+    {
+        get
+        {
+            if (_bodyIsText == 0)
+            {
+                _bodyIsText = Utf8.IsValid(Body.Span) ? 1 : 2;
+            }
+
+            return _bodyIsText == 1;
+        }
+    }
+
+    /// <summary>
+    /// The MESSAGE frame after its per-subscriber headers: <c>destination</c>, <c>message-id</c>,
+    /// the publisher's headers, <c>content-length</c>, the blank line, the body and the NUL.
+    /// </summary>
+    public ReadOnlySpan<byte> EncodedTail(StompVersion version)
+    {
+        var cache = _encoded ??= new byte[3][];
+        var index = version switch { StompVersion.V10 => 0, StompVersion.V11 => 1, _ => 2 };
+        var bytes = Volatile.Read(ref cache[index]);
+        if (bytes is null)
+        {
+            bytes = Encode(version);
+            Volatile.Write(ref cache[index], bytes);
+        }
+
+        return bytes;
+    }
+
+    private byte[] Encode(StompVersion version)
+    {
+        var buffer = new ArrayBufferWriter<byte>(Body.Length + 128);
+        var writer = new StompFrameWriter(buffer, version);
+        writer.Header(StompHeaders.Destination, Destination);
+        writer.Header(StompHeaders.MessageId, MessageId);
+        foreach (var header in Headers)
+        {
+            writer.Header(header.Key, header.Value);
+        }
+
+        writer.End(Body.Span);
+        return buffer.WrittenSpan.ToArray();
+    }
+}

@@ -1,0 +1,47 @@
+namespace Broker.Routing;
+
+/// <summary>
+/// The swap point between the STOMP session engine and whatever moves messages: the in-process
+/// broker or a relay to an external broker. Destinations keep one meaning across implementations
+/// (<c>/topic/</c> fan-out with <c>*</c>/<c>#</c> wildcards, <c>/queue/</c> competing consumers).
+/// </summary>
+public interface IMessageBroker
+{
+    /// <summary>Checks a destination for SEND; returns an error message, or null when it is valid.</summary>
+    string? ValidateDestination(string destination, bool forSubscribe);
+
+    /// <summary>Publishes a message. Completes when the broker has taken responsibility for it.</summary>
+    ValueTask PublishAsync(BrokerMessage message, CancellationToken cancellationToken = default);
+
+    /// <summary>Starts delivering messages sent to <paramref name="request"/>'s destination to <paramref name="sink"/>.</summary>
+    ValueTask<IBrokerSubscription> SubscribeAsync(SubscriptionRequest request, IMessageSink sink, CancellationToken cancellationToken = default);
+}
+
+/// <summary>How a subscriber acknowledges messages (STOMP 1.2 "SUBSCRIBE ack Header").</summary>
+public enum AckMode : byte
+{
+    Auto,
+    Client,
+    ClientIndividual,
+}
+
+/// <summary>What a session asks the broker for.</summary>
+/// <param name="Prefetch">Most unacknowledged messages outstanding at once in client modes; 0 = no limit.</param>
+public sealed record SubscriptionRequest(string SessionId, string SubscriptionId, string Destination, AckMode AckMode, int Prefetch = 0);
+
+/// <summary>A live subscription inside the broker.</summary>
+public interface IBrokerSubscription : IDisposable
+{
+    /// <summary>Settles the delivery with <paramref name="deliveryTag"/> (and every earlier one when <paramref name="multiple"/>).</summary>
+    void Ack(ulong deliveryTag, bool multiple);
+
+    /// <summary>Rejects the delivery: queued messages go back to be delivered to a consumer again.</summary>
+    void Nack(ulong deliveryTag, bool multiple);
+}
+
+/// <summary>Where a broker delivers a subscription's messages. Called on broker threads; never blocks.</summary>
+public interface IMessageSink
+{
+    /// <summary>Hands over one delivery; false when the subscriber can take no more (closed or over its limit).</summary>
+    bool TryDeliver(BrokerMessage message, ulong deliveryTag);
+}

@@ -1,0 +1,183 @@
+namespace Broker.Routing;
+
+/// <summary>
+/// A point-to-point queue: competing consumers served round robin. In the client ack modes a
+/// delivery stays owned by the queue until acknowledged; a NACK or the consumer leaving puts it
+/// back at the head, to go to the next consumer with room.
+/// </summary>
+internal sealed class MessageQueue(string name, int maxLength, Action<BrokerMessage> onDropped)
+{
+    private readonly Lock _gate = new();
+    private readonly LinkedList<BrokerMessage> _ready = new();
+    private readonly List<QueueConsumer> _consumers = [];
+    private int _next;
+
+    public string Name { get; } = name;
+
+    public int ReadyCount
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _ready.Count;
+            }
+        }
+    }
+
+    public void Enqueue(BrokerMessage message)
+    {
+        lock (_gate)
+        {
+            // Overflow policy "drop-head", as RabbitMQ's default: the oldest ready message goes.
+            if (_ready.Count >= maxLength)
+            {
+                var dropped = _ready.First!.Value;
+                _ready.RemoveFirst();
+                onDropped(dropped);
+            }
+
+            _ready.AddLast(message);
+            Dispatch();
+        }
+    }
+
+    public QueueConsumer AddConsumer(IMessageSink sink, AckMode ackMode, int prefetch)
+    {
+        var consumer = new QueueConsumer(this, sink, ackMode, prefetch);
+        lock (_gate)
+        {
+            _consumers.Add(consumer);
+            Dispatch();
+        }
+
+        return consumer;
+    }
+
+    internal void Settle(QueueConsumer consumer, ulong tag, bool multiple, bool requeue)
+    {
+        lock (_gate)
+        {
+            var unacked = consumer.Unacked;
+            var requeued = new List<BrokerMessage>();
+            for (var node = unacked.First; node is not null;)
+            {
+                var next = node.Next;
+                if (node.Value.Tag == tag || (multiple && node.Value.Tag < tag))
+                {
+                    unacked.Remove(node);
+                    if (requeue)
+                    {
+                        requeued.Add(node.Value.Message);
+                    }
+                }
+
+                node = next;
+            }
+
+            for (var i = requeued.Count - 1; i >= 0; i--)
+            {
+                _ready.AddFirst(requeued[i]);
+            }
+
+            // A NACKed message goes to the next consumer first, not straight back to its rejecter.
+            if (requeue && requeued.Count > 0 && _consumers.Count > 1)
+            {
+                var index = _consumers.IndexOf(consumer);
+                if (index >= 0)
+                {
+                    _next = index + 1;
+                }
+            }
+
+            Dispatch();
+        }
+    }
+
+    internal void Remove(QueueConsumer consumer)
+    {
+        lock (_gate)
+        {
+            if (!_consumers.Remove(consumer))
+            {
+                return;
+            }
+
+            for (var node = consumer.Unacked.Last; node is not null; node = node.Previous)
+            {
+                _ready.AddFirst(node.Value.Message);
+            }
+
+            consumer.Unacked.Clear();
+            Dispatch();
+        }
+    }
+
+    // Called under _gate: hands ready messages to consumers with room, round robin.
+    private void Dispatch()
+    {
+        while (_ready.Count > 0 && _consumers.Count > 0)
+        {
+            QueueConsumer? chosen = null;
+            for (var i = 0; i < _consumers.Count; i++)
+            {
+                var candidate = _consumers[(_next + i) % _consumers.Count];
+                if (candidate.HasRoom)
+                {
+                    chosen = candidate;
+                    _next = (_next + i + 1) % _consumers.Count;
+                    break;
+                }
+            }
+
+            if (chosen is null)
+            {
+                return;
+            }
+
+            var message = _ready.First!.Value;
+            _ready.RemoveFirst();
+            if (!chosen.TryDeliver(message))
+            {
+                // The consumer is going away; keep the message for someone else.
+                _ready.AddFirst(message);
+                chosen.Refusing = true;
+            }
+        }
+    }
+}
+
+/// <summary>One consumer of a <see cref="MessageQueue"/>.</summary>
+internal sealed class QueueConsumer(MessageQueue queue, IMessageSink sink, AckMode ackMode, int prefetch) : IBrokerSubscription
+{
+    private ulong _lastTag;
+
+    internal LinkedList<(ulong Tag, BrokerMessage Message)> Unacked { get; } = new();
+
+    internal bool Refusing { get; set; }
+
+    internal bool HasRoom => !Refusing && (ackMode == AckMode.Auto || prefetch <= 0 || Unacked.Count < prefetch);
+
+    // Called under the queue's lock.
+    internal bool TryDeliver(BrokerMessage message)
+    {
+        var tag = ++_lastTag;
+        if (!sink.TryDeliver(message, tag))
+        {
+            return false;
+        }
+
+        if (ackMode != AckMode.Auto)
+        {
+            Unacked.AddLast((tag, message));
+        }
+
+        return true;
+    }
+
+    public void Ack(ulong deliveryTag, bool multiple) => queue.Settle(this, deliveryTag, multiple, requeue: false);
+
+    public void Nack(ulong deliveryTag, bool multiple) => queue.Settle(this, deliveryTag, multiple, requeue: true);
+
+    public void Dispose() => queue.Remove(this);
+}

@@ -1,0 +1,64 @@
+namespace Broker.Routing;
+
+/// <summary>
+/// A topic key pattern with RabbitMQ topic-exchange semantics: words separated by '.',
+/// '*' matches exactly one word, '#' matches zero or more words.
+/// </summary>
+internal sealed class TopicPattern
+{
+    private const int MaxStackWords = 32;
+    private readonly string[] _words;
+
+    public TopicPattern(string pattern)
+    {
+        Pattern = pattern;
+        _words = pattern.Split('.');
+    }
+
+    public string Pattern { get; }
+
+    public static bool IsWildcard(string key) => key.Split('.').Any(w => w is "*" or "#");
+
+    public bool Matches(ReadOnlySpan<char> key)
+    {
+        var count = key.Count('.') + 1;
+        Span<Range> words = count <= MaxStackWords ? stackalloc Range[count] : new Range[count];
+        key.Split(words, '.');
+        return Match(0, key, words, 0);
+    }
+
+    private bool Match(int p, ReadOnlySpan<char> key, ReadOnlySpan<Range> words, int w)
+    {
+        while (p < _words.Length)
+        {
+            var word = _words[p];
+            if (word == "#")
+            {
+                if (p == _words.Length - 1)
+                {
+                    return true;
+                }
+
+                for (var skip = w; skip <= words.Length; skip++)
+                {
+                    if (Match(p + 1, key, words, skip))
+                    {
+                        return true;
+                    }
+                }
+
+                return false;
+            }
+
+            if (w == words.Length || (word != "*" && !key[words[w]].SequenceEqual(word)))
+            {
+                return false;
+            }
+
+            p++;
+            w++;
+        }
+
+        return w == words.Length;
+    }
+}

@@ -1,0 +1,81 @@
+using System.Buffers.Text;
+using Broker.Protocol;
+
+namespace Broker.Sessions;
+
+public sealed partial class StompSession
+{
+    private long _sendHeartbeatMs;
+    private long _receiveHeartbeatMs;
+
+    // STOMP 1.2 "CONNECT or STOMP Frame", "Protocol Negotiation", "Heart-beating".
+    private async ValueTask ConnectAsync(StompFrame frame)
+    {
+        if (!StompVersions.TryNegotiate(frame.GetString(StompHeaders.AcceptVersion), StompVersion.V12, out var version))
+        {
+            EnqueueFrame(StompCommand.Error, w =>
+            {
+                w.Header(StompHeaders.Version, "1.0,1.1,1.2");
+                w.Header(StompHeaders.Message, "unsupported protocol version");
+                w.Header(StompHeaders.ContentType, "text/plain");
+            }, "Supported protocol versions are 1.0 1.1 1.2"u8.ToArray());
+            _errorSent = 1;
+            _closing = true;
+            _outbox.Writer.TryWrite(Outbound.CloseMarker);
+            return;
+        }
+
+        Version = version;
+        _reader.Version = version;
+
+        var (clientSends, clientWants) = ParseHeartbeat(frame);
+        var serverSends = (long)_options.HeartbeatSend.TotalMilliseconds;
+        var serverWants = (long)_options.HeartbeatReceive.TotalMilliseconds;
+        _sendHeartbeatMs = serverSends == 0 || clientWants == 0 ? 0 : Math.Max(serverSends, clientWants);
+        _receiveHeartbeatMs = clientSends == 0 || serverWants == 0 ? 0 : Math.Max(clientSends, serverWants);
+
+        var login = frame.GetString(StompHeaders.Login);
+        var request = new StompConnectRequest(login, frame.GetString(StompHeaders.Passcode), frame.GetString(StompHeaders.Host), _transport.User, _transport.RemoteEndPoint);
+        var result = await _services.Authenticator.AuthenticateAsync(request, CancellationToken.None).ConfigureAwait(false);
+        if (!result.Succeeded)
+        {
+            Log.AuthenticationFailed(_logger, Id, login, _transport.RemoteEndPoint?.ToString());
+            throw new StompProtocolException(result.Failure!);
+        }
+
+        Principal = result.Principal;
+        _connected = true;
+        EnqueueFrame(StompCommand.Connected, w =>
+        {
+            w.Header(StompHeaders.Version, version.ToHeaderValue());
+            w.Header(StompHeaders.HeartBeat, $"{serverSends},{serverWants}");
+            w.Header(StompHeaders.Server, _options.ServerName);
+            w.Header(StompHeaders.Session, Id);
+            if (Principal is not null)
+            {
+                w.Header("user-name"u8, Principal);
+            }
+        }, body: null);
+        RescheduleTimer();
+        Log.Connected(_logger, Id, _transport.RemoteEndPoint?.ToString(), Principal ?? "anonymous", version.ToHeaderValue());
+    }
+
+    // heart-beat: "cx,cy" — what the client can send, what it wants to receive. Absent means 0,0.
+    private static (long Sends, long Wants) ParseHeartbeat(StompFrame frame)
+    {
+        if (!frame.TryGetHeader(StompHeaders.HeartBeat, out var value))
+        {
+            return (0, 0);
+        }
+
+        var comma = value.IndexOf((byte)',');
+        if (comma < 0 ||
+            !Utf8Parser.TryParse(value[..comma].Trim((byte)' '), out long sends, out var a) || a != value[..comma].Trim((byte)' ').Length || sends < 0 ||
+            !Utf8Parser.TryParse(value[(comma + 1)..].Trim((byte)' '), out long wants, out var b) || b != value[(comma + 1)..].Trim((byte)' ').Length || wants < 0)
+        {
+            throw new StompProtocolException("invalid heart-beat header: expected two non-negative integers 'cx,cy'");
+        }
+
+        return (sends, wants);
+    }
+}

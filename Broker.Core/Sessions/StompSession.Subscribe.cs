@@ -1,0 +1,308 @@
+using System.Buffers;
+using System.Buffers.Text;
+using Broker.Protocol;
+using Broker.Routing;
+
+namespace Broker.Sessions;
+
+public sealed partial class StompSession
+{
+    private readonly Dictionary<string, SessionSubscription> _subscriptions = new(StringComparer.Ordinal);
+    private readonly Lock _ackGate = new();
+    private readonly Dictionary<long, LinkedListNode<PendingAck>> _pendingAcks = [];
+    private long _lastAckId;
+
+    // STOMP 1.2 "SEND": destination required; user headers travel to MESSAGE.
+    private ValueTask SendAsync(StompFrame frame)
+    {
+        var destination = RequireHeader(frame, StompHeaders.Destination);
+        if (_services.Broker.ValidateDestination(destination, forSubscribe: false) is { } problem)
+        {
+            throw new StompProtocolException(problem);
+        }
+
+        var message = new BrokerMessage(destination, _services.NextMessageId(), UserHeaders(frame), frame.Body.ToArray());
+        if (frame.GetString(StompHeaders.Transaction) is { } transaction)
+        {
+            AddToTransaction(transaction, new TransactionAction(message, null, false));
+            SendReceiptIfRequested();
+            return ValueTask.CompletedTask;
+        }
+
+        var publish = _services.Broker.PublishAsync(message);
+        if (publish.IsCompletedSuccessfully)
+        {
+            SendReceiptIfRequested();
+            return ValueTask.CompletedTask;
+        }
+
+        return AwaitPublishThenReceipt(publish);
+    }
+
+    private async ValueTask AwaitPublishThenReceipt(ValueTask publish)
+    {
+        await publish.ConfigureAwait(false);
+        SendReceiptIfRequested();
+    }
+
+    private static List<KeyValuePair<string, string>> UserHeaders(StompFrame frame)
+    {
+        var headers = new List<KeyValuePair<string, string>>(frame.HeaderCount);
+        for (var i = 0; i < frame.HeaderCount; i++)
+        {
+            var name = frame.HeaderName(i);
+            if (IsReservedHeader(name))
+            {
+                continue;
+            }
+
+            var key = System.Text.Encoding.UTF8.GetString(name);
+            if (!headers.Exists(h => h.Key == key))
+            {
+                headers.Add(new(key, System.Text.Encoding.UTF8.GetString(frame.HeaderValue(i))));
+            }
+        }
+
+        return headers;
+    }
+
+    // Headers the broker sets or that belong to the SEND itself, never copied from SEND to MESSAGE.
+    private static bool IsReservedHeader(ReadOnlySpan<byte> name) =>
+        name.SequenceEqual(StompHeaders.Destination) || name.SequenceEqual(StompHeaders.ContentLength) ||
+        name.SequenceEqual(StompHeaders.Receipt) || name.SequenceEqual(StompHeaders.Transaction) ||
+        name.SequenceEqual(StompHeaders.MessageId) || name.SequenceEqual(StompHeaders.Subscription) ||
+        name.SequenceEqual(StompHeaders.Ack) || name.SequenceEqual("redelivered"u8);
+
+    // STOMP 1.2 "SUBSCRIBE": id unique per connection; ack auto | client | client-individual.
+    private async ValueTask SubscribeAsync(StompFrame frame)
+    {
+        var destination = RequireHeader(frame, StompHeaders.Destination);
+        var id = Version == StompVersion.V10 ? frame.GetString(StompHeaders.Id) ?? destination : RequireHeader(frame, StompHeaders.Id);
+        var ackMode = (frame.GetString(StompHeaders.Ack) ?? "auto") switch
+        {
+            "auto" => AckMode.Auto,
+            "client" => AckMode.Client,
+            "client-individual" => AckMode.ClientIndividual,
+            var other => throw new StompProtocolException($"invalid ack mode '{other}': use auto, client or client-individual"),
+        };
+        var prefetch = _options.DefaultPrefetch;
+        if (frame.TryGetHeader("prefetch-count"u8, out var prefetchText) &&
+            (!Utf8Parser.TryParse(prefetchText, out prefetch, out var used) || used != prefetchText.Length || prefetch < 0))
+        {
+            throw new StompProtocolException("invalid prefetch-count header");
+        }
+
+        if (_subscriptions.ContainsKey(id))
+        {
+            throw new StompProtocolException($"subscription id '{id}' is already in use on this connection");
+        }
+
+        if (_subscriptions.Count >= _options.MaxSubscriptionsPerConnection)
+        {
+            throw StompProtocolException.LimitExceeded("max-subscriptions", _subscriptions.Count + 1, _options.MaxSubscriptionsPerConnection);
+        }
+
+        if (_services.Broker.ValidateDestination(destination, forSubscribe: true) is { } problem)
+        {
+            throw new StompProtocolException(problem);
+        }
+
+        var subscription = new SessionSubscription(this, id, destination, ackMode);
+        _subscriptions.Add(id, subscription);
+        subscription.Handle = await _services.Broker.SubscribeAsync(new SubscriptionRequest(Id, id, destination, ackMode, prefetch), subscription).ConfigureAwait(false);
+        SendReceiptIfRequested();
+    }
+
+    // STOMP 1.2 "UNSUBSCRIBE".
+    private void Unsubscribe(StompFrame frame)
+    {
+        var id = Version == StompVersion.V10 ? frame.GetString(StompHeaders.Id) ?? RequireHeader(frame, StompHeaders.Destination) : RequireHeader(frame, StompHeaders.Id);
+        if (!_subscriptions.Remove(id, out var subscription))
+        {
+            throw new StompProtocolException($"no subscription with id '{id}'");
+        }
+
+        Release(subscription);
+    }
+
+    private void ReleaseSubscriptions()
+    {
+        foreach (var subscription in _subscriptions.Values)
+        {
+            Release(subscription);
+        }
+
+        _subscriptions.Clear();
+    }
+
+    // Unacknowledged queue messages go back to the queue for other consumers.
+    private void Release(SessionSubscription subscription)
+    {
+        subscription.Active = false;
+        lock (_ackGate)
+        {
+            foreach (var pending in subscription.Pending)
+            {
+                _pendingAcks.Remove(pending.AckId);
+            }
+
+            subscription.Pending.Clear();
+        }
+
+        subscription.Handle?.Dispose();
+    }
+
+    // STOMP 1.2 "ACK"/"NACK": 1.2 names the MESSAGE's ack header in id; 1.1 and 1.0 name message-id (+ subscription in 1.1).
+    private void AckOrNack(StompFrame frame)
+    {
+        var nack = frame.Command == StompCommand.Nack;
+        if (nack && Version == StompVersion.V10)
+        {
+            throw new StompProtocolException("NACK is not part of STOMP 1.0");
+        }
+
+        var target = ResolveAck(frame);
+        if (frame.GetString(StompHeaders.Transaction) is { } transaction)
+        {
+            AddToTransaction(transaction, new TransactionAction(null, target, nack));
+            return;
+        }
+
+        Settle(target, nack);
+    }
+
+    private PendingAck ResolveAck(StompFrame frame)
+    {
+        lock (_ackGate)
+        {
+            if (Version == StompVersion.V12)
+            {
+                var id = RequireHeader(frame, StompHeaders.Id);
+                if (long.TryParse(id, System.Globalization.NumberStyles.None, null, out var ackId) && _pendingAcks.TryGetValue(ackId, out var node))
+                {
+                    return node.Value;
+                }
+
+                throw new StompProtocolException($"{Name(frame.Command)} for unknown or already acknowledged message '{id}'");
+            }
+
+            var messageId = RequireHeader(frame, StompHeaders.MessageId);
+            var subscriptionId = Version == StompVersion.V11 ? RequireHeader(frame, StompHeaders.Subscription) : frame.GetString(StompHeaders.Subscription);
+            foreach (var subscription in _subscriptions.Values)
+            {
+                if (subscriptionId is not null && subscription.Id != subscriptionId)
+                {
+                    continue;
+                }
+
+                foreach (var pending in subscription.Pending)
+                {
+                    if (pending.Message.MessageId == messageId)
+                    {
+                        return pending;
+                    }
+                }
+            }
+
+            throw new StompProtocolException($"{Name(frame.Command)} for unknown or already acknowledged message '{messageId}'");
+        }
+    }
+
+    // client mode settles this and every earlier delivery of the subscription; client-individual only this one.
+    private void Settle(PendingAck target, bool nack)
+    {
+        var subscription = target.Subscription;
+        var multiple = subscription.AckMode == AckMode.Client;
+        lock (_ackGate)
+        {
+            if (!_pendingAcks.TryGetValue(target.AckId, out var node))
+            {
+                throw new StompProtocolException("message already acknowledged");
+            }
+
+            if (multiple)
+            {
+                while (subscription.Pending.First is { } first && first.Value.AckId <= target.AckId)
+                {
+                    subscription.Pending.RemoveFirst();
+                    _pendingAcks.Remove(first.Value.AckId);
+                }
+            }
+            else
+            {
+                subscription.Pending.Remove(node);
+                _pendingAcks.Remove(target.AckId);
+            }
+        }
+
+        // Outside _ackGate: the broker may deliver (and so take _ackGate) from inside these calls.
+        if (nack)
+        {
+            subscription.Handle?.Nack(target.DeliveryTag, multiple);
+        }
+        else
+        {
+            subscription.Handle?.Ack(target.DeliveryTag, multiple);
+        }
+    }
+
+    private sealed record PendingAck(long AckId, ulong DeliveryTag, BrokerMessage Message, SessionSubscription Subscription);
+
+    /// <summary>A subscription of this session, and the sink the broker delivers its messages to.</summary>
+    private sealed class SessionSubscription : IMessageSink
+    {
+        private readonly StompSession _session;
+
+        public SessionSubscription(StompSession session, string id, string destination, AckMode ackMode)
+        {
+            _session = session;
+            Id = id;
+            Destination = destination;
+            AckMode = ackMode;
+            var encoded = new ArrayBufferWriter<byte>(id.Length + 16);
+            var writer = new StompFrameWriter(encoded, session.Version).Command(StompCommand.Message);
+            writer.Header(StompHeaders.Subscription, id);
+            HeaderBytes = encoded.WrittenSpan.ToArray();
+        }
+
+        public string Id { get; }
+
+        public string Destination { get; }
+
+        public AckMode AckMode { get; }
+
+        /// <summary>"MESSAGE\nsubscription:&lt;id&gt;\n", escaped for the session's version: the per-subscriber start of each MESSAGE.</summary>
+        public byte[] HeaderBytes { get; }
+
+        public IBrokerSubscription? Handle { get; set; }
+
+        public volatile bool Active = true;
+
+        public LinkedList<PendingAck> Pending { get; } = new();
+
+        public bool TryDeliver(BrokerMessage message, ulong deliveryTag)
+        {
+            if (!Active || _session._closing)
+            {
+                return false;
+            }
+
+            long ackId = 0;
+            if (AckMode != AckMode.Auto)
+            {
+                lock (_session._ackGate)
+                {
+                    if (!Active)
+                    {
+                        return false;
+                    }
+
+                    ackId = ++_session._lastAckId;
+                    _session._pendingAcks[ackId] = Pending.AddLast(new PendingAck(ackId, deliveryTag, message, this));
+                }
+            }
+
+            return _session.Enqueue(new Outbound(message, this, ackId));
+        }
+    }
+}

@@ -1,0 +1,77 @@
+using Broker.Protocol;
+using Broker.Routing;
+
+namespace Broker.Sessions;
+
+public sealed partial class StompSession
+{
+    private readonly Dictionary<string, List<TransactionAction>> _transactions = new(StringComparer.Ordinal);
+
+    // STOMP 1.2 "BEGIN": transaction ids are unique per connection.
+    private void Begin(StompFrame frame)
+    {
+        var id = RequireHeader(frame, StompHeaders.Transaction);
+        if (_transactions.ContainsKey(id))
+        {
+            throw new StompProtocolException($"transaction '{id}' is already open");
+        }
+
+        if (_transactions.Count >= _options.MaxTransactionsPerConnection)
+        {
+            throw StompProtocolException.LimitExceeded("max-transactions", _transactions.Count + 1, _options.MaxTransactionsPerConnection);
+        }
+
+        _transactions.Add(id, []);
+    }
+
+    // STOMP 1.2 "COMMIT": applies the transaction's SEND, ACK and NACK frames in order.
+    private async ValueTask CommitAsync(StompFrame frame)
+    {
+        var id = RequireHeader(frame, StompHeaders.Transaction);
+        if (!_transactions.Remove(id, out var actions))
+        {
+            throw new StompProtocolException($"no open transaction '{id}'");
+        }
+
+        foreach (var action in actions)
+        {
+            if (action.Message is not null)
+            {
+                await _services.Broker.PublishAsync(action.Message).ConfigureAwait(false);
+            }
+            else if (action.Ack is { } ack && ack.Subscription.Active)
+            {
+                Settle(ack, action.Nack);
+            }
+        }
+
+        SendReceiptIfRequested();
+    }
+
+    // STOMP 1.2 "ABORT": discards the transaction.
+    private void Abort(StompFrame frame)
+    {
+        var id = RequireHeader(frame, StompHeaders.Transaction);
+        if (!_transactions.Remove(id))
+        {
+            throw new StompProtocolException($"no open transaction '{id}'");
+        }
+    }
+
+    private void AddToTransaction(string id, TransactionAction action)
+    {
+        if (!_transactions.TryGetValue(id, out var actions))
+        {
+            throw new StompProtocolException($"no open transaction '{id}'");
+        }
+
+        if (actions.Count >= _options.MaxTransactionSize)
+        {
+            throw StompProtocolException.LimitExceeded("max-transaction-size", actions.Count + 1, _options.MaxTransactionSize);
+        }
+
+        actions.Add(action);
+    }
+
+    private sealed record TransactionAction(BrokerMessage? Message, PendingAck? Ack, bool Nack);
+}

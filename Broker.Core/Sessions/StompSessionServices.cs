@@ -1,0 +1,41 @@
+using Broker.Routing;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace Broker.Sessions;
+
+/// <summary>What every session shares: options, broker, authenticator, metrics, logging and the live-session registry.</summary>
+internal sealed class StompSessionServices(
+    IOptions<StompBrokerOptions> options,
+    IMessageBroker broker,
+    IStompAuthenticator authenticator,
+    BrokerMetrics metrics,
+    StompSessionRegistry registry,
+    ILoggerFactory loggerFactory)
+{
+    private static long s_messageIds;
+    private readonly string _nodePrefix = Convert.ToHexStringLower(BitConverter.GetBytes(Random.Shared.Next()));
+
+    public StompBrokerOptions Options { get; } = options.Value;
+
+    public IMessageBroker Broker { get; } = broker;
+
+    public IStompAuthenticator Authenticator { get; } = authenticator;
+
+    public BrokerMetrics Metrics { get; } = metrics;
+
+    public StompSessionRegistry Registry { get; } = registry;
+
+    public ILogger Logger { get; } = loggerFactory.CreateLogger("Broker.Sessions.StompSession");
+
+    public Protocol.StompReaderLimits ReaderLimits { get; } = new()
+    {
+        MaxFrameSize = options.Value.MaxFrameSize,
+        MaxHeaders = options.Value.MaxHeaders,
+        MaxHeaderLineLength = options.Value.MaxHeaderLineLength,
+    };
+
+    public string NextMessageId() => string.Create(null, stackalloc char[32], $"{_nodePrefix}-{Interlocked.Increment(ref s_messageIds)}");
+
+    public static string NewSessionId() => Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(12));
+}

@@ -1,0 +1,74 @@
+using Broker.Hosting;
+using Broker.Routing;
+using Broker.Sessions;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Options;
+
+namespace Broker;
+
+/// <summary>The embedding API: <c>services.AddStompBroker(...)</c>, <c>app.MapStomp("/ws")</c>, <c>listen.UseStomp()</c>.</summary>
+public static class StompBrokerExtensions
+{
+    /// <summary>Adds the broker: options, the in-process broker (unless another <see cref="IMessageBroker"/> is registered), authentication and sessions.</summary>
+    public static IStompBrokerBuilder AddStompBroker(this IServiceCollection services, Action<StompBrokerOptions>? configure = null)
+    {
+        var options = services.AddOptions<StompBrokerOptions>();
+        if (configure is not null)
+        {
+            options.Configure(configure);
+        }
+
+        services.AddMetrics();
+        services.TryAddSingleton<BrokerMetrics>();
+        services.TryAddSingleton<StompSessionRegistry>();
+        services.TryAddSingleton<IStompAuthenticator, ConfiguredUsersAuthenticator>();
+        services.TryAddSingleton<IMessageBroker>(sp => new InProcessBroker(sp.GetRequiredService<IOptions<StompBrokerOptions>>().Value, sp.GetRequiredService<BrokerMetrics>()));
+        services.TryAddSingleton<StompSessionServices>();
+        services.TryAddSingleton<StompWebSocketEndpoint>();
+        services.TryAddSingleton<StompTcpConnectionHandler>();
+        return new StompBrokerBuilder(services);
+    }
+
+    /// <summary>Serves STOMP over WebSocket at <paramref name="pattern"/> (the WebSocket middleware is included).</summary>
+    public static IEndpointConventionBuilder MapStomp(this IEndpointRouteBuilder endpoints, string pattern = "/ws")
+    {
+        var endpoint = endpoints.ServiceProvider.GetRequiredService<StompWebSocketEndpoint>();
+        var app = endpoints.CreateApplicationBuilder();
+        // STOMP has its own heart-beats; WebSocket pings would only add traffic.
+        app.UseWebSockets(new WebSocketOptions { KeepAliveInterval = TimeSpan.Zero });
+        app.Run(endpoint.HandleAsync);
+        return endpoints.Map(pattern, app.Build()).WithDisplayName("STOMP over WebSocket");
+    }
+
+    /// <summary>Serves raw STOMP over TCP on this Kestrel endpoint.</summary>
+    public static ListenOptions UseStomp(this ListenOptions listenOptions)
+    {
+        // Kestrel pauses a connection's input at MaxRequestBufferSize (1 MiB by default); a whole
+        // frame must fit before the reader can consume it, so the limit must exceed the frame limit.
+        var frameLimit = listenOptions.ApplicationServices.GetService<IOptions<StompBrokerOptions>>()?.Value.MaxFrameSize ?? 4 * 1024 * 1024;
+        var limits = listenOptions.KestrelServerOptions.Limits;
+        if (limits.MaxRequestBufferSize is { } current && current < frameLimit + 64 * 1024)
+        {
+            limits.MaxRequestBufferSize = frameLimit + 64 * 1024;
+        }
+
+        listenOptions.UseConnectionHandler<StompTcpConnectionHandler>();
+        return listenOptions;
+    }
+}
+
+/// <summary>Returned by <see cref="StompBrokerExtensions.AddStompBroker"/>; extensions (stores, relays) hang off it.</summary>
+public interface IStompBrokerBuilder
+{
+    IServiceCollection Services { get; }
+}
+
+internal sealed class StompBrokerBuilder(IServiceCollection services) : IStompBrokerBuilder
+{
+    public IServiceCollection Services { get; } = services;
+}

@@ -1,0 +1,60 @@
+namespace Broker;
+
+/// <summary>
+/// Broker settings, bound from the <c>Broker</c> configuration section
+/// (<c>Broker:MaxFrameSize</c>, environment <c>Broker__MaxFrameSize</c>, <c>--Broker:MaxFrameSize</c>).
+/// Every limit is answered with an ERROR frame naming it, then a close.
+/// </summary>
+public sealed class StompBrokerOptions
+{
+    /// <summary>Accept clients that present no login (or any login when <see cref="Users"/> is empty).</summary>
+    public bool AllowAnonymous { get; set; } = true;
+
+    /// <summary>login → passcode. When non-empty, a presented login must match one of these.</summary>
+    public Dictionary<string, string> Users { get; set; } = new(StringComparer.Ordinal);
+
+    /// <summary>Largest frame, in bytes (limit name <c>max-frame-size</c>). Default 4 MiB.</summary>
+    public int MaxFrameSize { get; set; } = 4 * 1024 * 1024;
+
+    /// <summary>Most headers in a frame (<c>max-headers</c>).</summary>
+    public int MaxHeaders { get; set; } = 64;
+
+    /// <summary>Longest header line in bytes (<c>max-header-line-length</c>).</summary>
+    public int MaxHeaderLineLength { get; set; } = 8 * 1024;
+
+    /// <summary>Most subscriptions one connection may hold (<c>max-subscriptions</c>).</summary>
+    public int MaxSubscriptionsPerConnection { get; set; } = 1024;
+
+    /// <summary>Most frames (SEND/ACK/NACK) one transaction may hold (<c>max-transaction-size</c>).</summary>
+    public int MaxTransactionSize { get; set; } = 1024;
+
+    /// <summary>Most transactions open at once on a connection (<c>max-transactions</c>).</summary>
+    public int MaxTransactionsPerConnection { get; set; } = 16;
+
+    /// <summary>Bytes queued for a client but not yet written before it is a slow consumer (<c>max-pending-bytes</c>). Default 16 MiB.</summary>
+    public long MaxPendingBytes { get; set; } = 16 * 1024 * 1024;
+
+    /// <summary>Longest a write to a client may stall before it is a slow consumer (<c>send-timeout</c>).</summary>
+    public TimeSpan SendTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>How long a new connection has to send CONNECT (<c>connect-timeout</c>).</summary>
+    public TimeSpan ConnectTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>The server's heart-beat offer: how often it can send (first value of CONNECTED's heart-beat). 0 = never.</summary>
+    public TimeSpan HeartbeatSend { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>The server's heart-beat request: how often it wants to hear from the client. 0 = never.</summary>
+    public TimeSpan HeartbeatReceive { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>How many receive intervals of silence are tolerated before the client is declared dead.</summary>
+    public double HeartbeatTolerance { get; set; } = 2.0;
+
+    /// <summary>Most ready messages one in-process queue holds; beyond it the oldest is dropped (counted).</summary>
+    public int MaxQueueLength { get; set; } = 100_000;
+
+    /// <summary>The default number of unacknowledged messages in client ack modes (0 = unlimited); a SUBSCRIBE may set <c>prefetch-count</c>.</summary>
+    public int DefaultPrefetch { get; set; }
+
+    /// <summary>The name sent in CONNECTED's <c>server</c> header.</summary>
+    public string ServerName { get; set; } = "Broker/1.0";
+}
