@@ -173,7 +173,21 @@ public sealed partial class StompSession
 
     private void StopTimer() => _timer?.Dispose();
 
+    // A timer callback must never throw: an exception there would take the process down.
     private void OnTimer()
+    {
+        try
+        {
+            Tick();
+        }
+        catch (Exception ex)
+        {
+            Log.SessionFailed(_logger, ex, Id);
+            _transport.Abort();
+        }
+    }
+
+    private void Tick()
     {
         if (_closing)
         {
@@ -210,7 +224,7 @@ public sealed partial class StompSession
             return;
         }
 
-        if (_sendHeartbeatMs > 0 && now - _lastWriteAt >= _sendHeartbeatMs - _tickMs && _outbox.Reader.Count == 0)
+        if (_sendHeartbeatMs > 0 && now - _lastWriteAt >= _sendHeartbeatMs - _tickMs && Interlocked.Read(ref _pendingBytes) == 0)
         {
             _lastWriteAt = now;
             Enqueue(Outbound.Heartbeat);

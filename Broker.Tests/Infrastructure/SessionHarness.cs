@@ -1,0 +1,62 @@
+using System.IO.Pipelines;
+using Broker.Sessions;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace Broker.Tests;
+
+/// <summary>Runs sessions over in-memory pipes against one broker: the engine without sockets.</summary>
+internal sealed class SessionHarness : IAsyncDisposable
+{
+    private readonly ServiceProvider _provider;
+    private readonly List<(StompTestClient Client, Task Session)> _running = [];
+
+    public SessionHarness(Action<StompBrokerOptions>? configure = null)
+    {
+        var services = new ServiceCollection().AddLogging();
+        services.AddStompBroker(o =>
+        {
+            o.Users["guest"] = "guest";
+            configure?.Invoke(o);
+        });
+        _provider = services.BuildServiceProvider();
+    }
+
+    public StompSessionRegistry Registry => _provider.GetRequiredService<StompSessionRegistry>();
+
+    /// <summary>A new client with its session running.</summary>
+    public StompTestClient Open()
+    {
+        var toServer = new Pipe();
+        var toClient = new Pipe();
+        var transport = new PipeTransport(toServer.Reader, toClient.Writer);
+        var session = new StompSession(transport, _provider.GetRequiredService<StompSessionServices>());
+        var run = session.RunAsync(CancellationToken.None);
+        var client = StompTestClient.OverPipes(toClient.Reader, toServer.Writer);
+        _running.Add((client, run));
+        return client;
+    }
+
+    /// <summary>A client that has connected as guest.</summary>
+    public async Task<StompTestClient> OpenConnectedAsync(string acceptVersion = "1.2")
+    {
+        var client = Open();
+        var connected = await client.ConnectAsync(acceptVersion, login: "guest", passcode: "guest");
+        if (connected.Command != Protocol.StompCommand.Connected)
+        {
+            throw new InvalidOperationException("CONNECT failed: " + connected);
+        }
+
+        return client;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var (client, session) in _running)
+        {
+            await client.DisposeAsync();
+            await Task.WhenAny(session, Task.Delay(5000));
+        }
+
+        await _provider.DisposeAsync();
+    }
+}
