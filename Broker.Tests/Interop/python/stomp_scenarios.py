@@ -181,7 +181,10 @@ class Connection:
         self.conn.set_listener("collector", self.listener)
         self._counter = 0
 
-        self.conn.connect("guest", "guest", wait=False)
+        try:
+            self.conn.connect("guest", "guest", wait=False)
+        except stomp.exception.ConnectFailedException:
+            raise ScenarioError("[%s] could not open a TCP connection to %s:%s" % (label, host, port)) from None
         self.listener.answered.wait(STEP_TIMEOUT)
         if not self.listener.connected.is_set():
             detail = "; ".join(self.listener.errors) or self.listener.lost or "no answer within %.0f s" % STEP_TIMEOUT
