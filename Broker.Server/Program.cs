@@ -1,6 +1,7 @@
 using System.Net;
 using Broker;
 using Broker.Server;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
 
 var builder = WebApplication.CreateBuilder(args);
 var settings = builder.Configuration.GetSection(ServerSettings.SectionName).Get<ServerSettings>() ?? new ServerSettings();
@@ -9,13 +10,15 @@ builder.Services.AddStompBroker(options => builder.Configuration.GetSection("Bro
 builder.Services.AddHealthChecks();
 builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(10));
 
+ListenOptions? http = null;
+ListenOptions? tcp = null;
 builder.WebHost.ConfigureKestrel(kestrel =>
 {
     var address = IPAddress.Parse(settings.ListenAddress);
-    kestrel.Listen(address, settings.HttpPort);
+    kestrel.Listen(address, settings.HttpPort, listen => http = listen);
     if (settings.TcpPort >= 0)
     {
-        kestrel.Listen(address, settings.TcpPort, listen => listen.UseStomp());
+        kestrel.Listen(address, settings.TcpPort, listen => tcp = listen.UseStomp());
     }
 });
 
@@ -31,8 +34,8 @@ app.Lifetime.ApplicationStarted.Register(() =>
         return;
     }
 
-    app.Logger.LogInformation("Broker listening: ws://{Address}:{HttpPort}{Path} and tcp://{Address}:{TcpPort}",
-        settings.ListenAddress, settings.HttpPort, settings.WebSocketPath, settings.ListenAddress, settings.TcpPort);
+    // The bound endpoints (a configured port 0 becomes the port the OS picked).
+    app.Logger.LogInformation("Broker listening: ws://{Http}{Path} tcp://{Tcp}", http?.IPEndPoint, settings.WebSocketPath, tcp?.IPEndPoint?.ToString() ?? "off");
 });
 
 await app.RunAsync();

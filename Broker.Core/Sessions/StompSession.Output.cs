@@ -60,16 +60,32 @@ public sealed partial class StompSession
     {
         var reader = _outbox.Reader;
         var output = _transport.Output;
+        Outbound carried = default;
+        var hasCarried = false;
         try
         {
-            while (await reader.WaitToReadAsync().ConfigureAwait(false))
+            while (hasCarried || await reader.WaitToReadAsync().ConfigureAwait(false))
             {
                 var binary = false;
                 var written = 0L;
                 var close = false;
-                while (written < FlushThreshold && reader.TryRead(out var item))
+                while (written < FlushThreshold)
                 {
-                    Interlocked.Add(ref _pendingBytes, -item.Size);
+                    Outbound item;
+                    if (hasCarried)
+                    {
+                        item = carried;
+                        hasCarried = false;
+                    }
+                    else if (!reader.TryRead(out item))
+                    {
+                        break;
+                    }
+                    else
+                    {
+                        Interlocked.Add(ref _pendingBytes, -item.Size);
+                    }
+
                     if (item.Message is { } message)
                     {
                         // A slow consumer's backlog is dropped: only its ERROR still goes out.
@@ -78,8 +94,17 @@ public sealed partial class StompSession
                             continue;
                         }
 
+                        // One WebSocket message is text or binary as a whole: flush before switching,
+                        // so UTF-8 bodies stay in text messages and only the others go binary.
+                        if (written > 0 && binary != !message.BodyIsText)
+                        {
+                            carried = item;
+                            hasCarried = true;
+                            break;
+                        }
+
                         written += WriteMessage(output, item);
-                        binary |= !message.BodyIsText;
+                        binary = !message.BodyIsText;
                         _services.Metrics.Delivered();
                     }
                     else if (item.Bytes is { } bytes)

@@ -59,7 +59,8 @@ internal sealed class StompTestClient : IAsyncDisposable
 
         await socket.ConnectAsync(uri, CancellationToken.None);
         var client = new StompTestClient(
-            async bytes => await socket.SendAsync(bytes, WebSocketMessageType.Text, true, CancellationToken.None),
+            // Like stomp.js: a text message when the bytes are UTF-8, binary otherwise.
+            async bytes => await socket.SendAsync(bytes, System.Text.Unicode.Utf8.IsValid(bytes.Span) ? WebSocketMessageType.Text : WebSocketMessageType.Binary, true, CancellationToken.None),
             async () =>
             {
                 try
