@@ -20,6 +20,7 @@ internal sealed class WebSocketTransport : IStompTransport, IDisposable
     private readonly PooledBufferWriter _output = new();
     private readonly CancellationTokenSource _aborted = new();
     private Task? _pump;
+    private volatile bool _draining;
 
     public WebSocketTransport(WebSocket socket, int maxFrameSize, EndPoint? remoteEndPoint, ClaimsPrincipal? user)
     {
@@ -49,20 +50,28 @@ internal sealed class WebSocketTransport : IStompTransport, IDisposable
         Exception? error = null;
         try
         {
-            while (true)
+            while (!_draining)
             {
                 var memory = writer.GetMemory(4096);
                 var result = await _socket.ReceiveAsync(memory, _aborted.Token).ConfigureAwait(false);
                 if (result.MessageType == WebSocketMessageType.Close)
                 {
-                    break;
+                    return;
                 }
 
                 writer.Advance(result.Count);
-                var flush = await writer.FlushAsync().ConfigureAwait(false);
-                if (flush.IsCompleted)
+                await writer.FlushAsync().ConfigureAwait(false);
+            }
+
+            // Closing: read and discard until the peer's close frame. Closing a socket with unread
+            // input makes the kernel send a reset, which can destroy an ERROR frame still in flight.
+            var discard = new byte[1024];
+            while (true)
+            {
+                var result = await _socket.ReceiveAsync(discard.AsMemory(), _aborted.Token).ConfigureAwait(false);
+                if (result.MessageType == WebSocketMessageType.Close)
                 {
-                    break;
+                    return;
                 }
             }
         }
@@ -101,6 +110,8 @@ internal sealed class WebSocketTransport : IStompTransport, IDisposable
 
     public async ValueTask CloseAsync()
     {
+        _draining = true;
+        await _input.Reader.CompleteAsync().ConfigureAwait(false);
         try
         {
             if (_socket.State is WebSocketState.Open or WebSocketState.CloseReceived)
@@ -108,8 +119,14 @@ internal sealed class WebSocketTransport : IStompTransport, IDisposable
                 using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(2));
                 await _socket.CloseOutputAsync(WebSocketCloseStatus.NormalClosure, null, timeout.Token).ConfigureAwait(false);
             }
+
+            // Give the peer a moment to answer the close handshake, then drop the connection.
+            if (_pump is not null)
+            {
+                await _pump.WaitAsync(TimeSpan.FromSeconds(2)).ConfigureAwait(false);
+            }
         }
-        catch (Exception ex) when (ex is WebSocketException or OperationCanceledException or IOException or ObjectDisposedException)
+        catch (Exception ex) when (ex is WebSocketException or OperationCanceledException or IOException or ObjectDisposedException or TimeoutException)
         {
         }
 
@@ -118,8 +135,6 @@ internal sealed class WebSocketTransport : IStompTransport, IDisposable
         {
             await _pump.ConfigureAwait(false);
         }
-
-        await _input.Reader.CompleteAsync().ConfigureAwait(false);
     }
 
     public void Abort()

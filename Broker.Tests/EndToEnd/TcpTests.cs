@@ -23,6 +23,23 @@ public sealed class TcpTests
     }
 
     [Test]
+    public async Task An_oversized_frame_gets_its_error_before_the_close()
+    {
+        await using var server = await TestServer.StartAsync(o => o.MaxFrameSize = 4096);
+        for (var i = 0; i < 5; i++)
+        {
+            await using var client = await StompTestClient.ConnectTcpAsync(server.TcpPort);
+            await client.ConnectAsync();
+
+            await client.SendRawAsync("SEND\ndestination:/topic/x\ncontent-length:100000\n\n" + new string('z', 100_000) + "\0");
+            var error = await client.ReceiveAsync();
+
+            Assert.That(error["message"], Does.Contain("max-frame-size"));
+            Assert.That(await client.WaitClosedAsync(), Is.True);
+        }
+    }
+
+    [Test]
     public async Task A_consumer_that_stops_reading_is_closed_and_others_carry_on()
     {
         await using var server = await TestServer.StartAsync(o => o.MaxPendingBytes = 256 * 1024);
