@@ -31,7 +31,7 @@ internal sealed class TestServer : IAsyncDisposable
 
     public IServiceProvider Services => _app.Services;
 
-    public static async Task<TestServer> StartAsync(Action<StompBrokerOptions>? configure = null, Action<IServiceCollection>? services = null)
+    public static async Task<TestServer> StartAsync(Action<StompBrokerOptions>? configure = null, Action<IServiceCollection>? services = null, Action<WebApplication>? app = null)
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
@@ -52,10 +52,11 @@ internal sealed class TestServer : IAsyncDisposable
             k.Listen(IPAddress.Loopback, 0, l => tcp = l.UseStomp());
         });
 
-        var app = builder.Build();
-        app.MapStomp("/ws");
-        await app.StartAsync();
-        return new TestServer(app, ((IPEndPoint)http!.EndPoint).Port, ((IPEndPoint)tcp!.EndPoint).Port);
+        var web = builder.Build();
+        app?.Invoke(web);
+        web.MapStomp("/ws");
+        await web.StartAsync();
+        return new TestServer(web, ((IPEndPoint)http!.EndPoint).Port, ((IPEndPoint)tcp!.EndPoint).Port);
     }
 
     public async ValueTask DisposeAsync()
