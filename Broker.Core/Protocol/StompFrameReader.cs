@@ -66,7 +66,7 @@ public sealed class StompFrameReader
 
         if (!TryReadLine(ref reader, out var commandLine))
         {
-            return false;
+            return Incomplete(buffer);
         }
 
         frame.Command = ParseCommand(commandLine);
@@ -76,12 +76,7 @@ public sealed class StompFrameReader
         {
             if (!TryReadLine(ref reader, out var line))
             {
-                return false;
-            }
-
-            if (reader.Consumed > _limits.MaxFrameSize)
-            {
-                throw StompProtocolException.LimitExceeded("max-frame-size", reader.Consumed, _limits.MaxFrameSize);
+                return Incomplete(buffer);
             }
 
             var lineLength = (int)line.Length;
@@ -102,9 +97,9 @@ public sealed class StompFrameReader
         ReadOnlySequence<byte> body;
 
         // STOMP 1.2 "Header content-length": read exactly that many octets, then require a NUL.
-        if (frame.TryGetHeader(StompHeaders.ContentLength, out var lengthText) && lengthText.Length > 0)
+        if (frame.TryGetHeader(StompHeaders.ContentLength, out var lengthText))
         {
-            if (!Utf8Parser.TryParse(lengthText, out long length, out var used) || used != lengthText.Length || length < 0)
+            if (lengthText.IsEmpty || !Utf8Parser.TryParse(lengthText, out long length, out var used) || used != lengthText.Length || length < 0)
             {
                 throw new StompProtocolException("malformed frame: invalid content-length");
             }
@@ -129,12 +124,7 @@ public sealed class StompFrameReader
         }
         else if (!reader.TryReadTo(out body, 0))
         {
-            if (headerSize + reader.Remaining >= _limits.MaxFrameSize)
-            {
-                throw StompProtocolException.LimitExceeded("max-frame-size", headerSize + reader.Remaining + 1, _limits.MaxFrameSize);
-            }
-
-            return false;
+            return Incomplete(buffer);
         }
         else if (headerSize + body.Length + 1 > _limits.MaxFrameSize)
         {
@@ -156,29 +146,53 @@ public sealed class StompFrameReader
     {
         if (!reader.TryReadTo(out line, (byte)'\n'))
         {
-            if (reader.Remaining > _limits.MaxHeaderLineLength)
+            // The partial line can still be valid if it is at most the limit, plus a CR of its EOL.
+            var remaining = reader.Remaining;
+            if (remaining > _limits.MaxHeaderLineLength + 1L
+                || (remaining == _limits.MaxHeaderLineLength + 1L && LastByte(reader.UnreadSequence) != (byte)'\r'))
             {
-                throw StompProtocolException.LimitExceeded("max-header-line-length", reader.Remaining, _limits.MaxHeaderLineLength);
+                throw StompProtocolException.LimitExceeded("max-header-line-length", remaining, _limits.MaxHeaderLineLength);
             }
 
             return false;
         }
 
-        if (line.Length > _limits.MaxHeaderLineLength + 1)
+        if (line.Length > 0 && LastByte(line) == (byte)'\r')
+        {
+            line = line.Slice(0, line.Length - 1);
+        }
+
+        if (line.Length > _limits.MaxHeaderLineLength)
         {
             throw StompProtocolException.LimitExceeded("max-header-line-length", line.Length, _limits.MaxHeaderLineLength);
         }
 
-        if (line.Length > 0)
+        return true;
+    }
+
+    // STOMP 1.2 "Size Limits": a partial frame is at least one byte (its NUL) longer than what is
+    // buffered, so a buffer that already reaches the limit can never become an acceptable frame.
+    private bool Incomplete(in ReadOnlySequence<byte> frameSoFar)
+    {
+        if (frameSoFar.Length >= _limits.MaxFrameSize)
         {
-            var lastPosition = line.GetPosition(line.Length - 1);
-            if (line.Slice(lastPosition).FirstSpan[0] == (byte)'\r')
-            {
-                line = line.Slice(0, lastPosition);
-            }
+            throw StompProtocolException.LimitExceeded("max-frame-size", frameSoFar.Length + 1, _limits.MaxFrameSize);
         }
 
-        return true;
+        return false;
+    }
+
+    private static byte LastByte(in ReadOnlySequence<byte> bytes)
+    {
+        if (bytes.IsSingleSegment)
+        {
+            return bytes.FirstSpan[^1];
+        }
+
+        // CopyTo skips empty segments, which a slice starting at a segment boundary may begin with.
+        Span<byte> last = stackalloc byte[1];
+        bytes.Slice(bytes.Length - 1).CopyTo(last);
+        return last[0];
     }
 
     private static StompCommand ParseCommand(in ReadOnlySequence<byte> line)
