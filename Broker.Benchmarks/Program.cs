@@ -1,1 +1,21 @@
-return 0;
+using BenchmarkDotNet.Running;
+using Broker.Benchmarks.Codec;
+
+// dotnet run -c Release --project Broker.Benchmarks -- <mode> [arguments]
+switch (args.Length > 0 ? args[0] : null)
+{
+    case "codec":
+        // The rest goes to BenchmarkDotNet: --filter '*Reader*', --job short, --list flat, ...
+        BenchmarkSwitcher.FromTypes([typeof(ReaderBenchmarks), typeof(WriterBenchmarks)]).Run(args[1..], CodecConfig.Create());
+        return 0;
+
+    default:
+        Console.Error.WriteLine("""
+            usage: Broker.Benchmarks <mode> [arguments]
+
+            modes:
+              codec [BenchmarkDotNet arguments]   STOMP frame reader and writer micro-benchmarks
+                                                  e.g. codec --filter '*' --job short
+            """);
+        return 1;
+}

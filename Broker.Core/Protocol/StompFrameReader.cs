@@ -32,9 +32,40 @@ public sealed class StompFrameReader
     /// </summary>
     public bool TryRead(ref ReadOnlySequence<byte> buffer, StompFrame frame)
     {
-        var reader = new SequenceReader<byte>(buffer);
+        if (!SkipHeartbeats(ref buffer))
+        {
+            return false;
+        }
 
-        // STOMP 1.2 "Heart-beating": EOLs between frames are heart-beats.
+        frame.Reset();
+
+        // Fast path: the command and headers lie in the first span (Kestrel's HttpParser does the
+        // same). When they run past it, parse them again from the sequence.
+        var headerSize = ReadHeaders(buffer.FirstSpan, buffer.IsSingleSegment, frame);
+        if (headerSize < 0)
+        {
+            frame.Reset();
+            headerSize = ReadHeaders(buffer, frame);
+        }
+
+        if (headerSize == 0)
+        {
+            return Incomplete(buffer);
+        }
+
+        return ReadBody(ref buffer, headerSize, frame);
+    }
+
+    // STOMP 1.2 "Heart-beating": EOLs between frames are heart-beats. False when nothing else is buffered.
+    private static bool SkipHeartbeats(ref ReadOnlySequence<byte> buffer)
+    {
+        var first = buffer.FirstSpan;
+        if (first.Length > 0 && first[0] != (byte)'\n' && first[0] != (byte)'\r')
+        {
+            return true;
+        }
+
+        var reader = new SequenceReader<byte>(buffer);
         while (reader.TryPeek(out var b) && (b == (byte)'\n' || b == (byte)'\r'))
         {
             if (b == (byte)'\r')
@@ -56,17 +87,66 @@ public sealed class StompFrameReader
         }
 
         buffer = buffer.Slice(reader.Position);
-        if (reader.End)
+        return !reader.End;
+    }
+
+    // STOMP 1.2 "STOMP Frames": the command line and header lines up to the blank line, from one span.
+    // Returns the bytes they take, 0 when more input is needed, -1 when they continue past the span
+    // (only when it is not the whole buffer).
+    private long ReadHeaders(ReadOnlySpan<byte> span, bool isWholeBuffer, StompFrame frame)
+    {
+        var position = 0;
+        var escaped = false;
+        while (true)
         {
-            return false;
+            var rest = span[position..];
+            var lf = rest.IndexOf((byte)'\n');
+            if (lf < 0)
+            {
+                if (!isWholeBuffer)
+                {
+                    return -1;
+                }
+
+                CheckPartialLine(rest.Length, rest.Length > 0 ? rest[^1] : (byte)0);
+                return 0;
+            }
+
+            var line = rest[..lf];
+            if (line.Length > 0 && line[^1] == (byte)'\r')
+            {
+                line = line[..^1];
+            }
+
+            CheckLine(line.Length);
+            position += lf + 1;
+
+            if (frame.Command == StompCommand.Unknown)
+            {
+                frame.Command = ParseCommand(line);
+                escaped = StompCommands.IsEscaped(frame.Command, Version);
+            }
+            else if (line.IsEmpty)
+            {
+                return position;
+            }
+            else
+            {
+                CheckHeaderCount(frame);
+                var copy = frame.Reserve(line.Length, out var offset);
+                line.CopyTo(copy);
+                AddHeader(frame, copy, offset, escaped);
+            }
         }
+    }
 
-        reader = new SequenceReader<byte>(buffer);
-        frame.Reset();
-
+    // The same as above, for headers that straddle segments.
+    private long ReadHeaders(in ReadOnlySequence<byte> buffer, StompFrame frame)
+    {
+        var reader = new SequenceReader<byte>(buffer);
         if (!TryReadLine(ref reader, out var commandLine))
         {
-            return false;
+            return 0;
         }
 
         frame.Command = ParseCommand(commandLine);
@@ -76,69 +156,67 @@ public sealed class StompFrameReader
         {
             if (!TryReadLine(ref reader, out var line))
             {
-                return false;
+                return 0;
             }
 
-            if (reader.Consumed > _limits.MaxFrameSize)
+            if (line.IsEmpty)
             {
-                throw StompProtocolException.LimitExceeded("max-frame-size", reader.Consumed, _limits.MaxFrameSize);
+                return reader.Consumed;
             }
 
-            var lineLength = (int)line.Length;
-            if (lineLength == 0)
-            {
-                break;
-            }
-
-            if (frame.HeaderCount == _limits.MaxHeaders)
-            {
-                throw StompProtocolException.LimitExceeded("max-headers", frame.HeaderCount + 1, _limits.MaxHeaders);
-            }
-
-            AddHeader(frame, line, lineLength, escaped);
+            CheckHeaderCount(frame);
+            var copy = frame.Reserve((int)line.Length, out var offset);
+            line.CopyTo(copy);
+            AddHeader(frame, copy, offset, escaped);
         }
+    }
 
-        var headerSize = reader.Consumed;
+    // STOMP 1.2 "Header content-length": read exactly that many octets, then require a NUL;
+    // without it, the body ends at the first NUL. Only SEND, MESSAGE and ERROR have bodies.
+    private bool ReadBody(ref ReadOnlySequence<byte> buffer, long headerSize, StompFrame frame)
+    {
         ReadOnlySequence<byte> body;
-
-        // STOMP 1.2 "Header content-length": read exactly that many octets, then require a NUL.
-        if (frame.TryGetHeader(StompHeaders.ContentLength, out var lengthText) && lengthText.Length > 0)
+        long frameSize;
+        if (frame.TryGetHeader(StompHeaders.ContentLength, out var lengthText))
         {
-            if (!Utf8Parser.TryParse(lengthText, out long length, out var used) || used != lengthText.Length || length < 0)
+            if (lengthText.IsEmpty || !Utf8Parser.TryParse(lengthText, out long length, out var used) || used != lengthText.Length || length < 0)
             {
                 throw new StompProtocolException("malformed frame: invalid content-length");
             }
 
-            if (headerSize + length + 1 > _limits.MaxFrameSize)
+            frameSize = headerSize + length + 1;
+            if (frameSize > _limits.MaxFrameSize)
             {
-                throw StompProtocolException.LimitExceeded("max-frame-size", headerSize + length + 1, _limits.MaxFrameSize);
+                throw StompProtocolException.LimitExceeded("max-frame-size", frameSize, _limits.MaxFrameSize);
             }
 
-            if (reader.Remaining < length + 1)
+            if (buffer.Length < frameSize)
             {
                 return false;
             }
 
-            body = reader.UnreadSequence.Slice(0, length);
-            reader.Advance(length);
-            reader.TryRead(out var terminator);
-            if (terminator != 0)
+            if (ByteAt(buffer, frameSize - 1) != 0)
             {
                 throw new StompProtocolException("malformed frame: body longer than content-length (no NUL after it)");
             }
+
+            body = buffer.Slice(headerSize, length);
         }
-        else if (!reader.TryReadTo(out body, 0))
+        else
         {
-            if (headerSize + reader.Remaining >= _limits.MaxFrameSize)
+            var rest = buffer.Slice(headerSize);
+            var nul = rest.PositionOf((byte)0);
+            if (nul is null)
             {
-                throw StompProtocolException.LimitExceeded("max-frame-size", headerSize + reader.Remaining + 1, _limits.MaxFrameSize);
+                return Incomplete(buffer);
             }
 
-            return false;
-        }
-        else if (headerSize + body.Length + 1 > _limits.MaxFrameSize)
-        {
-            throw StompProtocolException.LimitExceeded("max-frame-size", headerSize + body.Length + 1, _limits.MaxFrameSize);
+            body = rest.Slice(0, nul.Value);
+            frameSize = headerSize + body.Length + 1;
+            if (frameSize > _limits.MaxFrameSize)
+            {
+                throw StompProtocolException.LimitExceeded("max-frame-size", frameSize, _limits.MaxFrameSize);
+            }
         }
 
         if (body.Length > 0 && !StompCommands.MayHaveBody(frame.Command))
@@ -147,8 +225,34 @@ public sealed class StompFrameReader
         }
 
         frame.Body = body;
-        buffer = buffer.Slice(reader.Position);
+        buffer = buffer.Slice(frameSize);
         return true;
+    }
+
+    private void CheckHeaderCount(StompFrame frame)
+    {
+        if (frame.HeaderCount == _limits.MaxHeaders)
+        {
+            throw StompProtocolException.LimitExceeded("max-headers", frame.HeaderCount + 1, _limits.MaxHeaders);
+        }
+    }
+
+    // A whole line (without its EOL) must be within max-header-line-length.
+    private void CheckLine(long length)
+    {
+        if (length > _limits.MaxHeaderLineLength)
+        {
+            throw StompProtocolException.LimitExceeded("max-header-line-length", length, _limits.MaxHeaderLineLength);
+        }
+    }
+
+    // A partial line can still be valid if it is at most the limit, plus a CR of its EOL.
+    private void CheckPartialLine(long length, byte last)
+    {
+        if (length > _limits.MaxHeaderLineLength + 1L || (length == _limits.MaxHeaderLineLength + 1L && last != (byte)'\r'))
+        {
+            throw StompProtocolException.LimitExceeded("max-header-line-length", length, _limits.MaxHeaderLineLength);
+        }
     }
 
     // Reads up to the next LF; the line excludes the LF and a CR before it.
@@ -156,49 +260,67 @@ public sealed class StompFrameReader
     {
         if (!reader.TryReadTo(out line, (byte)'\n'))
         {
-            if (reader.Remaining > _limits.MaxHeaderLineLength)
-            {
-                throw StompProtocolException.LimitExceeded("max-header-line-length", reader.Remaining, _limits.MaxHeaderLineLength);
-            }
-
+            var remaining = reader.Remaining;
+            CheckPartialLine(remaining, remaining > 0 ? LastByte(reader.UnreadSequence) : (byte)0);
             return false;
         }
 
-        if (line.Length > _limits.MaxHeaderLineLength + 1)
+        if (line.Length > 0 && LastByte(line) == (byte)'\r')
         {
-            throw StompProtocolException.LimitExceeded("max-header-line-length", line.Length, _limits.MaxHeaderLineLength);
+            line = line.Slice(0, line.Length - 1);
         }
 
-        if (line.Length > 0)
-        {
-            var lastPosition = line.GetPosition(line.Length - 1);
-            if (line.Slice(lastPosition).FirstSpan[0] == (byte)'\r')
-            {
-                line = line.Slice(0, lastPosition);
-            }
-        }
-
+        CheckLine(line.Length);
         return true;
+    }
+
+    // STOMP 1.2 "Size Limits": a partial frame is at least one byte (its NUL) longer than what is
+    // buffered, so a buffer that already reaches the limit can never become an acceptable frame.
+    private bool Incomplete(in ReadOnlySequence<byte> frameSoFar)
+    {
+        if (frameSoFar.Length >= _limits.MaxFrameSize)
+        {
+            throw StompProtocolException.LimitExceeded("max-frame-size", frameSoFar.Length + 1, _limits.MaxFrameSize);
+        }
+
+        return false;
+    }
+
+    private static byte LastByte(in ReadOnlySequence<byte> bytes) => ByteAt(bytes, bytes.Length - 1);
+
+    private static byte ByteAt(in ReadOnlySequence<byte> bytes, long offset)
+    {
+        if (bytes.IsSingleSegment)
+        {
+            return bytes.FirstSpan[(int)offset];
+        }
+
+        // CopyTo skips empty segments, which a slice starting at a segment boundary may begin with.
+        Span<byte> one = stackalloc byte[1];
+        bytes.Slice(offset, 1).CopyTo(one);
+        return one[0];
     }
 
     private static StompCommand ParseCommand(in ReadOnlySequence<byte> line)
     {
-        StompCommand command;
         if (line.IsSingleSegment)
         {
-            command = StompCommands.Parse(line.FirstSpan);
-        }
-        else if (line.Length <= 16)
-        {
-            Span<byte> copy = stackalloc byte[16];
-            line.CopyTo(copy);
-            command = StompCommands.Parse(copy[..(int)line.Length]);
-        }
-        else
-        {
-            command = StompCommand.Unknown;
+            return ParseCommand(line.FirstSpan);
         }
 
+        if (line.Length > 16)
+        {
+            return ParseCommand(ReadOnlySpan<byte>.Empty);
+        }
+
+        Span<byte> copy = stackalloc byte[16];
+        line.CopyTo(copy);
+        return ParseCommand(copy[..(int)line.Length]);
+    }
+
+    private static StompCommand ParseCommand(ReadOnlySpan<byte> line)
+    {
+        var command = StompCommands.Parse(line);
         if (command == StompCommand.Unknown)
         {
             throw new StompProtocolException("malformed frame: unknown command");
@@ -207,20 +329,20 @@ public sealed class StompFrameReader
         return command;
     }
 
-    private void AddHeader(StompFrame frame, in ReadOnlySequence<byte> line, int length, bool escaped)
+    // A header line (already copied into the frame's storage at offset) is split at its first ':'
+    // and unescaped in place.
+    private void AddHeader(StompFrame frame, Span<byte> line, int offset, bool escaped)
     {
-        var span = frame.Reserve(length, out var offset);
-        line.CopyTo(span);
-        frame.Commit(length);
+        frame.Commit(line.Length);
 
-        var colon = span.IndexOf((byte)':');
+        var colon = line.IndexOf((byte)':');
         if (colon < 0)
         {
             throw new StompProtocolException("malformed frame: header line without ':'");
         }
 
-        var name = span[..colon];
-        var value = span[(colon + 1)..];
+        var name = line[..colon];
+        var value = line[(colon + 1)..];
         var nameLength = escaped ? Unescape(name) : name.Length;
         var valueLength = escaped ? Unescape(value) : value.Length;
         frame.AddHeader(offset, nameLength, offset + colon + 1, valueLength);
