@@ -41,7 +41,7 @@ internal sealed class SessionHarness : IAsyncDisposable
     {
         var client = Open();
         var connected = await client.ConnectAsync(acceptVersion, login: "guest", passcode: "guest");
-        if (connected.Command != Protocol.StompCommand.Connected)
+        if (connected.Command != Broker.Protocol.StompCommand.Connected)
         {
             throw new InvalidOperationException("CONNECT failed: " + connected);
         }
