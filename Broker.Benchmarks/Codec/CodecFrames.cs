@@ -58,39 +58,6 @@ internal static class CodecFrames
     public static int Size(FrameKind kind) => Bytes(kind, 1).Length;
 
     /// <summary>The bytes as a sequence of <paramref name="segmentSize"/>-byte segments, as a pipe hands them out.</summary>
-    public static ReadOnlySequence<byte> Segmented(byte[] bytes, int segmentSize)
-    {
-        Segment? first = null;
-        Segment? last = null;
-        for (var start = 0; start < bytes.Length; start += segmentSize)
-        {
-            var memory = bytes.AsMemory(start, Math.Min(segmentSize, bytes.Length - start));
-            if (last is null)
-            {
-                first = last = new Segment(memory, 0);
-            }
-            else
-            {
-                last = last.Append(memory);
-            }
-        }
-
-        return new ReadOnlySequence<byte>(first!, 0, last!, last!.Memory.Length);
-    }
-
-    private sealed class Segment : ReadOnlySequenceSegment<byte>
-    {
-        public Segment(ReadOnlyMemory<byte> memory, long runningIndex)
-        {
-            Memory = memory;
-            RunningIndex = runningIndex;
-        }
-
-        public Segment Append(ReadOnlyMemory<byte> memory)
-        {
-            var next = new Segment(memory, RunningIndex + Memory.Length);
-            Next = next;
-            return next;
-        }
-    }
+    public static ReadOnlySequence<byte> Segmented(byte[] bytes, int segmentSize) =>
+        Broker.Tests.Protocol.Sequences.Split(bytes, [.. Enumerable.Range(1, (bytes.Length - 1) / segmentSize).Select(i => i * segmentSize)]);
 }

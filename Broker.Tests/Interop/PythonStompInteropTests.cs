@@ -7,40 +7,25 @@ namespace Broker.Tests.Interop;
 /// scenario of Interop/python/stomp_scenarios.py with Debian's /usr/bin/python3.
 /// </summary>
 [TestFixture]
-[Category("Interop")]
-public sealed class PythonStompInteropTests
+public sealed class PythonStompInteropTests : InteropFixture
 {
-    private static readonly TimeSpan ProcessTimeout = TimeSpan.FromSeconds(60);
+    protected override string ScriptFolder => "python";
 
-    private string _scriptDirectory = string.Empty;
-    private TestServer? _server;
+    protected override string ClientName => "stomp.py";
 
-    [OneTimeSetUp]
-    public async Task StartServer()
+    protected override async Task CheckPrerequisitesAsync()
     {
-        _scriptDirectory = Path.Combine(ExternalClient.InteropDirectory, "python");
         var probe = File.Exists(ExternalClient.DebianPython)
             ? await ExternalClient.RunAsync(
                 ExternalClient.DebianPython,
                 ["-c", "import stomp; print(stomp.__version__)"],
-                _scriptDirectory,
+                ScriptDirectory,
                 TimeSpan.FromSeconds(30))
             : null;
         ExternalClient.RequirePrerequisite(
             probe is { ExitCode: 0 },
             $"{ExternalClient.DebianPython} cannot `import stomp` (apt-get install python3-stomp; ./test.sh does)"
             + (probe is null ? string.Empty : $": {probe.StandardError.Trim()}"));
-
-        _server = await TestServer.StartAsync();
-    }
-
-    [OneTimeTearDown]
-    public async Task StopServer()
-    {
-        if (_server is not null)
-        {
-            await _server.DisposeAsync();
-        }
     }
 
     [TestCase("pubsub")]
@@ -52,15 +37,6 @@ public sealed class PythonStompInteropTests
     [TestCase("large")]
     [TestCase("version10")]
     [TestCase("version11")]
-    public async Task Scenario(string scenario)
-    {
-        var result = await ExternalClient.RunAsync(
-            ExternalClient.DebianPython,
-            ["stomp_scenarios.py", "127.0.0.1", _server!.TcpPort.ToString(System.Globalization.CultureInfo.InvariantCulture), scenario],
-            _scriptDirectory,
-            ProcessTimeout);
-
-        await TestContext.Out.WriteLineAsync(result.StandardOutput.Trim());
-        Assert.That(result.Ok, Is.True, $"stomp.py scenario '{scenario}' failed\n{result.Describe()}");
-    }
+    public Task Scenario(string scenario) =>
+        RunScenarioAsync(scenario, ExternalClient.DebianPython, "stomp_scenarios.py", "127.0.0.1", Server.TcpPort.ToString(System.Globalization.CultureInfo.InvariantCulture), scenario);
 }

@@ -7,36 +7,22 @@ namespace Broker.Tests.Interop;
 /// broker over WebSocket. Each case runs one scenario of Interop/node/stompjs-scenarios.mjs.
 /// </summary>
 [TestFixture]
-[Category("Interop")]
-public sealed class StompJsInteropTests
+public sealed class StompJsInteropTests : InteropFixture
 {
-    private static readonly TimeSpan ProcessTimeout = TimeSpan.FromSeconds(60);
+    protected override string ScriptFolder => "node";
 
-    private string _scriptDirectory = string.Empty;
-    private TestServer? _server;
+    protected override string ClientName => "stomp.js";
 
-    [OneTimeSetUp]
-    public async Task StartServer()
+    protected override Task CheckPrerequisitesAsync()
     {
-        _scriptDirectory = Path.Combine(ExternalClient.InteropDirectory, "node");
         ExternalClient.RequirePrerequisite(
             ExternalClient.IsOnPath("node"),
             "node is not on PATH (install Node.js 20+)");
         ExternalClient.RequirePrerequisite(
-            File.Exists(Path.Combine(_scriptDirectory, "node_modules", "@stomp", "stompjs", "package.json"))
-            && File.Exists(Path.Combine(_scriptDirectory, "node_modules", "ws", "package.json")),
-            $"{_scriptDirectory}/node_modules is missing: run `npm ci` there (./test.sh does)");
-
-        _server = await TestServer.StartAsync();
-    }
-
-    [OneTimeTearDown]
-    public async Task StopServer()
-    {
-        if (_server is not null)
-        {
-            await _server.DisposeAsync();
-        }
+            File.Exists(Path.Combine(ScriptDirectory, "node_modules", "@stomp", "stompjs", "package.json"))
+            && File.Exists(Path.Combine(ScriptDirectory, "node_modules", "ws", "package.json")),
+            $"{ScriptDirectory}/node_modules is missing: run `npm ci` there (./test.sh does)");
+        return Task.CompletedTask;
     }
 
     [TestCase("pubsub")]
@@ -48,15 +34,6 @@ public sealed class StompJsInteropTests
     [TestCase("binary")]
     [TestCase("large")]
     [TestCase("wildcard")]
-    public async Task Scenario(string scenario)
-    {
-        var result = await ExternalClient.RunAsync(
-            "node",
-            ["stompjs-scenarios.mjs", _server!.WebSocketUri.ToString(), scenario],
-            _scriptDirectory,
-            ProcessTimeout);
-
-        await TestContext.Out.WriteLineAsync(result.StandardOutput.Trim());
-        Assert.That(result.Ok, Is.True, $"stomp.js scenario '{scenario}' failed\n{result.Describe()}");
-    }
+    public Task Scenario(string scenario) =>
+        RunScenarioAsync(scenario, "node", "stompjs-scenarios.mjs", Server.WebSocketUri.ToString(), scenario);
 }
