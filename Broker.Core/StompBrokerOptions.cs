@@ -52,6 +52,12 @@ public sealed class StompBrokerOptions
     /// <summary>Most ready messages one in-process queue holds; beyond it the oldest is dropped (counted).</summary>
     public int MaxQueueLength { get; set; } = 100_000;
 
+    /// <summary>Messages each topic keeps for resumed subscriptions to replay.</summary>
+    public int HistorySize { get; set; } = 1000;
+
+    /// <summary>How long a topic keeps a message for replay.</summary>
+    public TimeSpan HistoryMaxAge { get; set; } = TimeSpan.FromHours(1);
+
     /// <summary>The default number of unacknowledged messages in client ack modes (0 = unlimited); a SUBSCRIBE may set <c>prefetch-count</c>.</summary>
     public int DefaultPrefetch { get; set; }
 

@@ -31,6 +31,12 @@ public sealed class BrokerMessage
 
     public ReadOnlyMemory<byte> Body { get; }
 
+    /// <summary>The history epoch of the destination the message was published to (topics only).</summary>
+    public string? Epoch { get; internal set; }
+
+    /// <summary>The message's offset in its destination's history (topics only; 0 otherwise).</summary>
+    public long Offset { get; internal set; }
+
     /// <summary>True when the body is valid UTF-8, so a WebSocket text message can carry it.</summary>
     public bool BodyIsText
     {

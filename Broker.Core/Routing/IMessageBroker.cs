@@ -27,11 +27,24 @@ public enum AckMode : byte
 
 /// <summary>What a session asks the broker for.</summary>
 /// <param name="Prefetch">Most unacknowledged messages outstanding at once in client modes; 0 = no limit.</param>
-public sealed record SubscriptionRequest(string SessionId, string SubscriptionId, string Destination, AckMode AckMode, int Prefetch = 0);
+/// <param name="ResumeFrom">For a resumed subscription: the position of the last message delivered before.</param>
+public sealed record SubscriptionRequest(string SessionId, string SubscriptionId, string Destination, AckMode AckMode, int Prefetch = 0, StreamPosition? ResumeFrom = null);
+
+/// <summary>A point in a destination's message stream: an epoch (which changes when history is lost) and an offset.</summary>
+public sealed record StreamPosition(string Epoch, long Offset);
 
 /// <summary>A live subscription inside the broker.</summary>
 public interface IBrokerSubscription : IDisposable
 {
+    /// <summary>
+    /// For a subscription made with <see cref="SubscriptionRequest.ResumeFrom"/>: true when every message
+    /// published after that position has been or will now be delivered, once, in order.
+    /// </summary>
+    bool Recovered { get; }
+
+    /// <summary>Where the stream stood when the subscription started (after any replay); null where positions do not apply.</summary>
+    StreamPosition? StartPosition { get; }
+
     /// <summary>Settles the delivery with <paramref name="deliveryTag"/> (and every earlier one when <paramref name="multiple"/>).</summary>
     void Ack(ulong deliveryTag, bool multiple);
 

@@ -6,15 +6,31 @@ namespace Broker.Routing;
 /// The broker inside the process: <c>/topic/</c> fan-out through <see cref="TopicRouter"/>,
 /// <c>/queue/</c> competing consumers through <see cref="MessageQueue"/>.
 /// </summary>
-internal sealed class InProcessBroker(StompBrokerOptions options, BrokerMetrics metrics) : IMessageBroker
+internal sealed class InProcessBroker : IMessageBroker, IDisposable
 {
-    private readonly int _maxQueueLength = options.MaxQueueLength;
-    private readonly BrokerMetrics _metrics = metrics;
-
     public const string TopicPrefix = "/topic/";
     public const string QueuePrefix = "/queue/";
 
-    private readonly TopicRouter _topics = new();
+    private readonly int _maxQueueLength;
+    private readonly BrokerMetrics _metrics;
+    private readonly TopicRouter _topics;
+    private readonly ITimer _sweeper;
+
+    public InProcessBroker(StompBrokerOptions options, BrokerMetrics metrics, TimeProvider? time = null)
+    {
+        time ??= TimeProvider.System;
+        _maxQueueLength = options.MaxQueueLength;
+        _metrics = metrics;
+        _topics = new TopicRouter(new HistoryOptions(options.HistorySize, options.HistoryMaxAge), time);
+        _sweeper = time.CreateTimer(static s => ((TopicRouter)s!).Sweep(), _topics, TimeSpan.FromMinutes(1), TimeSpan.FromMinutes(1));
+    }
+
+    /// <summary>
+    /// Names this process's queues: they hold their messages while consumers are away, but only
+    /// as long as the process lives, so a resume position from another instance is not recovered.
+    /// </summary>
+    public string InstanceEpoch { get; } = Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(8));
+
     private readonly ConcurrentDictionary<string, MessageQueue> _queues = new(StringComparer.Ordinal);
 
     public string? ValidateDestination(string destination, bool forSubscribe)
@@ -64,17 +80,18 @@ internal sealed class InProcessBroker(StompBrokerOptions options, BrokerMetrics 
         IBrokerSubscription subscription;
         if (request.Destination.StartsWith(QueuePrefix, StringComparison.Ordinal))
         {
-            subscription = GetQueue(request.Destination).AddConsumer(sink, request.AckMode, request.Prefetch);
+            var recovered = request.ResumeFrom?.Epoch == InstanceEpoch;
+            subscription = GetQueue(request.Destination).AddConsumer(sink, request.AckMode, request.Prefetch, recovered, new StreamPosition(InstanceEpoch, 0));
         }
         else
         {
-            var topic = new TopicSubscription(_topics, request.Destination[TopicPrefix.Length..], sink);
-            _topics.Add(topic);
-            subscription = topic;
+            subscription = _topics.Subscribe(request.Destination[TopicPrefix.Length..], sink, request.ResumeFrom);
         }
 
         return ValueTask.FromResult(subscription);
     }
+
+    public void Dispose() => _sweeper.Dispose();
 
     private MessageQueue GetQueue(string destination) =>
         _queues.GetOrAdd(destination, static (name, self) => new MessageQueue(name, self._maxQueueLength, _ => self._metrics.Dropped()), this);

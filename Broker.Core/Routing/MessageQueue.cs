@@ -42,9 +42,9 @@ internal sealed class MessageQueue(string name, int maxLength, Action<BrokerMess
         }
     }
 
-    public QueueConsumer AddConsumer(IMessageSink sink, AckMode ackMode, int prefetch)
+    public QueueConsumer AddConsumer(IMessageSink sink, AckMode ackMode, int prefetch, bool recovered, StreamPosition? start)
     {
-        var consumer = new QueueConsumer(this, sink, ackMode, prefetch);
+        var consumer = new QueueConsumer(this, sink, ackMode, prefetch) { Recovered = recovered, StartPosition = start };
         lock (_gate)
         {
             _consumers.Add(consumer);
@@ -151,6 +151,12 @@ internal sealed class MessageQueue(string name, int maxLength, Action<BrokerMess
 internal sealed class QueueConsumer(MessageQueue queue, IMessageSink sink, AckMode ackMode, int prefetch) : IBrokerSubscription
 {
     private ulong _lastTag;
+
+    // A queue keeps its messages while no consumer is attached, so a resumed consumer misses nothing
+    // as long as the queue (this process) is the one it left.
+    public bool Recovered { get; init; }
+
+    public StreamPosition? StartPosition { get; init; }
 
     internal LinkedList<(ulong Tag, BrokerMessage Message)> Unacked { get; } = new();
 

@@ -3,86 +3,248 @@ using System.Collections.Concurrent;
 namespace Broker.Routing;
 
 /// <summary>
-/// Topic subscriptions: exact keys in a dictionary of copy-on-write arrays, wildcard patterns in
-/// one copy-on-write array. Publishing reads without locking; only subscription changes lock.
+/// Topic routing with per-destination history. Each exact key is a <see cref="Topic"/> that numbers
+/// its messages, keeps a bounded history and fans out under its own lock, so a destination's
+/// subscribers see its messages in offset order and a resumed subscription can be replayed from
+/// its last position with no gap and no duplicate. Wildcard subscriptions live in one
+/// copy-on-write array read without locking.
 /// </summary>
-internal sealed class TopicRouter
+internal sealed class TopicRouter(HistoryOptions history, TimeProvider time)
 {
-    private readonly ConcurrentDictionary<string, TopicSubscription[]> _exact = new(StringComparer.Ordinal);
-    private readonly Lock _writeLock = new();
+    private readonly HistoryOptions _history = history;
+    private readonly TimeProvider _time = time;
+    private readonly ConcurrentDictionary<string, Topic> _topics = new(StringComparer.Ordinal);
+    private readonly Lock _wildcardLock = new();
     private TopicSubscription[] _wildcards = [];
 
-    public int Publish(BrokerMessage message, string key)
+    public int TopicCount => _topics.Count;
+
+    public void Publish(BrokerMessage message, string key)
     {
-        var delivered = 0;
-        if (_exact.TryGetValue(key, out var subscribers))
+        while (!GetTopic(key).TryPublish(message, Volatile.Read(ref _wildcards)))
         {
-            foreach (var subscription in subscribers)
-            {
-                delivered += subscription.Deliver(message) ? 1 : 0;
-            }
+            // The topic was evicted between lookup and lock; the next lookup makes a new one.
         }
-
-        foreach (var subscription in Volatile.Read(ref _wildcards))
-        {
-            if (subscription.Pattern!.Matches(key))
-            {
-                delivered += subscription.Deliver(message) ? 1 : 0;
-            }
-        }
-
-        return delivered;
     }
 
-    public void Add(TopicSubscription subscription)
+    public TopicSubscription Subscribe(string key, IMessageSink sink, StreamPosition? resumeFrom)
     {
-        lock (_writeLock)
+        if (TopicPattern.IsWildcard(key))
         {
-            if (subscription.Pattern is not null)
+            var wildcard = new TopicSubscription(this, null, key, sink, recovered: false, start: null);
+            lock (_wildcardLock)
             {
-                _wildcards = [.. _wildcards, subscription];
+                _wildcards = [.. _wildcards, wildcard];
             }
-            else
+
+            return wildcard;
+        }
+
+        while (true)
+        {
+            if (GetTopic(key).TrySubscribe(this, sink, resumeFrom) is { } subscription)
             {
-                _exact[subscription.Key] = _exact.TryGetValue(subscription.Key, out var existing) ? [.. existing, subscription] : [subscription];
+                return subscription;
             }
+        }
+    }
+
+    public void RemoveWildcard(TopicSubscription subscription)
+    {
+        lock (_wildcardLock)
+        {
+            _wildcards = Array.FindAll(_wildcards, s => s != subscription);
+        }
+    }
+
+    /// <summary>Drops topics with no subscribers whose history has aged out; their epoch ends with them.</summary>
+    public int Sweep()
+    {
+        var evicted = 0;
+        foreach (var (key, topic) in _topics)
+        {
+            if (topic.TryEvict())
+            {
+                _topics.TryRemove(new KeyValuePair<string, Topic>(key, topic));
+                evicted++;
+            }
+        }
+
+        return evicted;
+    }
+
+    private Topic GetTopic(string key) => _topics.GetOrAdd(key, static (k, self) => new Topic(k, self._history, self._time), this);
+}
+
+/// <summary>Bounds on each topic's history.</summary>
+public sealed record HistoryOptions(int Size, TimeSpan MaxAge);
+
+/// <summary>One exact topic key: its subscribers, its offsets and its bounded history.</summary>
+internal sealed class Topic(string key, HistoryOptions options, TimeProvider time)
+{
+    private readonly Lock _gate = new();
+    private readonly (BrokerMessage Message, long Timestamp)[] _history = new (BrokerMessage, long)[Math.Max(options.Size, 0)];
+    private int _head;
+    private int _count;
+    private long _lastOffset;
+    private bool _evicted;
+    private TopicSubscription[] _subscribers = [];
+
+    public string Key { get; } = key;
+
+    /// <summary>Changes whenever history is lost: a new process, or this topic evicted and made again.</summary>
+    public string Epoch { get; } = Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(8));
+
+    public bool TryPublish(BrokerMessage message, TopicSubscription[] wildcards)
+    {
+        lock (_gate)
+        {
+            if (_evicted)
+            {
+                return false;
+            }
+
+            message.Epoch = Epoch;
+            message.Offset = ++_lastOffset;
+            Append(message);
+            foreach (var subscription in _subscribers)
+            {
+                subscription.Deliver(message);
+            }
+
+            foreach (var subscription in wildcards)
+            {
+                if (subscription.Pattern!.Matches(Key))
+                {
+                    subscription.Deliver(message);
+                }
+            }
+
+            return true;
+        }
+    }
+
+    // Subscribe live and replay under the same lock that publishing takes: no message can fall between
+    // the replayed history and the live stream, and none can arrive twice.
+    public TopicSubscription? TrySubscribe(TopicRouter router, IMessageSink sink, StreamPosition? resumeFrom)
+    {
+        lock (_gate)
+        {
+            if (_evicted)
+            {
+                return null;
+            }
+
+            var recovered = false;
+            if (resumeFrom is not null && resumeFrom.Epoch == Epoch && resumeFrom.Offset <= _lastOffset)
+            {
+                TrimExpired();
+                var oldest = _count == 0 ? _lastOffset + 1 : OffsetAt(0);
+                if (resumeFrom.Offset + 1 >= oldest)
+                {
+                    recovered = true;
+                    for (var i = 0; i < _count; i++)
+                    {
+                        var entry = _history[(_head + i) % _history.Length];
+                        if (entry.Message.Offset > resumeFrom.Offset)
+                        {
+                            sink.TryDeliver(entry.Message, 0);
+                        }
+                    }
+                }
+            }
+
+            var subscription = new TopicSubscription(router, this, Key, sink, recovered, new StreamPosition(Epoch, _lastOffset));
+            _subscribers = [.. _subscribers, subscription];
+            return subscription;
         }
     }
 
     public void Remove(TopicSubscription subscription)
     {
-        lock (_writeLock)
+        lock (_gate)
         {
-            if (subscription.Pattern is not null)
+            _subscribers = Array.FindAll(_subscribers, s => s != subscription);
+        }
+    }
+
+    public bool TryEvict()
+    {
+        lock (_gate)
+        {
+            TrimExpired();
+            if (_subscribers.Length > 0 || _count > 0)
             {
-                _wildcards = Array.FindAll(_wildcards, s => s != subscription);
+                return false;
             }
-            else if (_exact.TryGetValue(subscription.Key, out var existing))
-            {
-                var remaining = Array.FindAll(existing, s => s != subscription);
-                if (remaining.Length == 0)
-                {
-                    _exact.TryRemove(subscription.Key, out _);
-                }
-                else
-                {
-                    _exact[subscription.Key] = remaining;
-                }
-            }
+
+            _evicted = true;
+            return true;
+        }
+    }
+
+    private long OffsetAt(int index) => _history[(_head + index) % _history.Length].Message.Offset;
+
+    private void Append(BrokerMessage message)
+    {
+        if (_history.Length == 0)
+        {
+            return;
+        }
+
+        var now = time.GetTimestamp();
+        if (_count == _history.Length)
+        {
+            _history[_head] = default;
+            _head = (_head + 1) % _history.Length;
+            _count--;
+        }
+
+        _history[(_head + _count) % _history.Length] = (message, now);
+        _count++;
+        TrimExpired();
+    }
+
+    private void TrimExpired()
+    {
+        var now = time.GetTimestamp();
+        while (_count > 0 && time.GetElapsedTime(_history[_head].Timestamp, now) > options.MaxAge)
+        {
+            _history[_head] = default;
+            _head = (_head + 1) % _history.Length;
+            _count--;
         }
     }
 }
 
-/// <summary>A subscriber to a topic key or pattern. Topic deliveries are not retained, so acks only settle.</summary>
-internal sealed class TopicSubscription(TopicRouter router, string key, IMessageSink sink) : IBrokerSubscription
+/// <summary>A subscriber to a topic key or pattern. Topic deliveries are not retained per subscriber, so acks only settle.</summary>
+internal sealed class TopicSubscription : IBrokerSubscription
 {
+    private readonly TopicRouter _router;
+    private readonly Topic? _topic;
+    private readonly IMessageSink _sink;
     private int _disposed;
 
-    public string Key { get; } = key;
+    public TopicSubscription(TopicRouter router, Topic? topic, string key, IMessageSink sink, bool recovered, StreamPosition? start)
+    {
+        _router = router;
+        _topic = topic;
+        _sink = sink;
+        Key = key;
+        Recovered = recovered;
+        StartPosition = start;
+        Pattern = topic is null ? new TopicPattern(key) : null;
+    }
 
-    public TopicPattern? Pattern { get; } = TopicPattern.IsWildcard(key) ? new TopicPattern(key) : null;
+    public string Key { get; }
 
-    public bool Deliver(BrokerMessage message) => sink.TryDeliver(message, 0);
+    public TopicPattern? Pattern { get; }
+
+    public bool Recovered { get; }
+
+    public StreamPosition? StartPosition { get; }
+
+    public bool Deliver(BrokerMessage message) => _sink.TryDeliver(message, 0);
 
     public void Ack(ulong deliveryTag, bool multiple)
     {
@@ -96,7 +258,14 @@ internal sealed class TopicSubscription(TopicRouter router, string key, IMessage
     {
         if (Interlocked.Exchange(ref _disposed, 1) == 0)
         {
-            router.Remove(this);
+            if (_topic is null)
+            {
+                _router.RemoveWildcard(this);
+            }
+            else
+            {
+                _topic.Remove(this);
+            }
         }
     }
 }
