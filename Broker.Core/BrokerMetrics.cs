@@ -12,6 +12,7 @@ public sealed class BrokerMetrics
     private readonly Counter<long> _delivered;
     private readonly Counter<long> _dropped;
     private readonly Counter<long> _errors;
+    private readonly Counter<long> _resumed;
 
     public BrokerMetrics(IMeterFactory meterFactory)
     {
@@ -21,6 +22,7 @@ public sealed class BrokerMetrics
         _delivered = meter.CreateCounter<long>("broker.messages.delivered", description: "MESSAGE frames handed to subscribers");
         _dropped = meter.CreateCounter<long>("broker.messages.dropped", description: "Messages dropped by an overflow policy");
         _errors = meter.CreateCounter<long>("broker.errors", description: "ERROR frames sent");
+        _resumed = meter.CreateCounter<long>("broker.sessions.resumed", description: "Durable sessions resumed with a session token");
     }
 
     public void ConnectionOpened() => _connections.Add(1);
@@ -34,4 +36,6 @@ public sealed class BrokerMetrics
     public void Dropped() => _dropped.Add(1);
 
     public void Error() => _errors.Add(1);
+
+    public void Resumed() => _resumed.Add(1);
 }

@@ -25,6 +25,9 @@ internal static partial class Log
     [LoggerMessage(7, LogLevel.Information, "STOMP session {SessionId}: client {Remote} not heard from in {Silence}; closing")]
     public static partial void HeartbeatTimeout(ILogger logger, string sessionId, string? remote, TimeSpan silence);
 
+    [LoggerMessage(9, LogLevel.Warning, "STOMP session {SessionId}: session store lookup failed; resuming as a new session")]
+    public static partial void ResumeLookupFailed(ILogger logger, Exception exception, string sessionId);
+
     [LoggerMessage(8, LogLevel.Information, "STOMP session {SessionId}: authentication failed for login '{Login}' from {Remote}")]
     public static partial void AuthenticationFailed(ILogger logger, string sessionId, string? login, string? remote);
 }

@@ -45,6 +45,7 @@ public sealed partial class StompSession
 
         Principal = result.Principal;
         _connected = true;
+        var (token, resumed, recovered) = await EstablishAsync(frame.GetString("session-token"u8)).ConfigureAwait(false);
         EnqueueFrame(StompCommand.Connected, w =>
         {
             w.Header(StompHeaders.Version, version.ToHeaderValue());
@@ -55,7 +56,15 @@ public sealed partial class StompSession
             {
                 w.Header("user-name"u8, Principal);
             }
+
+            if (token is not null)
+            {
+                w.Header("session-token"u8, token);
+                w.Header("resumed"u8, resumed ? "true" : "false");
+                w.Header("recovered"u8, recovered ? "true" : "false");
+            }
         }, body: null);
+        ReleaseHeld();
         RescheduleTimer();
         Log.Connected(_logger, Id, _transport.RemoteEndPoint?.ToString(), Principal ?? "anonymous", version.ToHeaderValue());
     }

@@ -170,6 +170,7 @@ public sealed partial class StompSession
             length += 5 + digits;
         }
 
+        subscription.Delivered(item.Message!);
         var tail = item.Message!.EncodedTail(Version);
         output.Write(tail);
         return length + tail.Length;
@@ -239,6 +240,8 @@ public sealed partial class StompSession
             _transport.Abort();
             return;
         }
+
+        TouchIfDue(now);
 
         // STOMP 1.2 "Heart-beating": allow a margin before declaring the client dead.
         var silence = now - Volatile.Read(ref _lastReadAt);

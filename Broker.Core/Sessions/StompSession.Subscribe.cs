@@ -92,9 +92,24 @@ public sealed partial class StompSession
             throw new StompProtocolException("invalid prefetch-count header");
         }
 
-        if (_subscriptions.ContainsKey(id))
+        if (_subscriptions.TryGetValue(id, out var existing))
         {
-            throw new StompProtocolException($"subscription id '{id}' is already in use on this connection");
+            if (!existing.Restored)
+            {
+                throw new StompProtocolException($"subscription id '{id}' is already in use on this connection");
+            }
+
+            // A resumed client re-sending SUBSCRIBE (stomp.js apps do, in onConnect) attaches to the
+            // restored subscription: no second subscription, no duplicate message.
+            existing.Restored = false;
+            if (existing.Destination == destination && existing.AckMode == ackMode)
+            {
+                SendReceiptIfRequested();
+                return;
+            }
+
+            _subscriptions.Remove(id);
+            Release(existing);
         }
 
         if (_subscriptions.Count >= _options.MaxSubscriptionsPerConnection)
@@ -107,9 +122,11 @@ public sealed partial class StompSession
             throw new StompProtocolException(problem);
         }
 
-        var subscription = new SessionSubscription(this, id, destination, ackMode);
+        var subscription = new SessionSubscription(this, id, destination, ackMode, prefetch);
         _subscriptions.Add(id, subscription);
         subscription.Handle = await _services.Broker.SubscribeAsync(new SubscriptionRequest(Id, id, destination, ackMode, prefetch), subscription).ConfigureAwait(false);
+        subscription.StartAt(subscription.Handle.StartPosition);
+        SaveSnapshot();
         SendReceiptIfRequested();
     }
 
@@ -123,6 +140,7 @@ public sealed partial class StompSession
         }
 
         Release(subscription);
+        SaveSnapshot();
     }
 
     private void ReleaseSubscriptions()
@@ -253,12 +271,16 @@ public sealed partial class StompSession
     {
         private readonly StompSession _session;
 
-        public SessionSubscription(StompSession session, string id, string destination, AckMode ackMode)
+        private string? _epoch;
+        private long _offset;
+
+        public SessionSubscription(StompSession session, string id, string destination, AckMode ackMode, int prefetch)
         {
             _session = session;
             Id = id;
             Destination = destination;
             AckMode = ackMode;
+            Prefetch = prefetch;
             var encoded = new ArrayBufferWriter<byte>(id.Length + 16);
             var writer = new StompFrameWriter(encoded, session.Version).Command(StompCommand.Message);
             writer.Header(StompHeaders.Subscription, id);
@@ -270,6 +292,51 @@ public sealed partial class StompSession
         public string Destination { get; }
 
         public AckMode AckMode { get; }
+
+        public int Prefetch { get; }
+
+        /// <summary>Restored on resume and not yet re-subscribed by the client.</summary>
+        public bool Restored { get; set; }
+
+        /// <summary>Sets the stream position delivery starts from (null where the destination has none).</summary>
+        public void StartAt(StreamPosition? position)
+        {
+            _epoch = position?.Epoch;
+            _offset = position?.Offset ?? 0;
+        }
+
+        /// <summary>Called by the writer loop when a MESSAGE has been written: the position moves on.</summary>
+        public void Delivered(BrokerMessage message)
+        {
+            if (message.Offset > 0 && message.Epoch == _epoch)
+            {
+                Volatile.Write(ref _offset, message.Offset);
+            }
+        }
+
+        /// <summary>
+        /// Where a resumed subscription continues: after the last message written, or, in the client
+        /// ack modes, before the oldest unacknowledged one so it is delivered again.
+        /// </summary>
+        public (string? Epoch, long Position) ResumePosition()
+        {
+            var position = Volatile.Read(ref _offset);
+            if (AckMode != AckMode.Auto)
+            {
+                lock (_session._ackGate)
+                {
+                    foreach (var pending in Pending)
+                    {
+                        if (pending.Message.Offset > 0 && pending.Message.Epoch == _epoch)
+                        {
+                            position = Math.Min(position, pending.Message.Offset - 1);
+                        }
+                    }
+                }
+            }
+
+            return (_epoch, position);
+        }
 
         /// <summary>"MESSAGE\nsubscription:&lt;id&gt;\n", escaped for the session's version: the per-subscriber start of each MESSAGE.</summary>
         public byte[] HeaderBytes { get; }
@@ -302,7 +369,7 @@ public sealed partial class StompSession
                 }
             }
 
-            return _session.Enqueue(new Outbound(message, this, ackId));
+            return _session.HoldOrEnqueue(new Outbound(message, this, ackId));
         }
     }
 }

@@ -34,7 +34,7 @@ public sealed partial class StompSession
     }
 
     /// <summary>The public session id (sent in CONNECTED's <c>session</c> header).</summary>
-    public string Id { get; }
+    public string Id { get; private set; }
 
     /// <summary>The authenticated principal's name; null before CONNECT or when anonymous.</summary>
     public string? Principal { get; private set; }
@@ -71,7 +71,6 @@ public sealed partial class StompSession
         {
             _closing = true;
             StopTimer();
-            ReleaseSubscriptions();
             _transactions.Clear();
             _outbox.Writer.TryWrite(Outbound.CloseMarker);
             _outbox.Writer.TryComplete();
@@ -80,9 +79,13 @@ public sealed partial class StompSession
                 _transport.Abort();
             }
 
+            // After the writer stopped, delivery positions are final: record them, then let go of the subscriptions.
+            PersistOnClose();
+            ReleaseSubscriptions();
             await _transport.CloseAsync().ConfigureAwait(false);
             _services.Registry.Remove(this);
             _services.Metrics.ConnectionClosed();
+            _finished.TrySetResult();
             Log.Closed(_logger, Id);
         }
     }
@@ -192,6 +195,7 @@ public sealed partial class StompSession
     private void Disconnect()
     {
         SendReceiptIfRequested();
+        _disconnected = true;
         _closing = true;
         _closeReason = "client disconnected";
         _outbox.Writer.TryWrite(Outbound.CloseMarker);

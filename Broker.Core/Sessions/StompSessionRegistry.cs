@@ -11,7 +11,30 @@ public sealed class StompSessionRegistry
 
     internal void Add(StompSession session) => _sessions[session.Id] = session;
 
-    internal void Remove(StompSession session) => _sessions.TryRemove(session.Id, out _);
+    internal void Remove(StompSession session) => _sessions.TryRemove(new KeyValuePair<string, StompSession>(session.Id, session));
+
+    /// <summary>Re-files a session under the id it resumed.</summary>
+    internal void Rename(StompSession session, string newId)
+    {
+        _sessions.TryRemove(new KeyValuePair<string, StompSession>(session.Id, session));
+        _sessions[newId] = session;
+    }
+
+    internal StompSession? FindByTokenHash(ReadOnlySpan<byte> tokenHash)
+    {
+        foreach (var session in _sessions.Values)
+        {
+            if (session.TokenHash.SequenceEqual(tokenHash))
+            {
+                return session;
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>The live session with <paramref name="sessionId"/> on this node, if any.</summary>
+    public StompSession? Find(string sessionId) => _sessions.GetValueOrDefault(sessionId);
 
     /// <summary>The principals of the connected sessions (null for anonymous ones), by session id.</summary>
     public IReadOnlyDictionary<string, string?> Snapshot() => _sessions.ToDictionary(p => p.Key, p => p.Value.Principal);

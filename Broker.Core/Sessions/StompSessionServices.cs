@@ -11,7 +11,8 @@ internal sealed class StompSessionServices(
     IStompAuthenticator authenticator,
     BrokerMetrics metrics,
     StompSessionRegistry registry,
-    ILoggerFactory loggerFactory)
+    ILoggerFactory loggerFactory,
+    Durability.SessionPersistence? persistence = null)
 {
     private static long s_messageIds;
     private readonly string _nodePrefix = Convert.ToHexStringLower(BitConverter.GetBytes(Random.Shared.Next()));
@@ -25,6 +26,12 @@ internal sealed class StompSessionServices(
     public BrokerMetrics Metrics { get; } = metrics;
 
     public StompSessionRegistry Registry { get; } = registry;
+
+    /// <summary>Durable-session writes; null when durable sessions are off.</summary>
+    public Durability.SessionPersistence? Persistence { get; } = persistence;
+
+    /// <summary>This process's name in session records and the user registry.</summary>
+    public string NodeId { get; } = $"{Environment.MachineName}-{Environment.ProcessId}-{Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(4))}";
 
     public ILogger Logger { get; } = loggerFactory.CreateLogger("Broker.Sessions.StompSession");
 

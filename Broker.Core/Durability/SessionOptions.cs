@@ -1,0 +1,23 @@
+namespace Broker.Durability;
+
+/// <summary>Durable-session settings (<c>Broker:Sessions:*</c>).</summary>
+public sealed class SessionOptions
+{
+    /// <summary><c>sqlite</c> (default), <c>redis</c>, <c>memory</c>, or <c>none</c> to turn durable sessions off.</summary>
+    public string Store { get; set; } = "sqlite";
+
+    /// <summary>How long a session stays resumable after its client was last heard from.</summary>
+    public TimeSpan Ttl { get; set; } = TimeSpan.FromHours(24);
+
+    /// <summary>How often expired sessions are removed.</summary>
+    public TimeSpan CleanupInterval { get; set; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>How often a connected client's activity is recorded as last-seen.</summary>
+    public TimeSpan TouchInterval { get; set; } = TimeSpan.FromMinutes(1);
+
+    /// <summary>Longest one store operation may take before it counts as failed.</summary>
+    public TimeSpan StoreTimeout { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Longest a resuming CONNECT waits for the store before it gets a fresh session instead.</summary>
+    public TimeSpan ResumeTimeout { get; set; } = TimeSpan.FromSeconds(2);
+}

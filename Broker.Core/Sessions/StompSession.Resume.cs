@@ -1,0 +1,260 @@
+using System.Security.Cryptography;
+using System.Text;
+using Broker.Durability;
+using Broker.Protocol;
+using Broker.Routing;
+
+namespace Broker.Sessions;
+
+// Durable sessions (README "Durable sessions"): CONNECTED carries session and session-token; a
+// CONNECT with session-token gets its subscriptions back and the messages it missed.
+public sealed partial class StompSession
+{
+    private readonly Lock _holdGate = new();
+    private List<Outbound>? _held;
+    private volatile bool _holding;
+    private SessionPersistence? _persistence;
+    private DateTimeOffset _createdAt;
+    private Dictionary<string, string> _metadata = new(StringComparer.Ordinal);
+    private long _lastTouchAt;
+    private bool _disconnected;
+    private volatile bool _takenOver;
+    private readonly TaskCompletionSource _finished = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>Application data kept with the durable session.</summary>
+    public IReadOnlyDictionary<string, string> Metadata => _metadata;
+
+    /// <summary>Sets application data on the session; it is stored with the session record.</summary>
+    public void SetMetadata(string key, string value)
+    {
+        _metadata = new Dictionary<string, string>(_metadata, StringComparer.Ordinal) { [key] = value };
+        SaveSnapshot();
+    }
+
+    internal static byte[] HashToken(string token) => SHA256.HashData(Encoding.UTF8.GetBytes(token));
+
+    private static string NewToken() => Base64Url(RandomNumberGenerator.GetBytes(32));
+
+    private static string Base64Url(byte[] bytes) => Convert.ToBase64String(bytes).TrimEnd('=').Replace('+', '-').Replace('/', '_');
+
+    /// <summary>
+    /// Sets the session up as durable after authentication: resumes the presented token's session when it
+    /// belongs to this principal, otherwise starts a new one. Returns the CONNECTED headers it adds.
+    /// </summary>
+    private async ValueTask<(string? Token, bool Resumed, bool Recovered)> EstablishAsync(string? presentedToken)
+    {
+        _persistence = _services.Persistence;
+        if (_persistence is null)
+        {
+            return (null, false, false);
+        }
+
+        _createdAt = DateTimeOffset.UtcNow;
+        _lastTouchAt = Environment.TickCount64;
+        if (presentedToken is not null && await FindResumableAsync(presentedToken).ConfigureAwait(false) is { } record)
+        {
+            var recovered = await RestoreAsync(record).ConfigureAwait(false);
+            _services.Metrics.Resumed();
+            SaveSnapshot();
+            _persistence.SetLive(Id, Principal ?? "", _services.NodeId, live: Principal is not null);
+            return (presentedToken, true, recovered);
+        }
+
+        var token = NewToken();
+        _tokenHash = HashToken(token);
+        SaveSnapshot();
+        if (Principal is not null)
+        {
+            _persistence.SetLive(Id, Principal, _services.NodeId, live: true);
+        }
+
+        return (token, false, false);
+    }
+
+    private byte[] _tokenHash = [];
+
+    // Unknown, expired or foreign tokens give a fresh session, never someone else's.
+    private async ValueTask<SessionRecord?> FindResumableAsync(string token)
+    {
+        var hash = HashToken(token);
+        SessionRecord? record = null;
+
+        // The session may still be live here (the old connection not yet noticed dead): take it over.
+        if (_services.Registry.FindByTokenHash(hash) is { } live && live != this)
+        {
+            if (live.Principal != Principal)
+            {
+                return null;
+            }
+
+            record = await live.TakeOverAsync().ConfigureAwait(false);
+        }
+        else
+        {
+            try
+            {
+                using var timeout = new CancellationTokenSource(_persistence!.Options.ResumeTimeout);
+                record = await _persistence.Store.FindByTokenHashAsync(hash, timeout.Token).ConfigureAwait(false);
+            }
+            catch (Exception ex)
+            {
+                Log.ResumeLookupFailed(_logger, ex, Id);
+                return null;
+            }
+        }
+
+        if (record is null || record.Principal != Principal || !CryptographicOperations.FixedTimeEquals(record.TokenHash, hash))
+        {
+            return null;
+        }
+
+        _services.Registry.Rename(this, record.Id);
+        Id = record.Id;
+        _tokenHash = record.TokenHash;
+        _createdAt = record.CreatedAt;
+        _metadata = new Dictionary<string, string>(record.Metadata, StringComparer.Ordinal);
+        return record;
+    }
+
+    // Subscribes every stored subscription again, resuming from its position. Deliveries (replayed
+    // history included) are held until CONNECTED has been queued, so CONNECTED goes first.
+    private async ValueTask<bool> RestoreAsync(SessionRecord record)
+    {
+        var recovered = true;
+        _holding = true;
+        _held = [];
+        foreach (var stored in record.Subscriptions)
+        {
+            var subscription = new SessionSubscription(this, stored.Id, stored.Destination, stored.AckMode, stored.Prefetch) { Restored = true };
+            _subscriptions.Add(stored.Id, subscription);
+            var resumeFrom = stored.Epoch is null ? null : new StreamPosition(stored.Epoch, stored.Position);
+            var handle = await _services.Broker.SubscribeAsync(
+                new SubscriptionRequest(Id, stored.Id, stored.Destination, stored.AckMode, stored.Prefetch, resumeFrom), subscription).ConfigureAwait(false);
+            subscription.Handle = handle;
+            subscription.StartAt(handle.Recovered ? resumeFrom : handle.StartPosition);
+            recovered &= handle.Recovered;
+        }
+
+        return recovered;
+    }
+
+    /// <summary>Releases deliveries held while the session was being restored, after CONNECTED.</summary>
+    private void ReleaseHeld()
+    {
+        lock (_holdGate)
+        {
+            if (_held is not null)
+            {
+                foreach (var item in _held)
+                {
+                    Enqueue(item);
+                }
+
+                _held = null;
+            }
+
+            _holding = false;
+        }
+    }
+
+    private bool HoldOrEnqueue(in Outbound item)
+    {
+        if (_holding)
+        {
+            lock (_holdGate)
+            {
+                if (_holding)
+                {
+                    _held!.Add(item);
+                    return true;
+                }
+            }
+        }
+
+        return Enqueue(item);
+    }
+
+    /// <summary>Ends this connection because the same session resumed on another one; returns its final state.</summary>
+    internal async Task<SessionRecord> TakeOverAsync()
+    {
+        _takenOver = true;
+        SendError("session resumed on another connection", null, null);
+        await _finished.Task.WaitAsync(TimeSpan.FromSeconds(10)).ConfigureAwait(false);
+        return _finalState ?? Snapshot();
+    }
+
+    internal ReadOnlySpan<byte> TokenHash => _tokenHash;
+
+    /// <summary>Queues the session's current state for the store (write-behind; never awaited).</summary>
+    private void SaveSnapshot()
+    {
+        if (_persistence is not null && _connected && !_disconnected && !_takenOver)
+        {
+            _persistence.Save(Snapshot());
+        }
+    }
+
+    private SessionRecord Snapshot()
+    {
+        var subscriptions = new List<SubscriptionRecord>(_subscriptions.Count);
+        foreach (var s in _subscriptions.Values)
+        {
+            var (epoch, position) = s.ResumePosition();
+            subscriptions.Add(new SubscriptionRecord(s.Id, s.Destination, s.AckMode, s.Prefetch, epoch, position));
+        }
+
+        return new SessionRecord
+        {
+            Id = Id,
+            TokenHash = _tokenHash,
+            Principal = Principal,
+            Node = _services.NodeId,
+            Subscriptions = subscriptions,
+            Metadata = _metadata,
+            CreatedAt = _createdAt,
+            LastSeenAt = DateTimeOffset.UtcNow - TimeSpan.FromMilliseconds(Environment.TickCount64 - Volatile.Read(ref _lastReadAt)),
+        };
+    }
+
+    // Spring Session's rule: only client activity keeps a session alive.
+    private void TouchIfDue(long now)
+    {
+        if (_persistence is not null && _connected && Volatile.Read(ref _lastReadAt) > _lastTouchAt &&
+            now - _lastTouchAt >= _persistence.Options.TouchInterval.TotalMilliseconds)
+        {
+            _lastTouchAt = now;
+            _persistence.Touch(Id, DateTimeOffset.UtcNow);
+        }
+    }
+
+    // A dropped connection leaves the session resumable; DISCONNECT ends it for good.
+    private SessionRecord? _finalState;
+
+    private void PersistOnClose()
+    {
+        if (_persistence is null || !_connected)
+        {
+            return;
+        }
+
+        _finalState = Snapshot();
+        if (_takenOver)
+        {
+            return;
+        }
+
+        if (_disconnected)
+        {
+            _persistence.Remove(Id);
+        }
+        else
+        {
+            _persistence.Save(_finalState);
+        }
+
+        if (Principal is not null)
+        {
+            _persistence.SetLive(Id, Principal, _services.NodeId, live: false);
+        }
+    }
+}
