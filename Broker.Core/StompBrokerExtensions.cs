@@ -1,3 +1,4 @@
+using Broker.Durability;
 using Broker.Hosting;
 using Broker.Routing;
 using Broker.Sessions;
@@ -7,6 +8,7 @@ using Microsoft.AspNetCore.Routing;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
 
 namespace Broker;
@@ -28,7 +30,18 @@ public static class StompBrokerExtensions
         services.TryAddSingleton<StompSessionRegistry>();
         services.TryAddSingleton<IStompAuthenticator, ConfiguredUsersAuthenticator>();
         services.TryAddSingleton<IMessageBroker>(sp => new InProcessBroker(sp.GetRequiredService<IOptions<StompBrokerOptions>>().Value, sp.GetRequiredService<BrokerMetrics>()));
-        services.TryAddSingleton<StompSessionServices>();
+        services.AddOptions<DurableSessionOptions>();
+        services.TryAddSingleton<SessionPersistence>();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, SessionPersistenceHost>());
+        services.TryAddSingleton(sp => new StompSessionServices(
+            sp.GetRequiredService<IOptions<StompBrokerOptions>>(),
+            sp.GetRequiredService<IMessageBroker>(),
+            sp.GetRequiredService<IStompAuthenticator>(),
+            sp.GetRequiredService<BrokerMetrics>(),
+            sp.GetRequiredService<StompSessionRegistry>(),
+            sp.GetRequiredService<Microsoft.Extensions.Logging.ILoggerFactory>(),
+            // Durable sessions are on when a session store is registered (AddSqliteSessionStore, AddRedisSessionStore, ...).
+            sp.GetService<ISessionStore>() is null ? null : sp.GetRequiredService<SessionPersistence>()));
         services.TryAddSingleton<StompWebSocketEndpoint>();
         services.TryAddSingleton<StompTcpConnectionHandler>();
         return new StompBrokerBuilder(services);

@@ -1,7 +1,6 @@
 using System.Collections.Concurrent;
 using System.Threading.Channels;
 using Broker.Sessions;
-using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 
@@ -13,14 +12,14 @@ namespace Broker.Durability;
 /// failures are logged and retried with backoff, and nothing on the message path ever waits for it.
 /// It also removes sessions not seen within the TTL, on an interval.
 /// </summary>
-internal sealed partial class SessionPersistence : IHostedService, IAsyncDisposable
+internal sealed partial class SessionPersistence : IAsyncDisposable
 {
     private static readonly TimeSpan MaxBackoff = TimeSpan.FromSeconds(30);
 
     private readonly ISessionStore _store;
     private readonly IUserRegistry _registry;
     private readonly StompSessionRegistry _live;
-    private readonly SessionOptions _options;
+    private readonly DurableSessionOptions _options;
     private readonly ILogger _logger;
     private readonly TimeProvider _time;
     private readonly ConcurrentDictionary<string, PendingWrite> _pending = new(StringComparer.Ordinal);
@@ -30,7 +29,7 @@ internal sealed partial class SessionPersistence : IHostedService, IAsyncDisposa
     private readonly Task _cleanup;
     private int _failures;
 
-    public SessionPersistence(ISessionStore store, IUserRegistry registry, StompSessionRegistry live, IOptions<SessionOptions> options, ILogger<SessionPersistence> logger, TimeProvider? time = null)
+    public SessionPersistence(ISessionStore store, IUserRegistry registry, StompSessionRegistry live, IOptions<DurableSessionOptions> options, ILogger<SessionPersistence> logger, TimeProvider? time = null)
     {
         _store = store;
         _registry = registry;
@@ -44,14 +43,35 @@ internal sealed partial class SessionPersistence : IHostedService, IAsyncDisposa
 
     public ISessionStore Store => _store;
 
-    public SessionOptions Options => _options;
+    public DurableSessionOptions Options => _options;
 
     /// <summary>Writes queued but not yet applied (for tests and diagnostics).</summary>
     public int Backlog => _pending.Count;
 
     public void Save(SessionRecord record) => Update(record.Id, p => p with { Record = record, Remove = false });
 
-    public void Remove(string sessionId) => Update(sessionId, p => p with { Record = null, Remove = true });
+    // A removal keeps the record so a pending removal can still be matched by its token.
+
+    public void Remove(SessionRecord record) => Update(record.Id, p => p with { Record = record, Remove = true });
+
+    /// <summary>
+    /// A write for the token still in the queue: the latest state (found, record) or a pending removal
+    /// (found, null). A client that reconnects at once must see what its old connection just wrote.
+    /// </summary>
+    public bool TryGetPending(ReadOnlySpan<byte> tokenHash, out SessionRecord? record)
+    {
+        foreach (var write in _pending.Values)
+        {
+            if (write.Record is { } pending && pending.TokenHash.AsSpan().SequenceEqual(tokenHash))
+            {
+                record = write.Remove ? null : pending;
+                return true;
+            }
+        }
+
+        record = null;
+        return false;
+    }
 
     public void SetLive(string sessionId, string principal, string node, bool live) =>
         Update(sessionId, p => p with { Principal = principal, Node = node, Live = live });
@@ -67,8 +87,6 @@ internal sealed partial class SessionPersistence : IHostedService, IAsyncDisposa
             await Task.Delay(10).ConfigureAwait(false);
         }
     }
-
-    public Task StartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
     // On shutdown the sessions close first (each saving its state), then the queue drains.
     public async Task StopAsync(CancellationToken cancellationToken)
@@ -205,8 +223,8 @@ internal sealed partial class SessionPersistence : IHostedService, IAsyncDisposa
         public static readonly PendingWrite None = new(null, false, null, null, null, null);
 
         public PendingWrite MergedWith(PendingWrite newer) => new(
-            newer.Record ?? (newer.Remove ? null : Record),
-            newer.Remove || (Remove && newer.Record is null),
+            newer.Record ?? Record,
+            newer.Record is null ? Remove : newer.Remove,
             newer.Principal ?? Principal,
             newer.Node ?? Node,
             newer.Live ?? Live,

@@ -89,11 +89,15 @@ public sealed partial class StompSession
 
             record = await live.TakeOverAsync().ConfigureAwait(false);
         }
+        else if (_persistence!.TryGetPending(hash, out var pending))
+        {
+            record = pending;
+        }
         else
         {
             try
             {
-                using var timeout = new CancellationTokenSource(_persistence!.Options.ResumeTimeout);
+                using var timeout = new CancellationTokenSource(_persistence.Options.ResumeTimeout);
                 record = await _persistence.Store.FindByTokenHashAsync(hash, timeout.Token).ConfigureAwait(false);
             }
             catch (Exception ex)
@@ -245,7 +249,7 @@ public sealed partial class StompSession
 
         if (_disconnected)
         {
-            _persistence.Remove(Id);
+            _persistence.Remove(_finalState);
         }
         else
         {

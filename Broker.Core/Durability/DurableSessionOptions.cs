@@ -1,7 +1,7 @@
 namespace Broker.Durability;
 
 /// <summary>Durable-session settings (<c>Broker:Sessions:*</c>).</summary>
-public sealed class SessionOptions
+public sealed class DurableSessionOptions
 {
     /// <summary><c>sqlite</c> (default), <c>redis</c>, <c>memory</c>, or <c>none</c> to turn durable sessions off.</summary>
     public string Store { get; set; } = "sqlite";
