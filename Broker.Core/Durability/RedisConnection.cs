@@ -1,0 +1,46 @@
+using StackExchange.Redis;
+
+namespace Broker.Durability;
+
+/// <summary>
+/// The one place that connects to Redis (StackExchange.Redis 1.2.6), so that the client version can
+/// move without touching the stores. Connects lazily; with <c>abortConnect=false</c> the multiplexer
+/// keeps reconnecting in the background, and commands fail at once while it is disconnected.
+/// </summary>
+internal sealed class RedisConnection : IDisposable
+{
+    private readonly ConfigurationOptions _configuration;
+    private readonly Lazy<Task<ConnectionMultiplexer>> _multiplexer;
+
+    public RedisConnection(string configuration, TimeSpan connectTimeout, TimeSpan operationTimeout)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(configuration);
+        _configuration = ConfigurationOptions.Parse(configuration);
+        _configuration.AbortOnConnectFail = false;
+        _configuration.ConnectTimeout = ToMilliseconds(connectTimeout);
+        _configuration.SyncTimeout = ToMilliseconds(operationTimeout);
+        _configuration.ResponseTimeout = ToMilliseconds(operationTimeout);
+        _configuration.ConnectRetry = 1;
+        Endpoints = string.Join(",", _configuration.EndPoints.Select(e => e.ToString()));
+        _multiplexer = new(() => ConnectionMultiplexer.ConnectAsync(_configuration), LazyThreadSafetyMode.ExecutionAndPublication);
+    }
+
+    /// <summary>The configured endpoints, for messages (the configuration string may hold a password).</summary>
+    public string Endpoints { get; }
+
+    public async Task<IDatabase> GetDatabaseAsync()
+    {
+        var multiplexer = await _multiplexer.Value.ConfigureAwait(false);
+        return multiplexer.GetDatabase();
+    }
+
+    public void Dispose()
+    {
+        if (_multiplexer.IsValueCreated && _multiplexer.Value.IsCompletedSuccessfully)
+        {
+            _multiplexer.Value.Result.Dispose();
+        }
+    }
+
+    private static int ToMilliseconds(TimeSpan value) => (int)Math.Clamp(value.TotalMilliseconds, 1, int.MaxValue);
+}
