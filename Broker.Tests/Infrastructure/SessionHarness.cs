@@ -10,16 +10,20 @@ internal sealed class SessionHarness : IAsyncDisposable
     private readonly ServiceProvider _provider;
     private readonly List<(StompTestClient Client, Task Session)> _running = [];
 
-    public SessionHarness(Action<StompBrokerOptions>? configure = null)
+    public SessionHarness(Action<StompBrokerOptions>? configure = null, Action<IStompBrokerBuilder>? broker = null)
     {
         var services = new ServiceCollection().AddLogging();
-        services.AddStompBroker(o =>
+        var builder = services.AddStompBroker(o =>
         {
             o.Users["guest"] = "guest";
+            o.Users["mallory"] = "mallory";
             configure?.Invoke(o);
         });
+        broker?.Invoke(builder);
         _provider = services.BuildServiceProvider();
     }
+
+    public IServiceProvider Services => _provider;
 
     public StompSessionRegistry Registry => _provider.GetRequiredService<StompSessionRegistry>();
 
@@ -37,16 +41,19 @@ internal sealed class SessionHarness : IAsyncDisposable
     }
 
     /// <summary>A client that has connected as guest.</summary>
-    public async Task<StompTestClient> OpenConnectedAsync(string acceptVersion = "1.2")
+    public async Task<StompTestClient> OpenConnectedAsync(string acceptVersion = "1.2") => (await OpenConnectedAsync(acceptVersion, "guest")).Client;
+
+    /// <summary>A client connected as <paramref name="login"/> (passcode = login), optionally resuming <paramref name="token"/>.</summary>
+    public async Task<(StompTestClient Client, ReceivedFrame Connected)> OpenConnectedAsync(string acceptVersion, string? login, string? token = null)
     {
         var client = Open();
-        var connected = await client.ConnectAsync(acceptVersion, login: "guest", passcode: "guest");
+        var connected = await client.ConnectAsync(acceptVersion, login: login, passcode: login, sessionToken: token);
         if (connected.Command != Broker.Protocol.StompCommand.Connected)
         {
             throw new InvalidOperationException("CONNECT failed: " + connected);
         }
 
-        return client;
+        return (client, connected);
     }
 
     public async ValueTask DisposeAsync()

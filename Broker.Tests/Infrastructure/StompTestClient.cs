@@ -111,9 +111,14 @@ internal sealed class StompTestClient : IAsyncDisposable
 
     public Task SendFrameAsync(StompCommand command, params (string Name, string Value)[] headers) => SendFrameAsync(command, headers, null);
 
-    public async Task<ReceivedFrame> ConnectAsync(string acceptVersion = "1.2", string? heartbeat = null, string? login = null, string? passcode = null)
+    public async Task<ReceivedFrame> ConnectAsync(string acceptVersion = "1.2", string? heartbeat = null, string? login = null, string? passcode = null, string? sessionToken = null)
     {
         var headers = new List<(string, string)> { ("accept-version", acceptVersion), ("host", "localhost") };
+        if (sessionToken is not null)
+        {
+            headers.Add(("session-token", sessionToken));
+        }
+
         if (heartbeat is not null)
         {
             headers.Add(("heart-beat", heartbeat));
