@@ -1,12 +1,15 @@
 using System.Net;
 using Broker;
+using Broker.Durability;
 using Broker.Server;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 
 var builder = WebApplication.CreateBuilder(args);
 var settings = builder.Configuration.GetSection(ServerSettings.SectionName).Get<ServerSettings>() ?? new ServerSettings();
 
-builder.Services.AddStompBroker(options => builder.Configuration.GetSection("Broker").Bind(options));
+builder.Services.AddStompBroker(options => builder.Configuration.GetSection("Broker").Bind(options))
+    .AddSessionStoreFromConfiguration(builder.Configuration.GetSection("Broker:Sessions"));
+builder.Services.Configure<DurableSessionOptions>(builder.Configuration.GetSection("Broker:Sessions"));
 builder.Services.AddHealthChecks();
 builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(10));
 

@@ -60,8 +60,11 @@ public static class SessionStoreExtensions
                 });
             case "memory":
                 return builder.AddInMemorySessionStore(o => o.Ttl = ttl ?? o.Ttl);
+            case "none":
+                // Durable sessions off: no token is issued and nothing is stored.
+                return builder;
             default:
-                throw new InvalidOperationException($"{KeyOf(section, "Store")} is '{store}'; expected 'sqlite', 'redis' or 'memory'.");
+                throw new InvalidOperationException($"{KeyOf(section, "Store")} is '{store}'; expected 'sqlite', 'redis', 'memory' or 'none'.");
         }
     }
 
