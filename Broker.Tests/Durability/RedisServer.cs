@@ -1,0 +1,184 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using NUnit.Framework;
+
+namespace Broker.Tests.Durability;
+
+/// <summary>
+/// A real <c>redis-server</c> of our own on a free 127.0.0.1 port (no persistence), started on first
+/// use and killed at the end of the run (<see cref="RedisServerFixture"/>) or when the process exits.
+/// Without redis-server on PATH, tests fail under <c>CI=true</c> and are ignored elsewhere.
+/// </summary>
+internal sealed class RedisServer : IAsyncDisposable
+{
+    private static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(15);
+    private static readonly SemaphoreSlim s_sharedGate = new(1, 1);
+    private static RedisServer? s_shared;
+
+    private readonly Process _process;
+
+    private RedisServer(Process process, int port)
+    {
+        _process = process;
+        Port = port;
+        AppDomain.CurrentDomain.ProcessExit += (_, _) => Kill();
+    }
+
+    public int Port { get; }
+
+    /// <summary>A StackExchange.Redis configuration string for this server.</summary>
+    public string Configuration => $"127.0.0.1:{Port}";
+
+    /// <summary>The server the whole run shares (tests isolate by key prefix).</summary>
+    public static async Task<RedisServer> GetSharedAsync()
+    {
+        await s_sharedGate.WaitAsync();
+        try
+        {
+            return s_shared ??= await StartAsync();
+        }
+        finally
+        {
+            s_sharedGate.Release();
+        }
+    }
+
+    public static async Task StopSharedAsync()
+    {
+        await s_sharedGate.WaitAsync();
+        try
+        {
+            if (s_shared is not null)
+            {
+                await s_shared.DisposeAsync();
+                s_shared = null;
+            }
+        }
+        finally
+        {
+            s_sharedGate.Release();
+        }
+    }
+
+    /// <summary>A server of the caller's own (for tests that stop it).</summary>
+    public static async Task<RedisServer> StartAsync()
+    {
+        RequireRedisServer();
+        Exception? last = null;
+        for (var attempt = 0; attempt < 3; attempt++)
+        {
+            // The port is free now; another process could take it before redis binds, hence the retries.
+            var port = FreePort();
+            var process = Process.Start(new ProcessStartInfo("redis-server")
+            {
+                ArgumentList = { "--port", port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no" },
+                RedirectStandardOutput = true,
+                RedirectStandardError = true,
+                UseShellExecute = false,
+            })!;
+            var output = new StringBuilder();
+            var ready = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            process.OutputDataReceived += (_, e) =>
+            {
+                lock (output)
+                {
+                    output.AppendLine(e.Data);
+                }
+
+                if (e.Data?.Contains("Ready to accept connections", StringComparison.Ordinal) == true)
+                {
+                    ready.TrySetResult();
+                }
+            };
+            process.EnableRaisingEvents = true;
+            process.Exited += (_, _) => ready.TrySetException(new InvalidOperationException($"redis-server exited with {process.ExitCode}"));
+            process.BeginOutputReadLine();
+            process.BeginErrorReadLine();
+            try
+            {
+                await ready.Task.WaitAsync(StartTimeout);
+                var server = new RedisServer(process, port);
+                await server.PingAsync();
+                return server;
+            }
+            catch (Exception ex) when (ex is InvalidOperationException or TimeoutException or IOException or SocketException)
+            {
+                lock (output)
+                {
+                    last = new InvalidOperationException($"redis-server on port {port} did not start: {ex.Message}\n{output}", ex);
+                }
+
+                KillProcess(process);
+            }
+        }
+
+        throw last!;
+    }
+
+    /// <summary>Sends PING over a plain socket and expects PONG.</summary>
+    public async Task PingAsync()
+    {
+        using var client = new TcpClient();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+        await client.ConnectAsync(IPAddress.Loopback, Port, timeout.Token);
+        var stream = client.GetStream();
+        await stream.WriteAsync("PING\r\n"u8.ToArray(), timeout.Token);
+        var buffer = new byte[64];
+        var read = await stream.ReadAsync(buffer, timeout.Token);
+        var reply = Encoding.ASCII.GetString(buffer, 0, read);
+        if (!reply.StartsWith("+PONG", StringComparison.Ordinal))
+        {
+            throw new IOException($"redis-server on port {Port} answered PING with '{reply.Trim()}'");
+        }
+    }
+
+    public void Kill() => KillProcess(_process);
+
+    public async ValueTask DisposeAsync()
+    {
+        Kill();
+        await _process.WaitForExitAsync();
+        _process.Dispose();
+    }
+
+    private static void KillProcess(Process process)
+    {
+        try
+        {
+            if (!process.HasExited)
+            {
+                process.Kill(entireProcessTree: true);
+            }
+        }
+        catch (InvalidOperationException)
+        {
+            // already gone
+        }
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
+    private static void RequireRedisServer()
+    {
+        var path = Environment.GetEnvironmentVariable("PATH") ?? string.Empty;
+        if (path.Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries).Any(dir => File.Exists(Path.Combine(dir, "redis-server"))))
+        {
+            return;
+        }
+
+        const string reason = "redis-server is not on PATH (test.sh installs Debian's redis-server package)";
+        if (string.Equals(Environment.GetEnvironmentVariable("CI"), "true", StringComparison.OrdinalIgnoreCase))
+        {
+            Assert.Fail($"Redis tests need a real server under CI: {reason}");
+        }
+
+        Assert.Ignore(reason);
+    }
+}
