@@ -105,16 +105,29 @@ internal sealed partial class ServerProcess : IAsyncDisposable
         return _process.HasExited;
     }
 
-    public async ValueTask DisposeAsync()
+    /// <summary>SIGKILL: the node dies with no chance to save anything.</summary>
+    public async Task KillAsync()
     {
         if (!_process.HasExited)
         {
             _process.Kill(entireProcessTree: true);
             await _process.WaitForExitAsync();
         }
+    }
 
+    public async ValueTask DisposeAsync()
+    {
+        if (_disposed)
+        {
+            return;
+        }
+
+        _disposed = true;
+        await KillAsync();
         _process.Dispose();
     }
+
+    private bool _disposed;
 
     [GeneratedRegex(@"Broker listening: ws://(?<http>[^/\s]+)(?<path>/\S*) tcp://[^:\s]+:(?<tcp>\d+)")]
     private static partial Regex ListeningLine();
