@@ -21,6 +21,7 @@ internal sealed class WebSocketTransport : IStompTransport, IDisposable
     private readonly CancellationTokenSource _aborted = new();
     private Task? _pump;
     private volatile bool _draining;
+    private volatile bool _peerClosed;
 
     public WebSocketTransport(WebSocket socket, int maxFrameSize, EndPoint? remoteEndPoint, ClaimsPrincipal? user)
     {
@@ -56,6 +57,7 @@ internal sealed class WebSocketTransport : IStompTransport, IDisposable
                 var result = await _socket.ReceiveAsync(memory, _aborted.Token).ConfigureAwait(false);
                 if (result.MessageType == WebSocketMessageType.Close)
                 {
+                    _peerClosed = true;
                     return;
                 }
 
@@ -90,6 +92,13 @@ internal sealed class WebSocketTransport : IStompTransport, IDisposable
         if (_output.WrittenCount == 0)
         {
             return true;
+        }
+
+        // The peer has said goodbye: whatever we send now it will not read, so it does not count as delivered.
+        if (_peerClosed)
+        {
+            _output.Reset();
+            return false;
         }
 
         try

@@ -3,6 +3,7 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
+using Broker.Durability;
 using Microsoft.Extensions.Logging;
 
 namespace Broker.Tests;
@@ -36,12 +37,13 @@ internal sealed class TestServer : IAsyncDisposable
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
         builder.Logging.AddSimpleConsole().SetMinimumLevel(LogLevel.Warning);
+        // Durable sessions on, as in the product (the executable defaults to SQLite; tests keep them in memory).
         builder.Services.AddStompBroker(o =>
         {
             o.Users["guest"] = "guest";
             o.AllowAnonymous = true;
             configure?.Invoke(o);
-        });
+        }).AddInMemorySessionStore();
         services?.Invoke(builder.Services);
 
         ListenOptions? http = null;

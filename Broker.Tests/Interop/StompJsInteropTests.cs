@@ -34,6 +34,7 @@ public sealed class StompJsInteropTests : InteropFixture
     [TestCase("binary")]
     [TestCase("large")]
     [TestCase("wildcard")]
+    [TestCase("resume")]
     public Task Scenario(string scenario) =>
         RunScenarioAsync(scenario, "node", "stompjs-scenarios.mjs", Server.WebSocketUri.ToString(), scenario);
 }

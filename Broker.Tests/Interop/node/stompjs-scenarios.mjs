@@ -498,6 +498,75 @@ const scenarios = {
     return result;
   },
 
+  // A stomp.js app that keeps its session token and re-subscribes in onConnect with a fixed id, as
+  // apps do, across a forced reconnect: it gets the messages sent while it was away, none twice.
+  async resume() {
+    const destination = unique('topic', 'resume');
+    const received = [];
+    const connectedHeaders = [];
+    let connectWaiter = null;
+    const app = new Client({
+      webSocketFactory: () => new WebSocket(url, SUBPROTOCOLS),
+      connectHeaders: { login: 'guest', passcode: 'guest' },
+      reconnectDelay: 200,
+      debug: line => debug(`[app] ${line}`),
+    });
+    let closed = null;
+    app.onWebSocketClose = () => closed?.();
+    app.onStompError = frame => fail(new Error(`[app] STOMP ERROR ${frame.headers.message}`));
+    app.onConnect = frame => {
+      connectedHeaders.push(frame.headers);
+      // Keep the token for the next CONNECT: this is all an app adds for durable sessions.
+      app.connectHeaders = { ...app.connectHeaders, 'session-token': frame.headers['session-token'] };
+      const receiptId = nextReceiptId('resume-sub');
+      app.watchForReceipt(receiptId, () => connectWaiter?.());
+      app.subscribe(destination, m => received.push(Number(m.body)), { id: 'feed', receipt: receiptId });
+    };
+    const connected = n =>
+      withTimeout(new Promise(resolve => { connectWaiter = () => connectedHeaders.length >= n && resolve(); }), STEP_TIMEOUT_MS, `connection ${n}`);
+    const firstConnect = connected(1);
+    app.activate();
+    await firstConnect;
+
+    const { client: publisher } = await connect('resume-publisher');
+    for (let i = 1; i <= 50; i++) {
+      publisher.publish({ destination, body: String(i) });
+    }
+    await publishConfirmed(publisher, { destination, body: '51' });
+    const deadline = Date.now() + STEP_TIMEOUT_MS;
+    while (received.length < 51 && Date.now() < deadline) {
+      await delay(10);
+    }
+    check(received.length === 51, `before the drop: received ${received.length} of 51`);
+
+    // Drop the socket without DISCONNECT; stomp.js reconnects on its own.
+    const socketClosed = withTimeout(new Promise(resolve => { closed = resolve; }), STEP_TIMEOUT_MS, 'the forced close');
+    const secondConnect = connected(2);
+    app.forceDisconnect();
+    await socketClosed;
+    for (let i = 52; i <= 100; i++) {
+      publisher.publish({ destination, body: String(i) });
+    }
+    await publishConfirmed(publisher, { destination, body: '101' });
+    await secondConnect;
+    const until = Date.now() + STEP_TIMEOUT_MS;
+    while (received.length < 101 && Date.now() < until) {
+      await delay(10);
+    }
+    await delay(200); // a duplicate would arrive right behind the last message
+    const expected = Array.from({ length: 101 }, (_, i) => i + 1);
+    check(JSON.stringify(received) === JSON.stringify(expected),
+      `received ${received.length} messages, not 1..101 once each in order: ${JSON.stringify(received.slice(45, 60))}…`);
+    const again = connectedHeaders[1];
+    check(again.resumed === 'true', `second CONNECTED resumed=${again.resumed}`);
+    check(again.recovered === 'true', `second CONNECTED recovered=${again.recovered}`);
+    check(again.session === connectedHeaders[0].session, 'the session id changed');
+    app.onWebSocketClose = () => {};
+    await withTimeout(app.deactivate(), STEP_TIMEOUT_MS, 'app deactivate');
+    await disconnect(publisher);
+    return { received: received.length, resumed: again.resumed, recovered: again.recovered };
+  },
+
   async wildcard() {
     const root = `interop-wc-${runId}`;
     const { client, connected } = await connect('wildcard');
