@@ -18,6 +18,9 @@ public sealed class DurableSessionOptions
     /// <summary>Longest one store operation may take before it counts as failed.</summary>
     public TimeSpan StoreTimeout { get; set; } = TimeSpan.FromSeconds(5);
 
+    /// <summary>Longest shutdown waits for queued session writes to reach the store.</summary>
+    public TimeSpan FlushTimeout { get; set; } = TimeSpan.FromSeconds(5);
+
     /// <summary>Longest a resuming CONNECT waits for the store before it gets a fresh session instead.</summary>
     public TimeSpan ResumeTimeout { get; set; } = TimeSpan.FromSeconds(2);
 }

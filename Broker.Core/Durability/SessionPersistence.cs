@@ -97,12 +97,12 @@ internal sealed partial class SessionPersistence : IAsyncDisposable
             await Task.Delay(10, CancellationToken.None).ConfigureAwait(false);
         }
 
-        await FlushAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
+        await FlushAsync(_options.FlushTimeout).ConfigureAwait(false);
     }
 
     public async ValueTask DisposeAsync()
     {
-        await FlushAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
+        await FlushAsync(_options.FlushTimeout).ConfigureAwait(false);
         _dirty.Writer.TryComplete();
         await _stopping.CancelAsync().ConfigureAwait(false);
         await Task.WhenAll(_writer, _cleanup).ConfigureAwait(false);
