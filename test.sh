@@ -65,7 +65,7 @@ need_apt() {
 # Third-party STOMP clients for Broker.Tests/Interop (stomp.py runs on Debian's /usr/bin/python3).
 need_apt python3-stomp
 
-# A real redis-server for the Redis session store tests (the fixtures start their own instance).
+# A real redis-server for Broker.Tests/Durability (the tests start their own on a free port).
 need_apt redis-server
 
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then

@@ -22,7 +22,7 @@ internal sealed class RedisConnection : IDisposable
         _configuration.ResponseTimeout = ToMilliseconds(operationTimeout);
         _configuration.ConnectRetry = 1;
         Endpoints = string.Join(",", _configuration.EndPoints.Select(e => e.ToString()));
-        _multiplexer = new(() => ConnectionMultiplexer.ConnectAsync(_configuration), LazyThreadSafetyMode.ExecutionAndPublication);
+        _multiplexer = new(ConnectAsync, LazyThreadSafetyMode.ExecutionAndPublication);
     }
 
     /// <summary>The configured endpoints, for messages (the configuration string may hold a password).</summary>
@@ -32,6 +32,17 @@ internal sealed class RedisConnection : IDisposable
     {
         var multiplexer = await _multiplexer.Value.ConfigureAwait(false);
         return multiplexer.GetDatabase();
+    }
+
+    private async Task<ConnectionMultiplexer> ConnectAsync()
+    {
+        var multiplexer = await ConnectionMultiplexer.ConnectAsync(_configuration).ConfigureAwait(false);
+        // 1.x runs every completion, and the continuations they run inline, one after another on one
+        // worker: a caller that then blocks on another Redis call waits for a reply that worker can
+        // never deliver, until the operation timeout (seen in tests: 5 s stalls). Completing on the
+        // thread pool instead is what 2.x does; the stores need no ordering between replies.
+        multiplexer.PreserveAsyncOrder = false;
+        return multiplexer;
     }
 
     public void Dispose()

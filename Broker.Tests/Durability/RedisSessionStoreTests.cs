@@ -107,6 +107,19 @@ public sealed class RedisSessionStoreTests : SessionStoreSpecification
     }
 
     [Test]
+    public async Task A_caller_that_blocks_after_an_await_does_not_stall_the_next_reply()
+    {
+        var record = NewRecord();
+        await Store.SaveAsync(record); // the rest of this method runs where the client completed the save
+
+        var stopwatch = Stopwatch.StartNew();
+        var found = Store.FindByTokenHashAsync(record.TokenHash).AsTask().Result;
+
+        Assert.That(found?.Id, Is.EqualTo(record.Id));
+        Assert.That(stopwatch.Elapsed, Is.LessThan(TimeSpan.FromSeconds(1)));
+    }
+
+    [Test]
     public async Task With_Redis_stopped_operations_fail_promptly_with_SessionStoreException()
     {
         await using var server = await RedisServer.StartAsync();
