@@ -28,6 +28,7 @@ internal sealed partial class SessionPersistence : IAsyncDisposable
     private readonly Task _writer;
     private readonly Task _cleanup;
     private int _failures;
+    private int _inFlight;
 
     public SessionPersistence(ISessionStore store, IUserRegistry registry, StompSessionRegistry live, IOptions<DurableSessionOptions> options, ILogger<SessionPersistence> logger, TimeProvider? time = null)
     {
@@ -78,13 +79,13 @@ internal sealed partial class SessionPersistence : IAsyncDisposable
 
     public void Touch(string sessionId, DateTimeOffset at) => Update(sessionId, p => p with { Touch = at });
 
-    /// <summary>Waits until every queued write is applied (or <paramref name="timeout"/> passes).</summary>
+    /// <summary>Waits until every queued write is applied, the one being written included (or <paramref name="timeout"/> passes).</summary>
     public async Task FlushAsync(TimeSpan timeout)
     {
-        var deadline = _time.GetTimestamp();
-        while (!_pending.IsEmpty && _time.GetElapsedTime(deadline) < timeout)
+        var started = _time.GetTimestamp();
+        while ((!_pending.IsEmpty || Volatile.Read(ref _inFlight) > 0) && _time.GetElapsedTime(started) < timeout)
         {
-            await Task.Delay(10).ConfigureAwait(false);
+            await Task.Delay(5).ConfigureAwait(false);
         }
     }
 
@@ -130,11 +131,12 @@ internal sealed partial class SessionPersistence : IAsyncDisposable
         {
             await foreach (var sessionId in _dirty.Reader.ReadAllAsync(_stopping.Token).ConfigureAwait(false))
             {
-                while (_pending.TryRemove(sessionId, out var write))
+                while (TryTake(sessionId, out var write))
                 {
                     try
                     {
                         await ApplyAsync(sessionId, write).ConfigureAwait(false);
+                        Interlocked.Decrement(ref _inFlight);
                         if (_failures > 0)
                         {
                             LogRecovered(_logger, _failures);
@@ -149,6 +151,7 @@ internal sealed partial class SessionPersistence : IAsyncDisposable
                         _failures++;
                         LogWriteFailed(_logger, ex, sessionId, _failures, backoff);
                         _pending.AddOrUpdate(sessionId, write, (_, newer) => write.MergedWith(newer));
+                        Interlocked.Decrement(ref _inFlight);
                         await Task.Delay(backoff, _stopping.Token).ConfigureAwait(false);
                         backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, MaxBackoff.Ticks));
                     }
@@ -158,6 +161,19 @@ internal sealed partial class SessionPersistence : IAsyncDisposable
         catch (OperationCanceledException) when (_stopping.IsCancellationRequested)
         {
         }
+    }
+
+    // Counted as in flight from the moment it leaves _pending, so a flush never sees "nothing left" mid-write.
+    private bool TryTake(string sessionId, out PendingWrite write)
+    {
+        Interlocked.Increment(ref _inFlight);
+        if (_pending.TryRemove(sessionId, out write!))
+        {
+            return true;
+        }
+
+        Interlocked.Decrement(ref _inFlight);
+        return false;
     }
 
     private async Task ApplyAsync(string sessionId, PendingWrite write)

@@ -42,9 +42,6 @@ public interface IBrokerSubscription : IDisposable
     /// </summary>
     bool Recovered { get; }
 
-    /// <summary>Where the stream stood when the subscription started (after any replay); null where positions do not apply.</summary>
-    StreamPosition? StartPosition { get; }
-
     /// <summary>Settles the delivery with <paramref name="deliveryTag"/> (and every earlier one when <paramref name="multiple"/>).</summary>
     void Ack(ulong deliveryTag, bool multiple);
 
@@ -55,6 +52,12 @@ public interface IBrokerSubscription : IDisposable
 /// <summary>Where a broker delivers a subscription's messages. Called on broker threads; never blocks.</summary>
 public interface IMessageSink
 {
+    /// <summary>
+    /// Called once, before any delivery, with the position delivery continues after (the resume
+    /// position when recovered, else the stream's end); null where the destination has no positions.
+    /// </summary>
+    void Start(StreamPosition? after);
+
     /// <summary>Hands over one delivery; false when the subscriber can take no more (closed or over its limit).</summary>
     bool TryDeliver(BrokerMessage message, ulong deliveryTag);
 }

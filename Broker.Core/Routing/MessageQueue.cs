@@ -42,9 +42,10 @@ internal sealed class MessageQueue(string name, int maxLength, Action<BrokerMess
         }
     }
 
-    public QueueConsumer AddConsumer(IMessageSink sink, AckMode ackMode, int prefetch, bool recovered, StreamPosition? start)
+    public QueueConsumer AddConsumer(IMessageSink sink, AckMode ackMode, int prefetch, bool recovered, StreamPosition start)
     {
-        var consumer = new QueueConsumer(this, sink, ackMode, prefetch) { Recovered = recovered, StartPosition = start };
+        sink.Start(start);
+        var consumer = new QueueConsumer(this, sink, ackMode, prefetch) { Recovered = recovered };
         lock (_gate)
         {
             _consumers.Add(consumer);
@@ -155,8 +156,6 @@ internal sealed class QueueConsumer(MessageQueue queue, IMessageSink sink, AckMo
     // A queue keeps its messages while no consumer is attached, so a resumed consumer misses nothing
     // as long as the queue (this process) is the one it left.
     public bool Recovered { get; init; }
-
-    public StreamPosition? StartPosition { get; init; }
 
     internal LinkedList<(ulong Tag, BrokerMessage Message)> Unacked { get; } = new();
 

@@ -31,7 +31,8 @@ internal sealed class TopicRouter(HistoryOptions history, TimeProvider time)
     {
         if (TopicPattern.IsWildcard(key))
         {
-            var wildcard = new TopicSubscription(this, null, key, sink, recovered: false, start: null);
+            sink.Start(null);
+            var wildcard = new TopicSubscription(this, null, key, sink, recovered: false);
             lock (_wildcardLock)
             {
                 _wildcards = [.. _wildcards, wildcard];
@@ -143,6 +144,7 @@ internal sealed class Topic(string key, HistoryOptions options, TimeProvider tim
                 if (resumeFrom.Offset + 1 >= oldest)
                 {
                     recovered = true;
+                    sink.Start(resumeFrom);
                     for (var i = 0; i < _count; i++)
                     {
                         var entry = _history[(_head + i) % _history.Length];
@@ -154,7 +156,12 @@ internal sealed class Topic(string key, HistoryOptions options, TimeProvider tim
                 }
             }
 
-            var subscription = new TopicSubscription(router, this, Key, sink, recovered, new StreamPosition(Epoch, _lastOffset));
+            if (!recovered)
+            {
+                sink.Start(new StreamPosition(Epoch, _lastOffset));
+            }
+
+            var subscription = new TopicSubscription(router, this, Key, sink, recovered);
             _subscribers = [.. _subscribers, subscription];
             return subscription;
         }
@@ -225,14 +232,13 @@ internal sealed class TopicSubscription : IBrokerSubscription
     private readonly IMessageSink _sink;
     private int _disposed;
 
-    public TopicSubscription(TopicRouter router, Topic? topic, string key, IMessageSink sink, bool recovered, StreamPosition? start)
+    public TopicSubscription(TopicRouter router, Topic? topic, string key, IMessageSink sink, bool recovered)
     {
         _router = router;
         _topic = topic;
         _sink = sink;
         Key = key;
         Recovered = recovered;
-        StartPosition = start;
         Pattern = topic is null ? new TopicPattern(key) : null;
     }
 
@@ -241,8 +247,6 @@ internal sealed class TopicSubscription : IBrokerSubscription
     public TopicPattern? Pattern { get; }
 
     public bool Recovered { get; }
-
-    public StreamPosition? StartPosition { get; }
 
     public bool Deliver(BrokerMessage message) => _sink.TryDeliver(message, 0);
 

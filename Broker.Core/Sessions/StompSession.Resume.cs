@@ -56,12 +56,17 @@ public sealed partial class StompSession
             var recovered = await RestoreAsync(record).ConfigureAwait(false);
             _services.Metrics.Resumed();
             SaveSnapshot();
-            _persistence.SetLive(Id, Principal ?? "", _services.NodeId, live: Principal is not null);
+            if (Principal is not null)
+            {
+                _persistence.SetLive(Id, Principal, _services.NodeId, live: true);
+            }
+
             return (presentedToken, true, recovered);
         }
 
         var token = NewToken();
         _tokenHash = HashToken(token);
+        _services.Registry.IndexToken(this);
         SaveSnapshot();
         if (Principal is not null)
         {
@@ -115,6 +120,7 @@ public sealed partial class StompSession
         _services.Registry.Rename(this, record.Id);
         Id = record.Id;
         _tokenHash = record.TokenHash;
+        _services.Registry.IndexToken(this);
         _createdAt = record.CreatedAt;
         _metadata = new Dictionary<string, string>(record.Metadata, StringComparer.Ordinal);
         return record;
@@ -135,7 +141,6 @@ public sealed partial class StompSession
             var handle = await _services.Broker.SubscribeAsync(
                 new SubscriptionRequest(Id, stored.Id, stored.Destination, stored.AckMode, stored.Prefetch, resumeFrom), subscription).ConfigureAwait(false);
             subscription.Handle = handle;
-            subscription.StartAt(handle.Recovered ? resumeFrom : handle.StartPosition);
             recovered &= handle.Recovered;
         }
 

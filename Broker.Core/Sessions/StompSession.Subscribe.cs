@@ -125,7 +125,6 @@ public sealed partial class StompSession
         var subscription = new SessionSubscription(this, id, destination, ackMode, prefetch);
         _subscriptions.Add(id, subscription);
         subscription.Handle = await _services.Broker.SubscribeAsync(new SubscriptionRequest(Id, id, destination, ackMode, prefetch), subscription).ConfigureAwait(false);
-        subscription.StartAt(subscription.Handle.StartPosition);
         SaveSnapshot();
         SendReceiptIfRequested();
     }
@@ -298,8 +297,7 @@ public sealed partial class StompSession
         /// <summary>Restored on resume and not yet re-subscribed by the client.</summary>
         public bool Restored { get; set; }
 
-        /// <summary>Sets the stream position delivery starts from (null where the destination has none).</summary>
-        public void StartAt(StreamPosition? position)
+        public void Start(StreamPosition? position)
         {
             _epoch = position?.Epoch;
             _offset = position?.Offset ?? 0;

@@ -6,12 +6,23 @@ namespace Broker.Sessions;
 public sealed class StompSessionRegistry
 {
     private readonly ConcurrentDictionary<string, StompSession> _sessions = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, StompSession> _byTokenHash = new(StringComparer.Ordinal);
 
     public int Count => _sessions.Count;
 
     internal void Add(StompSession session) => _sessions[session.Id] = session;
 
-    internal void Remove(StompSession session) => _sessions.TryRemove(new KeyValuePair<string, StompSession>(session.Id, session));
+    internal void Remove(StompSession session)
+    {
+        _sessions.TryRemove(new KeyValuePair<string, StompSession>(session.Id, session));
+        if (session.TokenHash.Length > 0)
+        {
+            _byTokenHash.TryRemove(new KeyValuePair<string, StompSession>(Convert.ToHexString(session.TokenHash), session));
+        }
+    }
+
+    /// <summary>Files a durable session under its token hash, for resume.</summary>
+    internal void IndexToken(StompSession session) => _byTokenHash[Convert.ToHexString(session.TokenHash)] = session;
 
     /// <summary>Re-files a session under the id it resumed.</summary>
     internal void Rename(StompSession session, string newId)
@@ -20,18 +31,7 @@ public sealed class StompSessionRegistry
         _sessions[newId] = session;
     }
 
-    internal StompSession? FindByTokenHash(ReadOnlySpan<byte> tokenHash)
-    {
-        foreach (var session in _sessions.Values)
-        {
-            if (session.TokenHash.SequenceEqual(tokenHash))
-            {
-                return session;
-            }
-        }
-
-        return null;
-    }
+    internal StompSession? FindByTokenHash(ReadOnlySpan<byte> tokenHash) => _byTokenHash.GetValueOrDefault(Convert.ToHexString(tokenHash));
 
     /// <summary>The live session with <paramref name="sessionId"/> on this node, if any.</summary>
     public StompSession? Find(string sessionId) => _sessions.GetValueOrDefault(sessionId);

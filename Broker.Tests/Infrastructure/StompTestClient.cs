@@ -204,6 +204,9 @@ internal sealed class StompTestClient : IAsyncDisposable
         }
     }
 
+    /// <summary>A frame already received, without waiting; null when none is buffered.</summary>
+    public ReceivedFrame? TryTake() => _frames.Reader.TryRead(out var frame) ? frame : null;
+
     /// <summary>Waits until the server closes the connection.</summary>
     public async Task<bool> WaitClosedAsync(TimeSpan? timeout = null)
     {

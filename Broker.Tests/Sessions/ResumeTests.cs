@@ -63,6 +63,54 @@ public sealed class ResumeTests
     }
 
     [Test]
+    public async Task Subscribing_and_resuming_during_a_flood_loses_and_repeats_nothing()
+    {
+        await using var harness = Durable(o => o.HistorySize = 10_000);
+        var publisher = await harness.OpenConnectedAsync();
+        var flood = Task.Run(async () =>
+        {
+            for (var i = 1; i <= 3000; i++)
+            {
+                await publisher.PublishAsync("/topic/flood", i.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            }
+
+            await publisher.PublishAsync("/topic/flood", "end", ("receipt", "flooded"));
+            await publisher.ExpectReceiptAsync("flooded");
+        });
+        var (first, connected) = await harness.OpenConnectedAsync("1.2", "guest");
+        await first.SubscribeAsync("f", "/topic/flood");
+        var seen = new List<string>();
+        while (seen.Count < 200)
+        {
+            var frame = await first.ReceiveAsync();
+            if (frame.Command == StompCommand.Message)
+            {
+                seen.Add(frame.BodyText);
+            }
+        }
+
+        await first.DisposeAsync(); // everything the server wrote before the drop is still read by the client
+        while (first.TryTake() is { } late)
+        {
+            seen.Add(late.BodyText);
+        }
+
+        await flood;
+        var (resumed, again) = await harness.OpenConnectedAsync("1.2", "guest", connected["session-token"]);
+        while (seen[^1] != "end")
+        {
+            seen.Add((await resumed.ReceiveAsync()).BodyText);
+        }
+
+        var numbers = seen.Take(seen.Count - 1).Select(int.Parse).ToList();
+        var firstBreak = Enumerable.Range(1, numbers.Count - 1).FirstOrDefault(i => numbers[i] != numbers[i - 1] + 1);
+        TestContext.Out.WriteLine($"first break at {firstBreak}: {string.Join(",", numbers.Skip(Math.Max(0, firstBreak - 3)).Take(8))}");
+        Assert.That(again["recovered"], Is.EqualTo("true"));
+        Assert.That(numbers, Is.EqualTo(Enumerable.Range(numbers[0], 3000 - numbers[0] + 1)), "contiguous from the first message seen, none twice");
+        Assert.That(await resumed.TryReceiveAsync(TimeSpan.FromMilliseconds(200)), Is.Null);
+    }
+
+    [Test]
     public async Task Messages_already_delivered_are_not_replayed()
     {
         await using var harness = Durable();
