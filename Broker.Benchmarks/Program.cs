@@ -1,5 +1,6 @@
 using BenchmarkDotNet.Running;
 using Broker.Benchmarks.Codec;
+using Broker.Benchmarks.Durability;
 
 // dotnet run -c Release --project Broker.Benchmarks -- <mode> [arguments]
 switch (args.Length > 0 ? args[0] : null)
@@ -9,6 +10,9 @@ switch (args.Length > 0 ? args[0] : null)
         BenchmarkSwitcher.FromTypes([typeof(ReaderBenchmarks), typeof(WriterBenchmarks)]).Run(args[1..], CodecConfig.Create());
         return 0;
 
+    case "resume":
+        return await ResumeLatency.RunAsync(args[1..]);
+
     default:
         Console.Error.WriteLine("""
             usage: Broker.Benchmarks <mode> [arguments]
@@ -16,6 +20,9 @@ switch (args.Length > 0 ? args[0] : null)
             modes:
               codec [BenchmarkDotNet arguments]   STOMP frame reader and writer micro-benchmarks
                                                   e.g. codec --filter '*' --job short
+              resume [--store sqlite|redis|memory|all] [--iterations N] [--warmup N]
+                                                  resume latency percentiles (CONNECT with a token
+                                                  to CONNECTED, and to the first live MESSAGE)
             """);
         return 1;
 }
