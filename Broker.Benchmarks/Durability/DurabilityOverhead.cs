@@ -52,9 +52,10 @@ internal static class DurabilityOverhead
         }
 
         Console.WriteLine($"durability overhead: {messages} messages of {bodySize} B, 1 publisher, {subscribers} subscribers, {runs} runs each, TCP on 127.0.0.1, {Environment.ProcessorCount} cores");
-        Console.WriteLine("warm-up (not counted)...");
-        await RunOnceAsync(BenchStore.None, messages / 10, subscribers, bodySize);
-        await RunOnceAsync(onStore, messages / 10, subscribers, bodySize);
+        Console.WriteLine($"load average before: {LoadAverage.Read()}");
+        Console.WriteLine("warm-up, one full run each (not counted)...");
+        await RunOnceAsync(BenchStore.None, messages, subscribers, bodySize);
+        await RunOnceAsync(onStore, messages, subscribers, bodySize);
 
         var results = new Dictionary<BenchStore, List<double>> { [BenchStore.None] = [], [onStore] = [] };
         for (var run = 0; run < runs; run++)
@@ -69,6 +70,7 @@ internal static class DurabilityOverhead
             }
         }
 
+        Console.WriteLine($"load average after: {LoadAverage.Read()}");
         var off = results[BenchStore.None];
         var on = results[onStore];
         Console.WriteLine();

@@ -60,6 +60,7 @@ internal static class ResumeLatency
         }
 
         Console.WriteLine($"resume latency: {iterations} iterations after {warmup} warm-up, {subscriptions} subscriptions, TCP on 127.0.0.1, {Environment.ProcessorCount} cores");
+        Console.WriteLine($"load average before: {LoadAverage.Read()}");
         var rows = new List<string>();
         foreach (var store in stores)
         {
@@ -70,6 +71,7 @@ internal static class ResumeLatency
             rows.Add(publishToDelivery.Row(name));
         }
 
+        Console.WriteLine($"load average after: {LoadAverage.Read()}");
         Console.WriteLine();
         Console.WriteLine(Percentiles.Header);
         foreach (var row in rows)
