@@ -1,5 +1,6 @@
 using BenchmarkDotNet.Running;
 using Broker.Benchmarks.Codec;
+using Broker.Benchmarks.Durability;
 
 // dotnet run -c Release --project Broker.Benchmarks -- <mode> [arguments]
 switch (args.Length > 0 ? args[0] : null)
@@ -9,6 +10,17 @@ switch (args.Length > 0 ? args[0] : null)
         BenchmarkSwitcher.FromTypes([typeof(ReaderBenchmarks), typeof(WriterBenchmarks)]).Run(args[1..], CodecConfig.Create());
         return 0;
 
+    case "stores":
+        // Session store SaveAsync / FindByTokenHashAsync (SQLite temp file, private redis-server).
+        BenchmarkSwitcher.FromTypes([typeof(StoreBenchmarks)]).Run(args[1..], StoreBenchmarks.Config());
+        return 0;
+
+    case "resume":
+        return await ResumeLatency.RunAsync(args[1..]);
+
+    case "durability-overhead":
+        return await DurabilityOverhead.RunAsync(args[1..]);
+
     default:
         Console.Error.WriteLine("""
             usage: Broker.Benchmarks <mode> [arguments]
@@ -16,6 +28,14 @@ switch (args.Length > 0 ? args[0] : null)
             modes:
               codec [BenchmarkDotNet arguments]   STOMP frame reader and writer micro-benchmarks
                                                   e.g. codec --filter '*' --job short
+              stores [BenchmarkDotNet arguments]  session store SaveAsync / FindByTokenHashAsync
+                                                  (SQLite temp file, private redis-server)
+              resume [--store sqlite|redis|memory|all] [--iterations N] [--warmup N]
+                                                  resume latency percentiles (CONNECT with a token
+                                                  to CONNECTED, and to the first live MESSAGE)
+              durability-overhead [--messages N] [--subscribers N] [--runs N] [--store S]
+                                                  topic fan-out deliveries/s with durable sessions
+                                                  off vs on (default: SQLite store)
             """);
         return 1;
 }
