@@ -17,10 +17,10 @@ namespace Broker.Benchmarks.Durability;
 internal sealed class BenchServer : IAsyncDisposable
 {
     private readonly WebApplication _app;
-    private readonly RedisProcess? _redis;
+    private readonly Broker.Tests.Durability.RedisServer? _redis;
     private readonly string? _tempDirectory;
 
-    private BenchServer(WebApplication app, int tcpPort, BenchStore store, RedisProcess? redis, string? tempDirectory)
+    private BenchServer(WebApplication app, int tcpPort, BenchStore store, Broker.Tests.Durability.RedisServer? redis, string? tempDirectory)
     {
         _app = app;
         TcpPort = tcpPort;
@@ -44,7 +44,7 @@ internal sealed class BenchServer : IAsyncDisposable
 
     public static async Task<BenchServer> StartAsync(BenchStore store, Action<StompBrokerOptions>? configure = null)
     {
-        RedisProcess? redis = null;
+        Broker.Tests.Durability.RedisServer? redis = null;
         string? temp = null;
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
@@ -66,7 +66,7 @@ internal sealed class BenchServer : IAsyncDisposable
                 broker.AddSqliteSessionStore(o => o.Path = path);
                 break;
             case BenchStore.Redis:
-                redis = await RedisProcess.StartAsync();
+                redis = await Broker.Tests.Durability.RedisServer.StartAsync();
                 var configuration = redis.Configuration;
                 broker.AddRedisSessionStore(o => o.Configuration = configuration);
                 break;

@@ -29,7 +29,7 @@ public class StoreBenchmarks
 
     private SessionRecord[] _records = [];
     private ISessionStore _store = null!;
-    private RedisProcess? _redis;
+    private Broker.Tests.Durability.RedisServer? _redis;
     private string? _tempDirectory;
     private int _next;
 
@@ -48,7 +48,7 @@ public class StoreBenchmarks
                 _store = new SqliteSessionStore(new SqliteSessionStoreOptions { Path = Path.Combine(_tempDirectory, "sessions.db") });
                 break;
             case StoreKind.Redis:
-                _redis = RedisProcess.StartAsync().GetAwaiter().GetResult();
+                _redis = Broker.Tests.Durability.RedisServer.StartAsync().GetAwaiter().GetResult();
                 _store = new RedisSessionStore(new RedisSessionStoreOptions { Configuration = _redis.Configuration, KeyPrefix = "bench:" });
                 break;
         }
