@@ -10,6 +10,39 @@ namespace Broker.Tests.EndToEnd;
 public sealed class DurableSessionEmbeddingTests
 {
     [Test]
+    public async Task Over_tcp_a_dropped_subscriber_resumes_with_all_100_missed_messages_in_order()
+    {
+        await using var server = await TestServer.StartAsync();
+        var subscriber = await StompTestClient.ConnectTcpAsync(server.TcpPort);
+        var connected = await subscriber.ConnectAsync(login: "guest", passcode: "guest");
+        await subscriber.SubscribeAndWaitAsync("seq", "/topic/sequenced");
+        await subscriber.DisposeAsync(); // the socket closes; no DISCONNECT
+
+        // What is written in the instant between the drop and the server noticing it is in flight and
+        // may be lost to an auto subscription (README); the missed messages here come after.
+        await server.WaitSessionGoneAsync(connected["session"]!);
+        await using var publisher = await StompTestClient.ConnectTcpAsync(server.TcpPort);
+        await publisher.ConnectAsync();
+        for (var i = 1; i <= 100; i++)
+        {
+            await publisher.PublishAsync("/topic/sequenced", $"{i}", ("x-seq", $"{i}"));
+        }
+
+        await using var resumed = await StompTestClient.ConnectTcpAsync(server.TcpPort);
+        var again = await resumed.ConnectAsync(login: "guest", passcode: "guest", sessionToken: connected["session-token"]);
+
+        Assert.That(again["resumed"], Is.EqualTo("true"));
+        Assert.That(again["recovered"], Is.EqualTo("true"));
+        for (var i = 1; i <= 100; i++)
+        {
+            var message = await resumed.ReceiveAsync();
+            Assert.That((message["subscription"], message["x-seq"], message.BodyText), Is.EqualTo(("seq", $"{i}", $"{i}")));
+        }
+
+        Assert.That(await resumed.TryReceiveAsync(TimeSpan.FromMilliseconds(200)), Is.Null, "none twice");
+    }
+
+    [Test]
     public async Task The_user_registry_lists_a_users_live_sessions_and_their_node()
     {
         await using var server = await TestServer.StartAsync();

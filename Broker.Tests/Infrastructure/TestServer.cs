@@ -61,6 +61,22 @@ internal sealed class TestServer : IAsyncDisposable
         return new TestServer(web, ((IPEndPoint)http!.EndPoint).Port, ((IPEndPoint)tcp!.EndPoint).Port);
     }
 
+    /// <summary>Waits until the server has noticed a dropped connection and let its session go.</summary>
+    public async Task WaitSessionGoneAsync(string sessionId)
+    {
+        var registry = Services.GetRequiredService<Broker.Sessions.StompSessionRegistry>();
+        var deadline = DateTime.UtcNow + StompTestClient.DefaultTimeout;
+        while (registry.Find(sessionId) is not null)
+        {
+            if (DateTime.UtcNow > deadline)
+            {
+                throw new TimeoutException($"session {sessionId} is still live");
+            }
+
+            await Task.Delay(5);
+        }
+    }
+
     public async ValueTask DisposeAsync()
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10));
