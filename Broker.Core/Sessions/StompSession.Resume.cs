@@ -136,7 +136,11 @@ public sealed partial class StompSession
         foreach (var stored in record.Subscriptions)
         {
             var subscription = new SessionSubscription(this, stored.Id, stored.Destination, stored.AckMode, stored.Prefetch) { Restored = true };
-            _subscriptions.Add(stored.Id, subscription);
+            lock (_subscriptionsGate)
+            {
+                _subscriptions.Add(stored.Id, subscription);
+            }
+
             var resumeFrom = stored.Epoch is null ? null : new StreamPosition(stored.Epoch, stored.Position);
             var handle = await _services.Broker.SubscribeAsync(
                 new SubscriptionRequest(Id, stored.Id, stored.Destination, stored.AckMode, stored.Prefetch, resumeFrom), subscription).ConfigureAwait(false);
@@ -205,8 +209,14 @@ public sealed partial class StompSession
 
     private SessionRecord Snapshot()
     {
-        var subscriptions = new List<SubscriptionRecord>(_subscriptions.Count);
-        foreach (var s in _subscriptions.Values)
+        SessionSubscription[] current;
+        lock (_subscriptionsGate)
+        {
+            current = [.. _subscriptions.Values];
+        }
+
+        var subscriptions = new List<SubscriptionRecord>(current.Length);
+        foreach (var s in current)
         {
             var (epoch, position) = s.ResumePosition();
             subscriptions.Add(new SubscriptionRecord(s.Id, s.Destination, s.AckMode, s.Prefetch, epoch, position));

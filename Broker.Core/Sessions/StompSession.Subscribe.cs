@@ -7,7 +7,9 @@ namespace Broker.Sessions;
 
 public sealed partial class StompSession
 {
+    // Owned by the read loop; the gate only lets other threads (SetMetadata's snapshot) read it safely.
     private readonly Dictionary<string, SessionSubscription> _subscriptions = new(StringComparer.Ordinal);
+    private readonly Lock _subscriptionsGate = new();
     private readonly Lock _ackGate = new();
     private readonly Dictionary<long, LinkedListNode<PendingAck>> _pendingAcks = [];
     private long _lastAckId;
@@ -108,7 +110,11 @@ public sealed partial class StompSession
                 return;
             }
 
-            _subscriptions.Remove(id);
+            lock (_subscriptionsGate)
+            {
+                _subscriptions.Remove(id);
+            }
+
             Release(existing);
         }
 
@@ -123,7 +129,11 @@ public sealed partial class StompSession
         }
 
         var subscription = new SessionSubscription(this, id, destination, ackMode, prefetch);
-        _subscriptions.Add(id, subscription);
+        lock (_subscriptionsGate)
+        {
+            _subscriptions.Add(id, subscription);
+        }
+
         subscription.Handle = await _services.Broker.SubscribeAsync(new SubscriptionRequest(Id, id, destination, ackMode, prefetch), subscription).ConfigureAwait(false);
         SaveSnapshot();
         SendReceiptIfRequested();
@@ -133,7 +143,13 @@ public sealed partial class StompSession
     private void Unsubscribe(StompFrame frame)
     {
         var id = Version == StompVersion.V10 ? frame.GetString(StompHeaders.Id) ?? RequireHeader(frame, StompHeaders.Destination) : RequireHeader(frame, StompHeaders.Id);
-        if (!_subscriptions.Remove(id, out var subscription))
+        SessionSubscription? subscription;
+        lock (_subscriptionsGate)
+        {
+            _subscriptions.Remove(id, out subscription);
+        }
+
+        if (subscription is null)
         {
             throw new StompProtocolException($"no subscription with id '{id}'");
         }
@@ -149,7 +165,10 @@ public sealed partial class StompSession
             Release(subscription);
         }
 
-        _subscriptions.Clear();
+        lock (_subscriptionsGate)
+        {
+            _subscriptions.Clear();
+        }
     }
 
     // Unacknowledged queue messages go back to the queue for other consumers.
