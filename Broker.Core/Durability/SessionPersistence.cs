@@ -23,6 +23,9 @@ internal sealed partial class SessionPersistence : IAsyncDisposable
     private readonly ILogger _logger;
     private readonly TimeProvider _time;
     private readonly ConcurrentDictionary<string, PendingWrite> _pending = new(StringComparer.Ordinal);
+
+    // Writes being applied: still visible to a resume until the store has them.
+    private readonly ConcurrentDictionary<string, PendingWrite> _applying = new(StringComparer.Ordinal);
     private readonly Channel<string> _dirty = Channel.CreateUnbounded<string>(new() { SingleReader = true });
     private readonly CancellationTokenSource _stopping = new();
     private readonly Task _writer;
@@ -59,9 +62,12 @@ internal sealed partial class SessionPersistence : IAsyncDisposable
     /// A write for the token still in the queue: the latest state (found, record) or a pending removal
     /// (found, null). A client that reconnects at once must see what its old connection just wrote.
     /// </summary>
-    public bool TryGetPending(ReadOnlySpan<byte> tokenHash, out SessionRecord? record)
+    public bool TryGetPending(ReadOnlySpan<byte> tokenHash, out SessionRecord? record) =>
+        TryFind(_pending, tokenHash, out record) || TryFind(_applying, tokenHash, out record);
+
+    private static bool TryFind(ConcurrentDictionary<string, PendingWrite> writes, ReadOnlySpan<byte> tokenHash, out SessionRecord? record)
     {
-        foreach (var write in _pending.Values)
+        foreach (var write in writes.Values)
         {
             if (write.Record is { } pending && pending.TokenHash.AsSpan().SequenceEqual(tokenHash))
             {
@@ -136,6 +142,7 @@ internal sealed partial class SessionPersistence : IAsyncDisposable
                     try
                     {
                         await ApplyAsync(sessionId, write).ConfigureAwait(false);
+                        _applying.TryRemove(new KeyValuePair<string, PendingWrite>(sessionId, write));
                         Interlocked.Decrement(ref _inFlight);
                         if (_failures > 0)
                         {
@@ -151,9 +158,14 @@ internal sealed partial class SessionPersistence : IAsyncDisposable
                         _failures++;
                         LogWriteFailed(_logger, ex, sessionId, _failures, backoff);
                         _pending.AddOrUpdate(sessionId, write, (_, newer) => write.MergedWith(newer));
+                        _applying.TryRemove(new KeyValuePair<string, PendingWrite>(sessionId, write));
                         Interlocked.Decrement(ref _inFlight);
+
+                        // Back of the line, so one failing session does not hold up the others.
+                        _dirty.Writer.TryWrite(sessionId);
                         await Task.Delay(backoff, _stopping.Token).ConfigureAwait(false);
                         backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, MaxBackoff.Ticks));
+                        break;
                     }
                 }
             }
@@ -169,6 +181,7 @@ internal sealed partial class SessionPersistence : IAsyncDisposable
         Interlocked.Increment(ref _inFlight);
         if (_pending.TryRemove(sessionId, out write!))
         {
+            _applying[sessionId] = write;
             return true;
         }
 

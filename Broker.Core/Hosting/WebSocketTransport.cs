@@ -142,7 +142,13 @@ internal sealed class WebSocketTransport : IStompTransport, IDisposable
         _aborted.Cancel();
         if (_pump is not null)
         {
-            await _pump.ConfigureAwait(false);
+            try
+            {
+                await _pump.ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is ObjectDisposedException or InvalidOperationException or WebSocketException or IOException)
+            {
+            }
         }
     }
 

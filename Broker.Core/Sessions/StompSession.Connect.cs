@@ -65,6 +65,7 @@ public sealed partial class StompSession
             }
         }, body: null);
         ReleaseHeld();
+        _established = true;
         RescheduleTimer();
         Log.Connected(_logger, Id, _transport.RemoteEndPoint?.ToString(), Principal ?? "anonymous", version.ToHeaderValue());
     }

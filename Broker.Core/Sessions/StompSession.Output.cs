@@ -12,6 +12,9 @@ public sealed partial class StompSession
     private const int FlushThreshold = 64 * 1024;
 
     private readonly Channel<Outbound> _outbox;
+
+    // The current batch's deliveries: their positions move on only once the batch is flushed.
+    private readonly List<(SessionSubscription Subscription, Routing.BrokerMessage Message)> _batch = [];
     private long _pendingBytes;
     private volatile bool _slowConsumer;
     private long _lastWriteAt = Environment.TickCount64;
@@ -51,9 +54,9 @@ public sealed partial class StompSession
             return;
         }
 
-        _slowConsumer = true;
         Log.SlowConsumer(_logger, Id, reason);
         SendError("slow consumer: " + reason, null, null);
+        _slowConsumer = true;
     }
 
     private async Task WriteLoopAsync()
@@ -88,9 +91,11 @@ public sealed partial class StompSession
 
                     if (item.Message is { } message)
                     {
-                        // A slow consumer's backlog is dropped: only its ERROR still goes out.
+                        // A slow consumer's backlog is dropped: only its ERROR still goes out. Queue
+                        // messages in auto mode were handed over for good, so they go back to the queue.
                         if (_slowConsumer || !item.Subscription!.Active)
                         {
+                            Requeue(item);
                             continue;
                         }
 
@@ -134,6 +139,13 @@ public sealed partial class StompSession
                     {
                         break;
                     }
+
+                    foreach (var (subscription, delivered) in _batch)
+                    {
+                        subscription.Delivered(delivered);
+                    }
+
+                    _batch.Clear();
                 }
 
                 if (close)
@@ -154,6 +166,28 @@ public sealed partial class StompSession
         }
     }
 
+    // Only queue messages (they carry no stream offset) go back; a topic message belongs to every
+    // subscriber and is never published again.
+    private void Requeue(in Outbound item)
+    {
+        if (item.Subscription!.AckMode == Routing.AckMode.Auto && item.Message!.Offset == 0)
+        {
+            _ = RequeueAsync(item.Message);
+        }
+    }
+
+    private async Task RequeueAsync(Routing.BrokerMessage message)
+    {
+        try
+        {
+            await _services.Broker.PublishAsync(message).ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            Log.SessionFailed(_logger, ex, Id);
+        }
+    }
+
     // "MESSAGE\nsubscription:<id>\n" [ack:<n>\n] + the message's shared, once-serialised tail.
     private long WriteMessage(System.Buffers.IBufferWriter<byte> output, in Outbound item)
     {
@@ -170,8 +204,12 @@ public sealed partial class StompSession
             length += 5 + digits;
         }
 
-        subscription.Delivered(item.Message!);
-        var tail = item.Message!.EncodedTail(Version);
+        if (item.Message!.Offset > 0)
+        {
+            _batch.Add((subscription, item.Message));
+        }
+
+        var tail = item.Message.EncodedTail(Version);
         output.Write(tail);
         return length + tail.Length;
     }
@@ -209,7 +247,13 @@ public sealed partial class StompSession
         catch (Exception ex)
         {
             Log.SessionFailed(_logger, ex, Id);
-            _transport.Abort();
+            try
+            {
+                _transport.Abort();
+            }
+            catch (ObjectDisposedException)
+            {
+            }
         }
     }
 
@@ -221,7 +265,8 @@ public sealed partial class StompSession
         }
 
         var now = Environment.TickCount64;
-        if (!_connected)
+        // Until CONNECTED is queued (a resume may wait on the store), only the connect timeout applies.
+        if (!_established)
         {
             if (now - _startedAt > _options.ConnectTimeout.TotalMilliseconds)
             {

@@ -187,13 +187,35 @@ public sealed partial class StompSession
         return Enqueue(item);
     }
 
-    /// <summary>Ends this connection because the same session resumed on another one; returns its final state.</summary>
-    internal async Task<SessionRecord> TakeOverAsync()
+    /// <summary>
+    /// Ends this connection because the same session resumed on another one and returns its final state,
+    /// or null when it would not end in time (the resume then starts a fresh session instead).
+    /// </summary>
+    internal async Task<SessionRecord?> TakeOverAsync()
     {
         _takenOver = true;
         SendError("session resumed on another connection", null, null);
-        await _finished.Task.WaitAsync(TimeSpan.FromSeconds(10)).ConfigureAwait(false);
-        return _finalState ?? Snapshot();
+        try
+        {
+            // A connection that cannot even take its ERROR (the network is gone) is cut at once.
+            await _finished.Task.WaitAsync(TimeSpan.FromSeconds(1)).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            _transport.Abort();
+        }
+
+        try
+        {
+            await _finished.Task.WaitAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
+            return _finalState;
+        }
+        catch (TimeoutException)
+        {
+            // Not taken after all: let the old connection save its own state when it finally closes.
+            _takenOver = false;
+            return null;
+        }
     }
 
     internal ReadOnlySpan<byte> TokenHash => _tokenHash;
@@ -259,7 +281,7 @@ public sealed partial class StompSession
         _finalState = Snapshot();
         if (_takenOver)
         {
-            return;
+            return; // the taking session carries this state on
         }
 
         if (_disconnected)

@@ -33,6 +33,19 @@ public sealed partial class StompSession
             throw new StompProtocolException($"no open transaction '{id}'");
         }
 
+        // All or nothing: an ACK or NACK that no longer names a pending message fails the COMMIT before
+        // anything is applied.
+        lock (_ackGate)
+        {
+            foreach (var action in actions)
+            {
+                if (action.Ack is { } pending && pending.Subscription.Active && !_pendingAcks.ContainsKey(pending.AckId))
+                {
+                    throw new StompProtocolException($"transaction '{id}' acknowledges a message that is no longer pending");
+                }
+            }
+        }
+
         foreach (var action in actions)
         {
             if (action.Message is not null)

@@ -20,6 +20,7 @@ public sealed partial class StompSession
     private volatile bool _closing;
     private string? _closeReason;
     private bool _connected;
+    private volatile bool _established;
     private long _lastReadAt = Environment.TickCount64;
 
     internal StompSession(IStompTransport transport, StompSessionServices services)

@@ -59,6 +59,32 @@ public sealed class TransactionAndLimitTests
     }
 
     [Test]
+    public async Task A_commit_whose_ack_is_no_longer_pending_applies_nothing()
+    {
+        await using var harness = new SessionHarness();
+        var subscriber = await harness.OpenConnectedAsync();
+        await subscriber.SubscribeAndWaitAsync("watch", "/topic/commit-guard");
+        var consumer = await harness.OpenConnectedAsync();
+        await consumer.SubscribeAndWaitAsync("q", "/queue/commit-guard", "client");
+        var producer = await harness.OpenConnectedAsync();
+        await producer.PublishAsync("/queue/commit-guard", "a");
+        await producer.PublishAsync("/queue/commit-guard", "b");
+        var a = await consumer.ReceiveAsync();
+        var b = await consumer.ReceiveAsync();
+
+        await consumer.SendFrameAsync(StompCommand.Begin, ("transaction", "t"));
+        await consumer.PublishAsync("/topic/commit-guard", "inside the transaction", ("transaction", "t"));
+        await consumer.SendFrameAsync(StompCommand.Ack, ("id", a["ack"]!), ("transaction", "t"));
+        await consumer.SendFrameAsync(StompCommand.Ack, ("id", b["ack"]!)); // cumulative: settles a too
+        await consumer.SendFrameAsync(StompCommand.Commit, ("transaction", "t"));
+        var error = await consumer.ReceiveAsync();
+
+        Assert.That(error.Command, Is.EqualTo(StompCommand.Error));
+        Assert.That(error["message"], Does.Contain("no longer pending"));
+        Assert.That(await subscriber.TryReceiveAsync(TimeSpan.FromMilliseconds(200)), Is.Null, "the transaction's SEND was not applied");
+    }
+
+    [Test]
     public async Task An_open_transaction_is_aborted_when_the_connection_drops()
     {
         await using var harness = new SessionHarness();
