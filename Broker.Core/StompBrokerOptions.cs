@@ -52,6 +52,9 @@ public sealed class StompBrokerOptions
     /// <summary>Most ready messages one in-process queue holds; beyond it the oldest is dropped (counted).</summary>
     public int MaxQueueLength { get; set; } = 100_000;
 
+    /// <summary>Most unacknowledged messages one client-ack subscription may hold before its connection is closed as a slow consumer (<c>max-unacked</c>).</summary>
+    public int MaxUnackedPerSubscription { get; set; } = 10_000;
+
     /// <summary>Messages each topic keeps for resumed subscriptions to replay.</summary>
     public int HistorySize { get; set; } = 1000;
 

@@ -22,7 +22,7 @@ internal sealed class InProcessBroker : IMessageBroker, IDisposable
         _maxQueueLength = options.MaxQueueLength;
         _metrics = metrics;
         _topics = new TopicRouter(new HistoryOptions(options.HistorySize, options.HistoryMaxAge), time);
-        _sweeper = time.CreateTimer(static s => ((TopicRouter)s!).Sweep(), _topics, TimeSpan.FromMinutes(1), TimeSpan.FromMinutes(1));
+        _sweeper = time.CreateTimer(static s => ((InProcessBroker)s!).Sweep(), this, TimeSpan.FromMinutes(1), TimeSpan.FromMinutes(1));
     }
 
     /// <summary>
@@ -65,7 +65,10 @@ internal sealed class InProcessBroker : IMessageBroker, IDisposable
         var destination = message.Destination;
         if (destination.StartsWith(QueuePrefix, StringComparison.Ordinal))
         {
-            GetQueue(destination).Enqueue(message);
+            while (!GetQueue(destination).TryEnqueue(message))
+            {
+                // Swept between lookup and lock; the next lookup makes a new queue.
+            }
         }
         else
         {
@@ -81,7 +84,12 @@ internal sealed class InProcessBroker : IMessageBroker, IDisposable
         if (request.Destination.StartsWith(QueuePrefix, StringComparison.Ordinal))
         {
             var recovered = request.ResumeFrom?.Epoch == InstanceEpoch;
-            subscription = GetQueue(request.Destination).AddConsumer(sink, request.AckMode, request.Prefetch, recovered, new StreamPosition(InstanceEpoch, 0));
+            QueueConsumer? consumer;
+            while ((consumer = GetQueue(request.Destination).TryAddConsumer(sink, request.AckMode, request.Prefetch, recovered, new StreamPosition(InstanceEpoch, 0))) is null)
+            {
+            }
+
+            subscription = consumer;
         }
         else
         {
@@ -92,6 +100,24 @@ internal sealed class InProcessBroker : IMessageBroker, IDisposable
     }
 
     public void Dispose() => _sweeper.Dispose();
+
+    /// <summary>Drops idle topics and empty queues nobody consumes; returns how many.</summary>
+    internal int Sweep()
+    {
+        var swept = _topics.Sweep();
+        foreach (var (name, queue) in _queues)
+        {
+            if (queue.TryEvict())
+            {
+                _queues.TryRemove(new KeyValuePair<string, MessageQueue>(name, queue));
+                swept++;
+            }
+        }
+
+        return swept;
+    }
+
+    internal int QueueCount => _queues.Count;
 
     private MessageQueue GetQueue(string destination) =>
         _queues.GetOrAdd(destination, static (name, self) => new MessageQueue(name, self._maxQueueLength, _ => self._metrics.Dropped()), this);

@@ -11,6 +11,7 @@ internal sealed class MessageQueue(string name, int maxLength, Action<BrokerMess
     private readonly LinkedList<BrokerMessage> _ready = new();
     private readonly List<QueueConsumer> _consumers = [];
     private int _next;
+    private bool _evicted;
 
     public string Name { get; } = name;
 
@@ -25,10 +26,16 @@ internal sealed class MessageQueue(string name, int maxLength, Action<BrokerMess
         }
     }
 
-    public void Enqueue(BrokerMessage message)
+    /// <summary>False when the queue was swept away meanwhile; the caller looks it up again.</summary>
+    public bool TryEnqueue(BrokerMessage message)
     {
         lock (_gate)
         {
+            if (_evicted)
+            {
+                return false;
+            }
+
             // Overflow policy "drop-head", as RabbitMQ's default: the oldest ready message goes.
             if (_ready.Count >= maxLength)
             {
@@ -39,15 +46,36 @@ internal sealed class MessageQueue(string name, int maxLength, Action<BrokerMess
 
             _ready.AddLast(message);
             Dispatch();
+            return true;
         }
     }
 
-    public QueueConsumer AddConsumer(IMessageSink sink, AckMode ackMode, int prefetch, bool recovered, StreamPosition start)
+    /// <summary>Retires an idle queue (no consumers, no messages) so unused names do not pile up.</summary>
+    public bool TryEvict()
     {
-        sink.Start(start);
+        lock (_gate)
+        {
+            if (_consumers.Count > 0 || _ready.Count > 0)
+            {
+                return false;
+            }
+
+            _evicted = true;
+            return true;
+        }
+    }
+
+    public QueueConsumer? TryAddConsumer(IMessageSink sink, AckMode ackMode, int prefetch, bool recovered, StreamPosition start)
+    {
         var consumer = new QueueConsumer(this, sink, ackMode, prefetch) { Recovered = recovered };
         lock (_gate)
         {
+            if (_evicted)
+            {
+                return null;
+            }
+
+            sink.Start(start);
             _consumers.Add(consumer);
             Dispatch();
         }

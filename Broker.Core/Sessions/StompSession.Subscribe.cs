@@ -381,6 +381,12 @@ public sealed partial class StompSession
                         return false;
                     }
 
+                    if (Pending.Count >= _session._options.MaxUnackedPerSubscription)
+                    {
+                        _session.SlowConsumer($"limit exceeded: max-unacked ({Pending.Count} messages of subscription '{Id}' not acknowledged)");
+                        return false;
+                    }
+
                     ackId = ++_session._lastAckId;
                     _session._pendingAcks[ackId] = Pending.AddLast(new PendingAck(ackId, deliveryTag, message, this));
                 }

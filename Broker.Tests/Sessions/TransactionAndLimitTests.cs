@@ -1,4 +1,5 @@
 using Broker.Protocol;
+using Microsoft.Extensions.DependencyInjection;
 using NUnit.Framework;
 
 namespace Broker.Tests.Sessions;
@@ -197,6 +198,54 @@ public sealed class TransactionAndLimitTests
             await c.SendFrameAsync(StompCommand.Begin, ("transaction", "t1"));
             await c.SendFrameAsync(StompCommand.Begin, ("transaction", "t2"));
         }), Does.Contain("max-transactions"));
+    }
+
+    [Test]
+    public async Task A_client_ack_subscriber_that_never_acks_is_stopped_at_max_unacked()
+    {
+        await using var harness = new SessionHarness(o => o.MaxUnackedPerSubscription = 3);
+        var lazy = await harness.OpenConnectedAsync();
+        await lazy.SubscribeAndWaitAsync("t", "/topic/never-acked", "client");
+        var publisher = await harness.OpenConnectedAsync();
+        for (var i = 0; i < 5; i++)
+        {
+            await publisher.PublishAsync("/topic/never-acked", $"m{i}");
+        }
+
+        var frames = new List<ReceivedFrame>();
+        while (frames.Count == 0 || frames[^1].Command != StompCommand.Error)
+        {
+            frames.Add(await lazy.ReceiveAsync());
+        }
+
+        // Up to the limit may have been written before the cut; the unwritten backlog is dropped.
+        Assert.That(frames.Count(f => f.Command == StompCommand.Message), Is.LessThanOrEqualTo(3));
+        Assert.That(frames[^1]["message"], Does.Contain("max-unacked"));
+        Assert.That(await lazy.WaitClosedAsync(), Is.True);
+    }
+
+    [Test]
+    public async Task Idle_empty_queues_are_swept_and_come_back_when_used()
+    {
+        await using var harness = new SessionHarness();
+        var broker = (Broker.Routing.InProcessBroker)harness.Services.GetRequiredService<Broker.Routing.IMessageBroker>();
+        var client = await harness.OpenConnectedAsync();
+        await client.PublishAsync("/queue/sweep-me", "kept while unread", ("receipt", "sent"));
+        await client.ExpectReceiptAsync("sent");
+        var before = broker.QueueCount;
+
+        broker.Sweep();
+        Assert.That(broker.QueueCount, Is.EqualTo(before), "a queue holding a message stays");
+        await client.SubscribeAsync("q", "/queue/sweep-me");
+        Assert.That((await client.ReceiveAsync()).BodyText, Is.EqualTo("kept while unread"));
+        await client.SendFrameAsync(StompCommand.Unsubscribe, ("id", "q"), ("receipt", "gone"));
+        await client.ExpectReceiptAsync("gone");
+        broker.Sweep();
+
+        Assert.That(broker.QueueCount, Is.EqualTo(before - 1));
+        await client.PublishAsync("/queue/sweep-me", "again");
+        await client.SubscribeAsync("q2", "/queue/sweep-me");
+        Assert.That((await client.ReceiveAsync()).BodyText, Is.EqualTo("again"));
     }
 
     [Test]
