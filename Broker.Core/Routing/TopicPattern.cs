@@ -17,7 +17,19 @@ internal sealed class TopicPattern
 
     public string Pattern { get; }
 
-    public static bool IsWildcard(string key) => key.Split('.').Any(w => w is "*" or "#");
+    // On every SEND: scans words in place, allocates nothing.
+    public static bool IsWildcard(ReadOnlySpan<char> key)
+    {
+        foreach (var range in key.Split('.'))
+        {
+            if (key[range] is "*" or "#")
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
 
     public bool Matches(ReadOnlySpan<char> key)
     {

@@ -18,7 +18,6 @@ public sealed partial class StompSession
     private readonly StompFrame _frame = new();
     private readonly long _startedAt = Environment.TickCount64;
     private volatile bool _closing;
-    private string? _closeReason;
     private bool _connected;
     private volatile bool _established;
     private long _lastReadAt = Environment.TickCount64;
@@ -198,7 +197,6 @@ public sealed partial class StompSession
         SendReceiptIfRequested();
         _disconnected = true;
         _closing = true;
-        _closeReason = "client disconnected";
         _outbox.Writer.TryWrite(Outbound.CloseMarker);
     }
 
@@ -221,7 +219,6 @@ public sealed partial class StompSession
 
         _services.Metrics.Error();
         Log.ProtocolError(_logger, Id, message);
-        _closeReason ??= message;
         var body = System.Text.Encoding.UTF8.GetBytes(detail ?? message);
         EnqueueFrame(StompCommand.Error, w =>
         {

@@ -101,7 +101,7 @@ internal sealed partial class ServerProcess : IAsyncDisposable
             await kill.WaitForExitAsync();
         }
 
-        var exited = await Task.WhenAny(_process.WaitForExitAsync(), Task.Delay(timeout));
+        await Task.WhenAny(_process.WaitForExitAsync(), Task.Delay(timeout));
         return _process.HasExited;
     }
 
