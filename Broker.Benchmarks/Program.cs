@@ -1,6 +1,7 @@
 using BenchmarkDotNet.Running;
 using Broker.Benchmarks.Codec;
 using Broker.Benchmarks.Durability;
+using Broker.Benchmarks.Load;
 
 // dotnet run -c Release --project Broker.Benchmarks -- <mode> [arguments]
 switch (args.Length > 0 ? args[0] : null)
@@ -21,6 +22,10 @@ switch (args.Length > 0 ? args[0] : null)
     case "durability-overhead":
         return await DurabilityOverhead.RunAsync(args[1..]);
 
+    case "load":
+        // Drives any STOMP-over-WebSocket or TCP URL; see LoadOptions.Usage.
+        return await LoadRun.RunAsync(args[1..], Console.Out);
+
     default:
         Console.Error.WriteLine("""
             usage: Broker.Benchmarks <mode> [arguments]
@@ -36,6 +41,10 @@ switch (args.Length > 0 ? args[0] : null)
               durability-overhead [--messages N] [--subscribers N] [--runs N] [--store S]
                                                   topic fan-out deliveries/s with durable sessions
                                                   off vs on (default: SQLite store)
+              load --url URL [options]            N subscribers / P publishers against any STOMP URL
+                                                  (ws:// or tcp://): deliveries/s, latency percentiles
+              load idle --url URL --connections N memory per idle subscribed connection
+                                                  ('load --help' lists every option)
             """);
         return 1;
 }
