@@ -126,7 +126,10 @@ internal static class LoadRun
         {
             try
             {
-                await connection.ReadAsync(handler, _stop.Token);
+                if (!await connection.ReadAsync(handler, _stop.Token) && !_stop.IsCancellationRequested)
+                {
+                    throw new IOException("the server closed the connection");
+                }
             }
             catch (Exception) when (_stop.IsCancellationRequested)
             {
@@ -262,7 +265,7 @@ internal static class LoadRun
 
             output.WriteLine($"published {N(sent)} messages in {F(publishedIn.TotalSeconds)} s; delivered {N(delivered)}/{N(expected)} " +
                              $"({N(lost)} lost, {N(duplicates)} duplicate, {N(outOfOrder)} out of order) in {F(seconds)} s");
-            output.WriteLine($"deliveries/s {N(rate)}, messages/s {N(sent / seconds)}");
+            output.WriteLine($"deliveries/s {N(rate)}, messages/s {N(sent / seconds)}; per subscriber {N(_subscribers.Min(s => s.Delivered))} to {N(_subscribers.Max(s => s.Delivered))}");
             output.WriteLine($"latency ms: p50 {F(histogram.PercentileMs(50))}, p99 {F(histogram.PercentileMs(99))}, " +
                              $"p99.9 {F(histogram.PercentileMs(99.9))}, max {F(histogram.MaxMs)}");
             foreach (var error in errors.Distinct().Take(5))

@@ -1,0 +1,185 @@
+#!/usr/bin/env bash
+# Side-by-side load benchmarks: Broker (Release build) against RabbitMQ's Web-STOMP plugin, driven by
+# the same load tool (Broker.Benchmarks 'load') over WebSocket, on this machine, in one run.
+#
+#   Broker.Benchmarks/compare.sh            # every scenario (about 6 minutes on 2 cores)
+#   SCENARIOS="fanout-100 paced" Broker.Benchmarks/compare.sh
+#
+# Server and client are pinned to separate cores with taskset (SERVER_CPU, CLIENT_CPU). RabbitMQ
+# (the Debian package, installed if missing) runs as a private node on its own ports under a temp
+# directory; Broker runs with its defaults (SQLite durable sessions in a temp directory).
+# Output: the raw load-tool logs, results.md (the table) and, when gnuplot is installed, compare.png,
+# all in OUT (default: a new temp directory); the table is also printed.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SERVER_CPU=${SERVER_CPU:-0}
+CLIENT_CPU=${CLIENT_CPU:-1}
+DURATION=${DURATION:-10}
+IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-20000}
+HOLD_CONNECTIONS=${HOLD_CONNECTIONS:-50000}
+SCENARIOS=${SCENARIOS:-"idle fanout-100 fanout-1000 paced size-4k size-64k queue hold"}
+OUT=${OUT:-$(mktemp -d /tmp/broker-compare.XXXXXX)}
+BROKER_PORT=${BROKER_PORT:-28080}
+RABBIT_AMQP_PORT=${RABBIT_AMQP_PORT:-28672}
+RABBIT_WS_PORT=${RABBIT_WS_PORT:-28674}
+RABBIT_DIST_PORT=${RABBIT_DIST_PORT:-28680}
+RABBIT_NODE=broker-compare-$$@localhost
+
+export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
+mkdir -p "$OUT"
+say() { printf '==> %s\n' "$*" >&2; }
+
+# RabbitMQ (the Debian package) and gnuplot-nox (for the plot), installed when missing.
+missing=()
+for pkg in rabbitmq-server gnuplot-nox curl; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  say "apt-get install ${missing[*]}"
+  apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Idle scenarios hold tens of thousands of sockets in each process.
+ulimit -Hn 1048576 2>/dev/null || true
+ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+say "dotnet build -c Release (Broker.Server, Broker.Benchmarks)"
+dotnet build "$ROOT/Broker.Server" -c Release -v q -nologo >/dev/null
+dotnet build "$ROOT/Broker.Benchmarks" -c Release -v q -nologo >/dev/null
+SERVER_DLL=$ROOT/Broker.Server/bin/Release/net10.0/Broker.Server.dll
+LOAD_DLL=$ROOT/Broker.Benchmarks/bin/Release/net10.0/Broker.Benchmarks.dll
+
+# ---- servers ------------------------------------------------------------------------------------
+
+BROKER_PID=""
+RABBIT_DIR=""
+RABBIT_PID=""
+
+start_broker() {
+  local dir=$OUT/broker-data
+  rm -rf "$dir" && mkdir -p "$dir"
+  (cd "$dir" && exec taskset -c "$SERVER_CPU" dotnet "$SERVER_DLL" \
+      --Broker:Server:ListenAddress=127.0.0.1 --Broker:Server:HttpPort="$BROKER_PORT" --Broker:Server:TcpPort=-1 \
+      --Broker:Sessions:SqlitePath="$dir/broker.db" --Logging:LogLevel:Default=Warning) >"$OUT/broker-server.log" 2>&1 &
+  BROKER_PID=$!
+  for _ in $(seq 1 100); do
+    if curl -fsS "http://127.0.0.1:$BROKER_PORT/health" >/dev/null 2>&1; then
+      return 0
+    fi
+    sleep 0.2
+  done
+  echo "compare.sh: Broker did not start; see $OUT/broker-server.log" >&2
+  exit 1
+}
+
+stop_broker() {
+  if [ -n "$BROKER_PID" ]; then
+    kill -TERM "$BROKER_PID" 2>/dev/null || true
+    wait "$BROKER_PID" 2>/dev/null || true
+    BROKER_PID=""
+  fi
+}
+
+rabbit_env() {
+  env HOME="$RABBIT_DIR" RABBITMQ_NODENAME="$RABBIT_NODE" RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 \
+    RABBITMQ_NODE_PORT="$RABBIT_AMQP_PORT" RABBITMQ_DIST_PORT="$RABBIT_DIST_PORT" \
+    RABBITMQ_MNESIA_BASE="$RABBIT_DIR/mnesia" RABBITMQ_LOG_BASE="$RABBIT_DIR/log" \
+    RABBITMQ_CONFIG_FILE="$RABBIT_DIR/rabbitmq" RABBITMQ_ADVANCED_CONFIG_FILE="$RABBIT_DIR/advanced.config" \
+    RABBITMQ_ENABLED_PLUGINS_FILE="$RABBIT_DIR/enabled_plugins" RABBITMQ_PID_FILE="$RABBIT_DIR/rabbit.pid" \
+    RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}" "$@"
+}
+
+start_rabbit() {
+  RABBIT_DIR=$OUT/rabbit
+  rm -rf "$RABBIT_DIR" && mkdir -p "$RABBIT_DIR"
+  # Web-STOMP in binary frames: text frames would reject non-UTF-8 bodies. Everything on 127.0.0.1.
+  cat >"$RABBIT_DIR/rabbitmq.conf" <<CONF
+listeners.tcp.1 = 127.0.0.1:$RABBIT_AMQP_PORT
+web_stomp.tcp.ip = 127.0.0.1
+web_stomp.tcp.port = $RABBIT_WS_PORT
+web_stomp.ws_frame = binary
+loopback_users = none
+CONF
+  echo '[rabbitmq_web_stomp].' >"$RABBIT_DIR/enabled_plugins"
+  rabbit_env taskset -c "$SERVER_CPU" /usr/lib/rabbitmq/bin/rabbitmq-server >"$OUT/rabbit-server.log" 2>&1 &
+  RABBIT_PID=$!
+  # await_startup fails at once while the node is not yet reachable: retry for up to two minutes.
+  local started=0
+  for _ in $(seq 1 60); do
+    if rabbit_env timeout 60 /usr/lib/rabbitmq/bin/rabbitmqctl -n "$RABBIT_NODE" -q await_startup >/dev/null 2>&1; then
+      started=1
+      break
+    fi
+    sleep 2
+  done
+  if [ "$started" -ne 1 ]; then
+    echo "compare.sh: RabbitMQ did not start; see $OUT/rabbit-server.log and $RABBIT_DIR/log" >&2
+    exit 1
+  fi
+  RABBIT_PID=$(cat "$RABBIT_DIR/rabbit.pid" 2>/dev/null || echo "$RABBIT_PID")
+}
+
+stop_rabbit() {
+  if [ -n "$RABBIT_DIR" ] && [ -n "$RABBIT_PID" ]; then
+    rabbit_env timeout 60 /usr/lib/rabbitmq/bin/rabbitmqctl -n "$RABBIT_NODE" -q stop >/dev/null 2>&1 || true
+    kill -KILL "$(cat "$RABBIT_DIR/rabbit.pid" 2>/dev/null || echo "$RABBIT_PID")" 2>/dev/null || true
+    RABBIT_PID=""
+  fi
+}
+
+trap 'stop_broker; stop_rabbit' EXIT
+
+# ---- scenarios ----------------------------------------------------------------------------------
+
+# run BROKER SCENARIO: one load-tool run, its log in OUT/BROKER-SCENARIO.log and its result line kept.
+run() {
+  local broker=$1 scenario=$2 url pid args
+  if [ "$broker" = broker ]; then
+    url=ws://127.0.0.1:$BROKER_PORT/ws pid=$BROKER_PID
+  else
+    url=ws://127.0.0.1:$RABBIT_WS_PORT/ws pid=$RABBIT_PID
+  fi
+  case $scenario in
+    fanout-100)  args=(--subscribers 100 --size 128 --duration "$DURATION" --window 500) ;;
+    fanout-1000) args=(--subscribers 1000 --size 128 --duration "$DURATION" --window 100) ;;
+    paced)       args=(--subscribers 10 --size 128 --duration "$DURATION" --rate 2000) ;;
+    size-4k)     args=(--subscribers 10 --size 4096 --duration "$DURATION" --window 200) ;;
+    size-64k)    args=(--subscribers 10 --size 65536 --duration "$DURATION" --window 20) ;;
+    queue)       args=(--destination "/queue/compare-$$" --publishers 4 --subscribers 4 --ack client-individual --prefetch 100 --size 128 --duration "$DURATION" --window 1000) ;;
+    idle)        args=(idle --connections "$IDLE_CONNECTIONS" --source-addresses 4 --server-pid "$pid" --settle 10) ;;
+    hold)        args=(idle --connections "$HOLD_CONNECTIONS" --source-addresses 4 --server-pid "$pid" --settle 10) ;;
+  esac
+  if [ "${args[0]}" = idle ]; then
+    args=(idle --url "$url" "${args[@]:1}")
+  else
+    args=(--url "$url" --drain-timeout 30 "${args[@]}")
+  fi
+  say "$broker $scenario: load ${args[*]}"
+  local status=0
+  taskset -c "$CLIENT_CPU" dotnet "$LOAD_DLL" load "${args[@]}" --label "$broker/$scenario" >"$OUT/$broker-$scenario.log" 2>&1 || status=$?
+  tail -n 4 "$OUT/$broker-$scenario.log" | sed 's/^/    /' >&2
+  grep '^result:' "$OUT/$broker-$scenario.log" | sed "s/\$/ exit=$status/" >>"$OUT/results.txt"
+}
+
+: >"$OUT/results.txt"
+{
+  echo "machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(. /etc/os-release && echo "$PRETTY_NAME")"
+  echo "software: .NET $(dotnet --version), RabbitMQ $(dpkg-query -W -f='${Version}' rabbitmq-server), Erlang $(dpkg-query -W -f='${Version}' erlang-base)"
+  echo "pinning: servers on CPU $SERVER_CPU, load tool on CPU $CLIENT_CPU; $DURATION s per throughput scenario"
+} >"$OUT/machine.txt"
+cat "$OUT/machine.txt" >&2
+
+for broker in broker rabbitmq; do
+  if [ "$broker" = broker ]; then start_broker; else start_rabbit; fi
+  for scenario in $SCENARIOS; do
+    if [ "$scenario" = hold ] && [ "$broker" = rabbitmq ]; then
+      continue # the 50,000-connection hold is our target, not a comparison
+    fi
+    run "$broker" "$scenario"
+  done
+  if [ "$broker" = broker ]; then stop_broker; else stop_rabbit; fi
+done
+
+/usr/bin/python3 "$ROOT/Broker.Benchmarks/compare_table.py" "$OUT" | tee "$OUT/results.md"
+echo "(raw logs in $OUT)" >&2
