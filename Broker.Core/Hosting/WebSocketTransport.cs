@@ -53,6 +53,15 @@ internal sealed class WebSocketTransport : IStompTransport, IDisposable
         {
             while (!_draining)
             {
+                // Wait for data with a zero-byte read first, so an idle connection holds no receive
+                // buffer (the pipe's 4 KiB block is taken only once bytes are there to fill it).
+                var ready = await _socket.ReceiveAsync(Memory<byte>.Empty, _aborted.Token).ConfigureAwait(false);
+                if (ready.MessageType == WebSocketMessageType.Close)
+                {
+                    _peerClosed = true;
+                    return;
+                }
+
                 var memory = writer.GetMemory(4096);
                 var result = await _socket.ReceiveAsync(memory, _aborted.Token).ConfigureAwait(false);
                 if (result.MessageType == WebSocketMessageType.Close)
