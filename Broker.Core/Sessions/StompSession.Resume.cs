@@ -143,7 +143,7 @@ public sealed partial class StompSession
 
             var resumeFrom = stored.Epoch is null ? null : new StreamPosition(stored.Epoch, stored.Position);
             var handle = await _services.Broker.SubscribeAsync(
-                new SubscriptionRequest(Id, stored.Id, stored.Destination, stored.AckMode, stored.Prefetch, resumeFrom), subscription).ConfigureAwait(false);
+                new SubscriptionRequest(Id, stored.Id, subscription.Route, stored.AckMode, stored.Prefetch, resumeFrom), subscription).ConfigureAwait(false);
             subscription.Handle = handle;
             recovered &= handle.Recovered;
         }
@@ -291,6 +291,7 @@ public sealed partial class StompSession
         else
         {
             _persistence.Save(_finalState);
+            ParkUserDestinations(_finalState);
         }
 
         if (Principal is not null)
