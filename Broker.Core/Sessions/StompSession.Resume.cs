@@ -279,6 +279,12 @@ public sealed partial class StompSession
         }
 
         _finalState = Snapshot();
+        if (!_disconnected)
+        {
+            // Until it resumes (the taking connection included), messages to its user wait for it.
+            ParkUserDestinations(_finalState);
+        }
+
         if (_takenOver)
         {
             return; // the taking session carries this state on
@@ -291,7 +297,6 @@ public sealed partial class StompSession
         else
         {
             _persistence.Save(_finalState);
-            ParkUserDestinations(_finalState);
         }
 
         if (Principal is not null)

@@ -110,6 +110,12 @@ public sealed partial class StompSession
 
     private bool IsSubscribedTo(string destination)
     {
+        // A closing session that cannot resume would leave the message in a queue nobody reads.
+        if (_closing && (_persistence is null || _disconnected))
+        {
+            return false;
+        }
+
         lock (_subscriptionsGate)
         {
             foreach (var subscription in _subscriptions.Values)
