@@ -47,6 +47,9 @@ internal sealed partial class SessionPersistence : IAsyncDisposable
 
     public ISessionStore Store => _store;
 
+    /// <summary>The user registry the live sessions are recorded in (for /user/ destinations).</summary>
+    public IUserRegistry Users => _registry;
+
     public DurableSessionOptions Options => _options;
 
     /// <summary>Writes queued but not yet applied (for tests and diagnostics).</summary>

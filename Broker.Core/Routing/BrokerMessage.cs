@@ -69,10 +69,23 @@ public sealed class BrokerMessage
         return bytes;
     }
 
+    /// <summary>
+    /// <see cref="EncodedTail"/> without its first line, the <c>destination</c> header: for a subscriber
+    /// that writes its own (a user destination shows the client what it subscribed to). Escaping leaves
+    /// no raw LF inside a header value, so the first LF ends that line.
+    /// </summary>
+    public ReadOnlySpan<byte> EncodedTailAfterDestination(StompVersion version)
+    {
+        var tail = EncodedTail(version);
+        return tail[(tail.IndexOf((byte)'\n') + 1)..];
+    }
+
     private byte[] Encode(StompVersion version)
     {
         var buffer = new ArrayBufferWriter<byte>(Body.Length + 128);
         var writer = new StompFrameWriter(buffer, version);
+
+        // The destination stays the first line: EncodedTailAfterDestination relies on it.
         writer.Header(StompHeaders.Destination, Destination);
         writer.Header(StompHeaders.MessageId, MessageId);
         foreach (var header in Headers)

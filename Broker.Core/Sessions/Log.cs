@@ -28,6 +28,9 @@ internal static partial class Log
     [LoggerMessage(9, LogLevel.Warning, "STOMP session {SessionId}: session store lookup failed; resuming as a new session")]
     public static partial void ResumeLookupFailed(ILogger logger, Exception exception, string sessionId);
 
+    [LoggerMessage(10, LogLevel.Warning, "STOMP session {SessionId}: user registry lookup for '{Principal}' failed; sending to this node's sessions only")]
+    public static partial void UserLookupFailed(ILogger logger, Exception exception, string sessionId, string principal);
+
     [LoggerMessage(8, LogLevel.Information, "STOMP session {SessionId}: authentication failed for login '{Login}' from {Remote}")]
     public static partial void AuthenticationFailed(ILogger logger, string sessionId, string? login, string? remote);
 }

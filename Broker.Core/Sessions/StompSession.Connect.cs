@@ -46,6 +46,7 @@ public sealed partial class StompSession
         Principal = result.Principal;
         _connected = true;
         var (token, resumed, recovered) = await EstablishAsync(frame.GetString("session-token"u8)).ConfigureAwait(false);
+        _services.Registry.IndexUser(this);
         EnqueueFrame(StompCommand.Connected, w =>
         {
             w.Header(StompHeaders.Version, version.ToHeaderValue());

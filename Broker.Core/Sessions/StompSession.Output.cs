@@ -209,7 +209,7 @@ public sealed partial class StompSession
             _batch.Add((subscription, item.Message));
         }
 
-        var tail = item.Message.EncodedTail(Version);
+        var tail = subscription.EncodedTail(item.Message);
         output.Write(tail);
         return length + tail.Length;
     }

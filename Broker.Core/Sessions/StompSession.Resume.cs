@@ -143,7 +143,7 @@ public sealed partial class StompSession
 
             var resumeFrom = stored.Epoch is null ? null : new StreamPosition(stored.Epoch, stored.Position);
             var handle = await _services.Broker.SubscribeAsync(
-                new SubscriptionRequest(Id, stored.Id, stored.Destination, stored.AckMode, stored.Prefetch, resumeFrom), subscription).ConfigureAwait(false);
+                new SubscriptionRequest(Id, stored.Id, subscription.Route, stored.AckMode, stored.Prefetch, resumeFrom), subscription).ConfigureAwait(false);
             subscription.Handle = handle;
             recovered &= handle.Recovered;
         }
@@ -279,6 +279,12 @@ public sealed partial class StompSession
         }
 
         _finalState = Snapshot();
+        if (!_disconnected)
+        {
+            // Until it resumes (the taking connection included), messages to its user wait for it.
+            ParkUserDestinations(_finalState);
+        }
+
         if (_takenOver)
         {
             return; // the taking session carries this state on

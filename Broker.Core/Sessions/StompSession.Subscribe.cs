@@ -18,7 +18,7 @@ public sealed partial class StompSession
     private ValueTask SendAsync(StompFrame frame)
     {
         var destination = RequireHeader(frame, StompHeaders.Destination);
-        if (_services.Broker.ValidateDestination(destination, forSubscribe: false) is { } problem)
+        if (ValidateSendDestination(destination) is { } problem)
         {
             throw new StompProtocolException(problem);
         }
@@ -31,7 +31,7 @@ public sealed partial class StompSession
             return ValueTask.CompletedTask;
         }
 
-        var publish = _services.Broker.PublishAsync(message);
+        var publish = RouteAsync(message);
         if (publish.IsCompletedSuccessfully)
         {
             SendReceiptIfRequested();
@@ -123,7 +123,7 @@ public sealed partial class StompSession
             throw StompProtocolException.LimitExceeded("max-subscriptions", _subscriptions.Count + 1, _options.MaxSubscriptionsPerConnection);
         }
 
-        if (_services.Broker.ValidateDestination(destination, forSubscribe: true) is { } problem)
+        if (ValidateSubscribeDestination(destination) is { } problem)
         {
             throw new StompProtocolException(problem);
         }
@@ -134,7 +134,7 @@ public sealed partial class StompSession
             _subscriptions.Add(id, subscription);
         }
 
-        subscription.Handle = await _services.Broker.SubscribeAsync(new SubscriptionRequest(Id, id, destination, ackMode, prefetch), subscription).ConfigureAwait(false);
+        subscription.Handle = await _services.Broker.SubscribeAsync(new SubscriptionRequest(Id, id, subscription.Route, ackMode, prefetch), subscription).ConfigureAwait(false);
         SaveSnapshot();
         SendReceiptIfRequested();
     }
@@ -289,6 +289,7 @@ public sealed partial class StompSession
     {
         private readonly StompSession _session;
 
+        private readonly bool _ownDestination;
         private string? _epoch;
         private long _offset;
 
@@ -299,15 +300,28 @@ public sealed partial class StompSession
             Destination = destination;
             AckMode = ackMode;
             Prefetch = prefetch;
+            Route = destination;
             var encoded = new ArrayBufferWriter<byte>(id.Length + 16);
             var writer = new StompFrameWriter(encoded, session.Version).Command(StompCommand.Message);
             writer.Header(StompHeaders.Subscription, id);
+            if (UserDestinations.IsUserDestination(destination))
+            {
+                // The broker knows this session's own queue; the client sees what it subscribed to.
+                Route = UserDestinations.ResolveSubscribe(destination, session.Id);
+                writer.Header(StompHeaders.Destination, destination);
+                _ownDestination = true;
+            }
+
             HeaderBytes = encoded.WrittenSpan.ToArray();
         }
 
         public string Id { get; }
 
+        /// <summary>What the client subscribed to (and what the store keeps).</summary>
         public string Destination { get; }
+
+        /// <summary>The destination the broker delivers from: <see cref="Destination"/>, or for a user destination this session's own queue.</summary>
+        public string Route { get; }
 
         public AckMode AckMode { get; }
 
@@ -354,6 +368,10 @@ public sealed partial class StompSession
 
             return (_epoch, position);
         }
+
+        /// <summary>The MESSAGE after <see cref="HeaderBytes"/> and the ack header: the message's shared tail, less its destination when this subscription writes its own.</summary>
+        public ReadOnlySpan<byte> EncodedTail(BrokerMessage message) =>
+            _ownDestination ? message.EncodedTailAfterDestination(_session.Version) : message.EncodedTail(_session.Version);
 
         /// <summary>"MESSAGE\nsubscription:&lt;id&gt;\n", escaped for the session's version: the per-subscriber start of each MESSAGE.</summary>
         public byte[] HeaderBytes { get; }

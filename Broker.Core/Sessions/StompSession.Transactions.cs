@@ -50,7 +50,7 @@ public sealed partial class StompSession
         {
             if (action.Message is not null)
             {
-                await _services.Broker.PublishAsync(action.Message).ConfigureAwait(false);
+                await RouteAsync(action.Message).ConfigureAwait(false);
             }
             else if (action.Ack is { } ack && ack.Subscription.Active)
             {

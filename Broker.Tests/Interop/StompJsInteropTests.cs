@@ -35,6 +35,7 @@ public sealed class StompJsInteropTests : InteropFixture
     [TestCase("large")]
     [TestCase("wildcard")]
     [TestCase("resume")]
+    [TestCase("user-destination")]
     public Task Scenario(string scenario) =>
         RunScenarioAsync(scenario, "node", "stompjs-scenarios.mjs", Server.WebSocketUri.ToString(), scenario);
 }

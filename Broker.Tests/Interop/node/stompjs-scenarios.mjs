@@ -567,6 +567,33 @@ const scenarios = {
     return { received: received.length, resumed: again.resumed, recovered: again.recovered };
   },
 
+  // Two sessions of guest subscribe to /user/queue/<name>; an anonymous client sends to
+  // /user/guest/queue/<name>. Both guest sessions get it once, showing what they subscribed to.
+  async 'user-destination'() {
+    const name = `interop-inbox-${runId}`;
+    const subscribed = `/user/queue/${name}`;
+    const { client: first } = await connect('user-1');
+    const { client: second } = await connect('user-2');
+    const { client: sender } = await connect('user-sender', { connectHeaders: {} });
+    const one = await subscribe(first, subscribed);
+    const two = await subscribe(second, subscribed);
+    const own = await subscribe(sender, subscribed);
+    await publishConfirmed(sender, { destination: `/user/guest/queue/${name}`, body: 'for guest', headers: { 'x-from': 'anonymous' } });
+    const messages = [await one.mailbox.next(), await two.mailbox.next()];
+    messages.forEach((m, i) => {
+      requireMessageHeaders(m, subscribed, [one, two][i].subscription.id);
+      check(m.body === 'for guest' && m.headers['x-from'] === 'anonymous', `session ${i + 1}: ${JSON.stringify(m.body)}`);
+    });
+    check(messages[0].headers['message-id'] === messages[1].headers['message-id'], 'the two copies have different message ids');
+    await delay(200); // a duplicate, or a copy for the sender, would arrive right behind
+    check(one.mailbox.items.length === 0 && two.mailbox.items.length === 0, 'a guest session got the message twice');
+    check(own.mailbox.count === 0, 'the anonymous sender got a copy');
+    for (const client of [first, second, sender]) {
+      await disconnect(client);
+    }
+    return { destination: messages[0].headers.destination, sessions: messages.length };
+  },
+
   async wildcard() {
     const root = `interop-wc-${runId}`;
     const { client, connected } = await connect('wildcard');
