@@ -115,7 +115,7 @@ public sealed partial class StompSession
                 _subscriptions.Remove(id);
             }
 
-            Release(existing);
+            Release(existing, end: true);
         }
 
         if (_subscriptions.Count >= _options.MaxSubscriptionsPerConnection)
@@ -134,7 +134,7 @@ public sealed partial class StompSession
             _subscriptions.Add(id, subscription);
         }
 
-        subscription.Handle = await _services.Broker.SubscribeAsync(new SubscriptionRequest(Id, id, destination, ackMode, prefetch), subscription).ConfigureAwait(false);
+        subscription.Handle = await _services.Broker.SubscribeAsync(new SubscriptionRequest(Id, id, destination, ackMode, prefetch, Durable: _persistence is not null), subscription).ConfigureAwait(false);
         SaveSnapshot();
         SendReceiptIfRequested();
     }
@@ -154,7 +154,7 @@ public sealed partial class StompSession
             throw new StompProtocolException($"no subscription with id '{id}'");
         }
 
-        Release(subscription);
+        Release(subscription, end: true);
         SaveSnapshot();
     }
 
@@ -162,7 +162,8 @@ public sealed partial class StompSession
     {
         foreach (var subscription in _subscriptions.Values)
         {
-            Release(subscription);
+            // DISCONNECT ends the session for good; a dropped connection leaves it resumable.
+            Release(subscription, end: _disconnected);
         }
 
         lock (_subscriptionsGate)
@@ -172,7 +173,7 @@ public sealed partial class StompSession
     }
 
     // Unacknowledged queue messages go back to the queue for other consumers.
-    private void Release(SessionSubscription subscription)
+    private void Release(SessionSubscription subscription, bool end)
     {
         subscription.Active = false;
         lock (_ackGate)
@@ -185,7 +186,14 @@ public sealed partial class StompSession
             subscription.Pending.Clear();
         }
 
-        subscription.Handle?.Dispose();
+        if (end)
+        {
+            subscription.Handle?.Unsubscribe();
+        }
+        else
+        {
+            subscription.Handle?.Dispose();
+        }
     }
 
     // STOMP 1.2 "ACK"/"NACK": 1.2 names the MESSAGE's ack header in id; 1.1 and 1.0 name message-id (+ subscription in 1.1).
@@ -328,6 +336,7 @@ public sealed partial class StompSession
             if (message.Offset > 0 && message.Epoch == _epoch)
             {
                 Volatile.Write(ref _offset, message.Offset);
+                Handle?.Written(message);
             }
         }
 
