@@ -149,7 +149,7 @@ internal sealed class RabbitMqRelay : IMessageBroker, IAsyncDisposable
             Log.AttachFailed(_logger, ex, request.SessionId, request.SubscriptionId, request.Destination);
         }
 
-        if (!link.IsConnected)
+        if (subscription.ConsumerTag is null)
         {
             Log.SubscribedWhileDisconnected(_logger, request.SessionId, request.SubscriptionId, request.Destination);
         }

@@ -33,7 +33,8 @@ internal sealed class RelayLink : IAsyncDisposable
     private IChannel[] _publishChannels = [];
     private int _nextPublish;
     private long _generation;
-    private volatile bool _connected;
+    private volatile bool _connected; // channels open: subscriptions can attach
+    private volatile bool _ready; // connected and every subscription re-attached: publishing goes on
     private TaskCompletionSource _lost = NewSignal();
     private TaskCompletionSource _up = NewSignal();
     private Task? _run;
@@ -56,7 +57,8 @@ internal sealed class RelayLink : IAsyncDisposable
         };
     }
 
-    public bool IsConnected => _connected;
+    /// <summary>Connected, with every subscription of this link consuming again.</summary>
+    public bool IsConnected => _ready;
 
     /// <summary>Where the link connects, without credentials (for logs and errors).</summary>
     public string Endpoint => $"{_factory.HostName}:{_factory.Port}{_factory.VirtualHost}";
@@ -67,10 +69,10 @@ internal sealed class RelayLink : IAsyncDisposable
         _run = Task.Run(RunAsync);
     }
 
-    /// <summary>Completes when the link is connected, or after <paramref name="timeout"/>.</summary>
+    /// <summary>Completes when the link is connected (and its subscriptions attached), or after <paramref name="timeout"/>.</summary>
     public async Task<bool> WaitConnectedAsync(TimeSpan timeout, CancellationToken cancellationToken = default)
     {
-        if (_connected)
+        if (_ready)
         {
             return true;
         }
@@ -83,14 +85,17 @@ internal sealed class RelayLink : IAsyncDisposable
         {
         }
 
-        return _connected;
+        return _ready;
     }
 
-    /// <summary>A publisher-confirm channel of this connection (round robin), or null when not connected.</summary>
+    /// <summary>
+    /// A publisher-confirm channel of this connection (round robin), or null when not connected. After a
+    /// reconnect, only once the subscriptions are attached again, so this node's subscribers see what follows.
+    /// </summary>
     public IChannel? PublishChannel()
     {
         var channels = Volatile.Read(ref _publishChannels);
-        if (!_connected || channels.Length == 0)
+        if (!_ready || channels.Length == 0)
         {
             return null;
         }
@@ -298,6 +303,8 @@ internal sealed class RelayLink : IAsyncDisposable
                 attempt = 0;
                 delay = _options.ReconnectDelay;
                 await ResubscribeAsync().ConfigureAwait(false);
+                _ready = true;
+                Volatile.Read(ref _up).TrySetResult();
                 await Volatile.Read(ref _lost).Task.WaitAsync(_stopping.Token).ConfigureAwait(false);
                 Log.ConnectionLost(_logger, _index, Endpoint, _connection?.CloseReason?.ToString() ?? "a channel was closed");
             }
@@ -358,7 +365,6 @@ internal sealed class RelayLink : IAsyncDisposable
         Volatile.Write(ref _publishChannels, publish);
         Interlocked.Increment(ref _generation);
         _connected = true;
-        Volatile.Read(ref _up).TrySetResult();
     }
 
     // Any channel closed by the peer or the library (not by us) means the link starts over.
@@ -401,9 +407,10 @@ internal sealed class RelayLink : IAsyncDisposable
 
     private async Task DisconnectAsync()
     {
-        var wasConnected = _connected;
+        var wasReady = _ready;
+        _ready = false;
         _connected = false;
-        if (wasConnected)
+        if (wasReady)
         {
             Volatile.Write(ref _up, NewSignal());
         }
