@@ -10,8 +10,11 @@ internal static partial class Log
     [LoggerMessage(EventId = 301, Level = LogLevel.Information, Message = "RabbitMQ relay connection {Index} connected to {Endpoint} after {FailedAttempts} failed attempt(s)")]
     public static partial void Connected(ILogger logger, int index, string endpoint, int failedAttempts);
 
-    [LoggerMessage(EventId = 302, Level = LogLevel.Warning, Message = "RabbitMQ relay connection {Index} cannot connect to {Endpoint} (attempt {Attempt}): {Reason}; retrying in {Delay}")]
-    public static partial void ConnectFailed(ILogger logger, int index, string endpoint, int attempt, TimeSpan delay, string reason);
+    [LoggerMessage(EventId = 302, Level = LogLevel.Warning, Message = "RabbitMQ relay connection {Index} cannot connect to {Endpoint} (attempt {Attempt}): {Reason}; retrying every {DelayMs} ms at most, in the background")]
+    public static partial void ConnectFailed(ILogger logger, int index, string endpoint, int attempt, double delayMs, string reason);
+
+    [LoggerMessage(EventId = 311, Level = LogLevel.Debug, Message = "RabbitMQ relay connection {Index} cannot connect to {Endpoint} (attempt {Attempt}): {Reason}; retrying in {DelayMs} ms")]
+    public static partial void ConnectRetryFailed(ILogger logger, int index, string endpoint, int attempt, double delayMs, string reason);
 
     [LoggerMessage(EventId = 303, Level = LogLevel.Warning, Message = "RabbitMQ relay connection {Index} to {Endpoint} lost: {Reason}; reconnecting")]
     public static partial void ConnectionLost(ILogger logger, int index, string endpoint, string reason);

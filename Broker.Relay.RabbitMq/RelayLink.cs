@@ -310,8 +310,17 @@ internal sealed class RelayLink : IAsyncDisposable
             }
             catch (Exception ex) when (!_stopping.IsCancellationRequested)
             {
+                // A clear line on the first failure and every tenth after it; the retries in between at Debug.
                 attempt++;
-                Log.ConnectFailed(_logger, _index, Endpoint, attempt, delay, ex.Message);
+                var reason = ex.GetBaseException().Message;
+                if (attempt == 1 || attempt % 10 == 0)
+                {
+                    Log.ConnectFailed(_logger, _index, Endpoint, attempt, _options.MaxReconnectDelay.TotalMilliseconds, reason);
+                }
+                else
+                {
+                    Log.ConnectRetryFailed(_logger, _index, Endpoint, attempt, delay.TotalMilliseconds, reason);
+                }
             }
             catch (Exception)
             {
