@@ -336,7 +336,20 @@ public sealed partial class StompSession
             if (message.Offset > 0 && message.Epoch == _epoch)
             {
                 Volatile.Write(ref _offset, message.Offset);
-                Handle?.Written(message);
+                if (Handle is { } handle)
+                {
+                    handle.Written(message);
+                }
+                else
+                {
+                    // Written before the broker's SubscribeAsync returned the handle: kept for the setter to
+                    // report (the latest is enough, as writes are in order), unless the handle came meanwhile.
+                    Interlocked.Exchange(ref _writtenBeforeHandle, message);
+                    if (Handle is { } late && Interlocked.Exchange(ref _writtenBeforeHandle, null) is { } written)
+                    {
+                        late.Written(written);
+                    }
+                }
             }
         }
 
@@ -367,7 +380,21 @@ public sealed partial class StompSession
         /// <summary>"MESSAGE\nsubscription:&lt;id&gt;\n", escaped for the session's version: the per-subscriber start of each MESSAGE.</summary>
         public byte[] HeaderBytes { get; }
 
-        public IBrokerSubscription? Handle { get; set; }
+        public IBrokerSubscription? Handle
+        {
+            get => Volatile.Read(ref _handle);
+            set
+            {
+                Volatile.Write(ref _handle, value);
+                if (value is not null && Interlocked.Exchange(ref _writtenBeforeHandle, null) is { } written)
+                {
+                    value.Written(written);
+                }
+            }
+        }
+
+        private IBrokerSubscription? _handle;
+        private BrokerMessage? _writtenBeforeHandle;
 
         public volatile bool Active = true;
 

@@ -86,6 +86,23 @@ public sealed class BrokerContractTests
         Assert.That(subscription.Written, Is.EqualTo(new long[] { 1, 2, 3 }));
     }
 
+    [Test]
+    public async Task A_delivery_written_before_SubscribeAsync_returned_is_reported_too()
+    {
+        var broker = new RecordingBroker { DeliverWhileSubscribing = true };
+        await using var harness = new SessionHarness(broker: b => b.Services.AddSingleton<IMessageBroker>(broker));
+        var client = await harness.OpenConnectedAsync();
+        await client.SubscribeAsync("s", "/queue/backlog", receipt: "subscribed");
+
+        // The broker delivered its backlog and holds SubscribeAsync until the client has read it.
+        Assert.That((await client.ReceiveAsync()).BodyText, Is.EqualTo("m1"));
+        broker.ReleaseSubscribe.SetResult();
+        await client.ExpectReceiptAsync("subscribed");
+
+        await WaitUntil(() => broker.Subscriptions.Single().Written.Count == 1);
+        Assert.That(broker.Subscriptions.Single().Written, Is.EqualTo(new long[] { 1 }));
+    }
+
     private static async Task WaitUntil(Func<bool> condition)
     {
         var deadline = DateTime.UtcNow + StompTestClient.DefaultTimeout;
@@ -108,12 +125,22 @@ public sealed class BrokerContractTests
 
         public ValueTask PublishAsync(BrokerMessage message, CancellationToken cancellationToken = default) => ValueTask.CompletedTask;
 
-        public ValueTask<IBrokerSubscription> SubscribeAsync(SubscriptionRequest request, IMessageSink sink, CancellationToken cancellationToken = default)
+        public bool DeliverWhileSubscribing { get; init; }
+
+        public TaskCompletionSource ReleaseSubscribe { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public async ValueTask<IBrokerSubscription> SubscribeAsync(SubscriptionRequest request, IMessageSink sink, CancellationToken cancellationToken = default)
         {
             var subscription = new RecordedSubscription(request, sink);
             sink.Start(new StreamPosition("e", 0));
             Subscriptions.Enqueue(subscription);
-            return ValueTask.FromResult<IBrokerSubscription>(subscription);
+            if (DeliverWhileSubscribing)
+            {
+                subscription.Deliver(1);
+                await ReleaseSubscribe.Task;
+            }
+
+            return subscription;
         }
     }
 
