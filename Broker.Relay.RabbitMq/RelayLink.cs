@@ -232,12 +232,21 @@ internal sealed class RelayLink : IAsyncDisposable
     }
 
     /// <summary>Declares a <c>/queue/</c> destination's queue (durable, shared by competing consumers) when a publish found none.</summary>
-    public Task DeclareDestinationQueueAsync(string name, int maxQueueLength) =>
-        WithTopologyChannelAsync(async c =>
+    public async Task DeclareDestinationQueueAsync(string name, int maxQueueLength)
+    {
+        try
         {
-            await c.QueueDeclareAsync(name, durable: true, exclusive: false, autoDelete: false, new Dictionary<string, object?> { ["x-max-length"] = maxQueueLength }).ConfigureAwait(false);
-            return true;
-        });
+            await WithTopologyChannelAsync(async c =>
+            {
+                await c.QueueDeclareAsync(name, durable: true, exclusive: false, autoDelete: false, new Dictionary<string, object?> { ["x-max-length"] = maxQueueLength }).ConfigureAwait(false);
+                return true;
+            }).ConfigureAwait(false);
+        }
+        catch (OperationInterruptedException ex) when (ex.ShutdownReason?.ReplyCode == Constants.PreconditionFailed)
+        {
+            // Made meanwhile by someone else, with other arguments: it exists, which is all the publish needs.
+        }
+    }
 
     // Bounded like the in-process queues (RabbitMQ drops the oldest message when full, as they do).
     private static Dictionary<string, object?> Arguments(RelaySubscription subscription, bool durable)
@@ -277,6 +286,11 @@ internal sealed class RelayLink : IAsyncDisposable
             var channel = _topologyChannel;
             if (channel is null || !channel.IsOpen)
             {
+                if (channel is not null)
+                {
+                    await channel.DisposeAsync().ConfigureAwait(false);
+                }
+
                 var connection = _connection ?? throw new AlreadyClosedException(new ShutdownEventArgs(ShutdownInitiator.Library, 0, "not connected"));
                 channel = await connection.CreateChannelAsync().ConfigureAwait(false);
                 _topologyChannel = channel;
