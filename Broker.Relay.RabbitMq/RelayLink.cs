@@ -104,6 +104,9 @@ internal sealed class RelayLink : IAsyncDisposable
         return channel.IsOpen ? channel : null;
     }
 
+    /// <summary>Whether <paramref name="generation"/> is the connection that is up now.</summary>
+    public bool IsCurrent(long generation) => _connected && generation == Interlocked.Read(ref _generation);
+
     public void Add(RelaySubscription subscription) => _subscriptions.TryAdd(subscription, 0);
 
     /// <summary>Queues an acknowledgement for the channel of <paramref name="generation"/>.</summary>

@@ -91,6 +91,12 @@ internal sealed class RelaySubscription : IBrokerSubscription
             return;
         }
 
+        // Dispatched as its connection is being torn down: RabbitMQ delivers it again on the next one.
+        if (!Link.IsCurrent(generation))
+        {
+            return;
+        }
+
         var message = RelayMessages.FromDelivery(Destination(routingKey), properties, body);
         message.Epoch = _epoch;
         ulong sequence;
@@ -114,7 +120,7 @@ internal sealed class RelaySubscription : IBrokerSubscription
             for (var node = _unacked.First; node is not null;)
             {
                 var next = node.Next;
-                if (node.Value.Generation == generation)
+                if (node.Value.Generation <= generation)
                 {
                     _unacked.Remove(node);
                 }
