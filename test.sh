@@ -68,6 +68,10 @@ need_apt python3-stomp
 # A real redis-server for Broker.Tests/Durability (the tests start their own on a free port).
 need_apt redis-server
 
+# A real rabbitmq-server for Broker.Tests/Relay (the tests start a private node of their own on free
+# 127.0.0.1 ports; a system service that the package may start on 5672 is not used).
+need_apt rabbitmq-server
+
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   need_apt nodejs npm
 fi

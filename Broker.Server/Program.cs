@@ -7,8 +7,20 @@ using Microsoft.AspNetCore.Server.Kestrel.Core;
 var builder = WebApplication.CreateBuilder(args);
 var settings = builder.Configuration.GetSection(ServerSettings.SectionName).Get<ServerSettings>() ?? new ServerSettings();
 
-builder.Services.AddStompBroker(options => builder.Configuration.GetSection("Broker").Bind(options))
+var broker = builder.Services.AddStompBroker(options => builder.Configuration.GetSection("Broker").Bind(options))
     .AddSessionStoreFromConfiguration(builder.Configuration.GetSection("Broker:Sessions"));
+
+// Broker:Relay:Kind = inprocess (default) | rabbitmq (with Broker:Relay:RabbitMq:Uri and the other relay options).
+switch (builder.Configuration["Broker:Relay:Kind"]?.Trim().ToLowerInvariant())
+{
+    case null or "" or "inprocess":
+        break;
+    case "rabbitmq":
+        broker.AddRabbitMqRelay(options => builder.Configuration.GetSection("Broker:Relay:RabbitMq").Bind(options));
+        break;
+    case var other:
+        throw new InvalidOperationException($"Broker:Relay:Kind is '{other}'; expected 'inprocess' or 'rabbitmq'.");
+}
 builder.Services.Configure<DurableSessionOptions>(builder.Configuration.GetSection("Broker:Sessions"));
 builder.Services.AddHealthChecks();
 builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(10));

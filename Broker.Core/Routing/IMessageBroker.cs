@@ -28,7 +28,12 @@ public enum AckMode : byte
 /// <summary>What a session asks the broker for.</summary>
 /// <param name="Prefetch">Most unacknowledged messages outstanding at once in client modes; 0 = no limit.</param>
 /// <param name="ResumeFrom">For a resumed subscription: the position of the last message delivered before.</param>
-public sealed record SubscriptionRequest(string SessionId, string SubscriptionId, string Destination, AckMode AckMode, int Prefetch = 0, StreamPosition? ResumeFrom = null);
+/// <param name="Durable">
+/// The session can be resumed after its connection drops (durable sessions are on): a broker that keeps
+/// messages per subscription (the RabbitMQ relay) keeps them while the client is away, until
+/// <see cref="IBrokerSubscription.Unsubscribe"/>. The in-process broker ignores it.
+/// </param>
+public sealed record SubscriptionRequest(string SessionId, string SubscriptionId, string Destination, AckMode AckMode, int Prefetch = 0, StreamPosition? ResumeFrom = null, bool Durable = false);
 
 /// <summary>A point in a destination's message stream: an epoch (which changes when history is lost) and an offset.</summary>
 public sealed record StreamPosition(string Epoch, long Offset);
@@ -47,6 +52,21 @@ public interface IBrokerSubscription : IDisposable
 
     /// <summary>Rejects the delivery: queued messages go back to be delivered to a consumer again.</summary>
     void Nack(ulong deliveryTag, bool multiple);
+
+    /// <summary>
+    /// Called, in delivery order, once <paramref name="message"/> (a delivery of this subscription that
+    /// carries a stream position) has been written to the client. A broker that holds auto-ack
+    /// deliveries until they are written settles them here.
+    /// </summary>
+    void Written(BrokerMessage message)
+    {
+    }
+
+    /// <summary>
+    /// Ends the subscription for good (UNSUBSCRIBE, DISCONNECT). <see cref="IDisposable.Dispose"/> only
+    /// detaches it from a connection that went away, and a durable session may resume it.
+    /// </summary>
+    void Unsubscribe() => Dispose();
 }
 
 /// <summary>Where a broker delivers a subscription's messages. Called on broker threads; never blocks.</summary>

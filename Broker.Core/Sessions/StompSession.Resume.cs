@@ -143,7 +143,7 @@ public sealed partial class StompSession
 
             var resumeFrom = stored.Epoch is null ? null : new StreamPosition(stored.Epoch, stored.Position);
             var handle = await _services.Broker.SubscribeAsync(
-                new SubscriptionRequest(Id, stored.Id, subscription.Route, stored.AckMode, stored.Prefetch, resumeFrom), subscription).ConfigureAwait(false);
+                new SubscriptionRequest(Id, stored.Id, subscription.Route, stored.AckMode, stored.Prefetch, resumeFrom, Durable: true), subscription).ConfigureAwait(false);
             subscription.Handle = handle;
             recovered &= handle.Recovered;
         }

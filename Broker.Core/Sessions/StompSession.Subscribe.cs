@@ -115,7 +115,7 @@ public sealed partial class StompSession
                 _subscriptions.Remove(id);
             }
 
-            Release(existing);
+            Release(existing, end: true);
         }
 
         if (_subscriptions.Count >= _options.MaxSubscriptionsPerConnection)
@@ -134,7 +134,7 @@ public sealed partial class StompSession
             _subscriptions.Add(id, subscription);
         }
 
-        subscription.Handle = await _services.Broker.SubscribeAsync(new SubscriptionRequest(Id, id, subscription.Route, ackMode, prefetch), subscription).ConfigureAwait(false);
+        subscription.Handle = await _services.Broker.SubscribeAsync(new SubscriptionRequest(Id, id, subscription.Route, ackMode, prefetch, Durable: _persistence is not null), subscription).ConfigureAwait(false);
         SaveSnapshot();
         SendReceiptIfRequested();
     }
@@ -154,7 +154,7 @@ public sealed partial class StompSession
             throw new StompProtocolException($"no subscription with id '{id}'");
         }
 
-        Release(subscription);
+        Release(subscription, end: true);
         SaveSnapshot();
     }
 
@@ -162,7 +162,8 @@ public sealed partial class StompSession
     {
         foreach (var subscription in _subscriptions.Values)
         {
-            Release(subscription);
+            // DISCONNECT ends the session for good; a dropped connection leaves it resumable.
+            Release(subscription, end: _disconnected);
         }
 
         lock (_subscriptionsGate)
@@ -172,7 +173,7 @@ public sealed partial class StompSession
     }
 
     // Unacknowledged queue messages go back to the queue for other consumers.
-    private void Release(SessionSubscription subscription)
+    private void Release(SessionSubscription subscription, bool end)
     {
         subscription.Active = false;
         lock (_ackGate)
@@ -185,7 +186,14 @@ public sealed partial class StompSession
             subscription.Pending.Clear();
         }
 
-        subscription.Handle?.Dispose();
+        if (end)
+        {
+            subscription.Handle?.Unsubscribe();
+        }
+        else
+        {
+            subscription.Handle?.Dispose();
+        }
     }
 
     // STOMP 1.2 "ACK"/"NACK": 1.2 names the MESSAGE's ack header in id; 1.1 and 1.0 name message-id (+ subscription in 1.1).
@@ -342,6 +350,20 @@ public sealed partial class StompSession
             if (message.Offset > 0 && message.Epoch == _epoch)
             {
                 Volatile.Write(ref _offset, message.Offset);
+                if (Handle is { } handle)
+                {
+                    handle.Written(message);
+                }
+                else
+                {
+                    // Written before the broker's SubscribeAsync returned the handle: kept for the setter to
+                    // report (the latest is enough, as writes are in order), unless the handle came meanwhile.
+                    Interlocked.Exchange(ref _writtenBeforeHandle, message);
+                    if (Handle is { } late && Interlocked.Exchange(ref _writtenBeforeHandle, null) is { } written)
+                    {
+                        late.Written(written);
+                    }
+                }
             }
         }
 
@@ -376,7 +398,21 @@ public sealed partial class StompSession
         /// <summary>"MESSAGE\nsubscription:&lt;id&gt;\n", escaped for the session's version: the per-subscriber start of each MESSAGE.</summary>
         public byte[] HeaderBytes { get; }
 
-        public IBrokerSubscription? Handle { get; set; }
+        public IBrokerSubscription? Handle
+        {
+            get => Volatile.Read(ref _handle);
+            set
+            {
+                Volatile.Write(ref _handle, value);
+                if (value is not null && Interlocked.Exchange(ref _writtenBeforeHandle, null) is { } written)
+                {
+                    value.Written(written);
+                }
+            }
+        }
+
+        private IBrokerSubscription? _handle;
+        private BrokerMessage? _writtenBeforeHandle;
 
         public volatile bool Active = true;
 

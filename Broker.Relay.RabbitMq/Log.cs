@@ -1,0 +1,42 @@
+using Microsoft.Extensions.Logging;
+
+namespace Broker.Relay.RabbitMq;
+
+internal static partial class Log
+{
+    [LoggerMessage(EventId = 300, Level = LogLevel.Information, Message = "RabbitMQ relay starting: {Connections} connection(s) to {Endpoint}")]
+    public static partial void Starting(ILogger logger, int connections, string endpoint);
+
+    [LoggerMessage(EventId = 301, Level = LogLevel.Information, Message = "RabbitMQ relay connection {Index} connected to {Endpoint} after {FailedAttempts} failed attempt(s)")]
+    public static partial void Connected(ILogger logger, int index, string endpoint, int failedAttempts);
+
+    [LoggerMessage(EventId = 302, Level = LogLevel.Warning, Message = "RabbitMQ relay connection {Index} cannot connect to {Endpoint} (attempt {Attempt}): {Reason}; retrying every {DelayMs} ms at most, in the background")]
+    public static partial void ConnectFailed(ILogger logger, int index, string endpoint, int attempt, double delayMs, string reason);
+
+    [LoggerMessage(EventId = 311, Level = LogLevel.Debug, Message = "RabbitMQ relay connection {Index} cannot connect to {Endpoint} (attempt {Attempt}): {Reason}; retrying in {DelayMs} ms")]
+    public static partial void ConnectRetryFailed(ILogger logger, int index, string endpoint, int attempt, double delayMs, string reason);
+
+    [LoggerMessage(EventId = 303, Level = LogLevel.Warning, Message = "RabbitMQ relay connection {Index} to {Endpoint} lost: {Reason}; reconnecting")]
+    public static partial void ConnectionLost(ILogger logger, int index, string endpoint, string reason);
+
+    [LoggerMessage(EventId = 304, Level = LogLevel.Information, Message = "RabbitMQ relay connection {Index} resumed {Count} subscription(s)")]
+    public static partial void Resubscribed(ILogger logger, int index, int count);
+
+    [LoggerMessage(EventId = 305, Level = LogLevel.Warning, Message = "RabbitMQ relay could not attach subscription {SubscriptionId} of session {SessionId} to {Destination}; it is retried on reconnect")]
+    public static partial void AttachFailed(ILogger logger, Exception exception, string sessionId, string subscriptionId, string destination);
+
+    [LoggerMessage(EventId = 306, Level = LogLevel.Debug, Message = "RabbitMQ relay: subscription {SubscriptionId} of session {SessionId} consumes {Queue} (existed: {Existed})")]
+    public static partial void Attached(ILogger logger, string sessionId, string subscriptionId, string queue, bool existed);
+
+    [LoggerMessage(EventId = 307, Level = LogLevel.Debug, Message = "RabbitMQ relay could not detach subscription {SubscriptionId} of session {SessionId}")]
+    public static partial void DetachFailed(ILogger logger, Exception exception, string sessionId, string subscriptionId);
+
+    [LoggerMessage(EventId = 308, Level = LogLevel.Warning, Message = "RabbitMQ relay: a SEND failed, no connection to {Endpoint} within {Wait}")]
+    public static partial void PublishUnavailable(ILogger logger, string endpoint, TimeSpan wait);
+
+    [LoggerMessage(EventId = 309, Level = LogLevel.Information, Message = "RabbitMQ relay: subscription {SubscriptionId} of session {SessionId} to {Destination} starts when RabbitMQ is reachable")]
+    public static partial void SubscribedWhileDisconnected(ILogger logger, string sessionId, string subscriptionId, string destination);
+
+    [LoggerMessage(EventId = 310, Level = LogLevel.Debug, Message = "RabbitMQ relay connection {Index} did not close cleanly")]
+    public static partial void CloseFailed(ILogger logger, Exception exception, int index);
+}

@@ -1,0 +1,205 @@
+using Broker.Durability;
+using Broker.Protocol;
+using Broker.Routing;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using RabbitMQ.Client;
+using RabbitMQ.Client.Exceptions;
+
+namespace Broker.Relay.RabbitMq;
+
+/// <summary>
+/// <see cref="IMessageBroker"/> over RabbitMQ (AMQP 0-9-1, RabbitMQ.Client's async API): RabbitMQ does
+/// the routing, fan-out and queueing; this node keeps a small pool of connections (<see cref="RelayLink"/>)
+/// and spreads subscriptions and publishes over them. A publish completes when RabbitMQ has confirmed it.
+/// </summary>
+internal sealed class RabbitMqRelay : IMessageBroker, IAsyncDisposable
+{
+    private readonly RabbitMqRelayOptions _options;
+    private readonly BrokerMetrics _metrics;
+    private readonly ILogger _logger;
+    private readonly RelayLink[] _links;
+    private readonly int _maxQueueLength;
+    private readonly TimeSpan _durableExpiry;
+    private int _started;
+    private int _disposed;
+    private int _nextLink;
+    private int _nextPublish;
+
+    public RabbitMqRelay(IOptions<RabbitMqRelayOptions> options, IOptions<StompBrokerOptions> brokerOptions, IOptions<DurableSessionOptions> sessionOptions, BrokerMetrics metrics, ILoggerFactory loggerFactory)
+    {
+        _options = options.Value;
+        _metrics = metrics;
+        _logger = loggerFactory.CreateLogger("Broker.Relay.RabbitMq");
+        _maxQueueLength = brokerOptions.Value.MaxQueueLength;
+        _durableExpiry = _options.DurableQueueExpiry ?? sessionOptions.Value.Ttl;
+        if (_options.Connections < 1)
+        {
+            throw new ArgumentOutOfRangeException(nameof(options), _options.Connections, "Broker:Relay:RabbitMq:Connections must be at least 1.");
+        }
+
+        _links = new RelayLink[_options.Connections];
+        for (var i = 0; i < _links.Length; i++)
+        {
+            _links[i] = new RelayLink(i, _options, _logger);
+        }
+    }
+
+    /// <summary>True while at least one connection to RabbitMQ is up.</summary>
+    public bool IsConnected => Array.Exists(_links, l => l.IsConnected);
+
+    /// <summary>Starts connecting (in the background: an unreachable RabbitMQ is retried, never fatal).</summary>
+    public void Start()
+    {
+        if (Interlocked.Exchange(ref _started, 1) == 0)
+        {
+            Log.Starting(_logger, _links.Length, _links[0].Endpoint);
+            foreach (var link in _links)
+            {
+                link.Start();
+            }
+        }
+    }
+
+    /// <summary>Waits until every connection is up (for start-up checks and tests).</summary>
+    public async Task<bool> WaitConnectedAsync(TimeSpan timeout, CancellationToken cancellationToken = default)
+    {
+        Start();
+        var all = await Task.WhenAll(_links.Select(l => l.WaitConnectedAsync(timeout, cancellationToken))).ConfigureAwait(false);
+        return Array.TrueForAll(all, c => c);
+    }
+
+    public string? ValidateDestination(string destination, bool forSubscribe) => RelayDestinations.Validate(destination, forSubscribe, _options.QueuePrefix);
+
+    public async ValueTask PublishAsync(BrokerMessage message, CancellationToken cancellationToken = default)
+    {
+        Start();
+        var isQueue = RelayDestinations.IsQueue(message.Destination);
+        var exchange = isQueue ? string.Empty : RelayDestinations.TopicExchange;
+        var routingKey = message.Destination[(isQueue ? RelayDestinations.QueuePrefix : RelayDestinations.TopicPrefix).Length..];
+        var properties = RelayMessages.ToProperties(message, _options.PersistentMessages);
+        var deadline = Environment.TickCount64 + (long)_options.UnavailableWait.TotalMilliseconds;
+        var declared = false;
+        while (true)
+        {
+            var (link, channel) = NextPublishChannel();
+            if (channel is null)
+            {
+                var remaining = deadline - Environment.TickCount64;
+                if (remaining <= 0 || !await WaitAnyConnectedAsync(TimeSpan.FromMilliseconds(remaining), cancellationToken).ConfigureAwait(false))
+                {
+                    throw Unavailable(null);
+                }
+
+                continue;
+            }
+
+            try
+            {
+                // A /queue/ message is mandatory: with no queue to take it RabbitMQ returns it, and the
+                // queue is declared (as the in-process broker creates a queue on first SEND). The token is
+                // not passed on: cancelling a tracked publish corrupts the channel's confirm state in 7.x.
+                await channel.BasicPublishAsync(exchange, routingKey, mandatory: isQueue, properties, message.Body, CancellationToken.None).ConfigureAwait(false);
+                _metrics.Published();
+                return;
+            }
+            catch (PublishException ex) when (ex.IsReturn && isQueue && !declared)
+            {
+                declared = true;
+                await link!.DeclareDestinationQueueAsync(routingKey, _maxQueueLength).ConfigureAwait(false);
+            }
+            catch (PublishException ex)
+            {
+                throw new StompProtocolException($"RabbitMQ refused the message for '{message.Destination}'", ex);
+            }
+            catch (Exception ex) when (ex is AlreadyClosedException or OperationInterruptedException or ObjectDisposedException or IOException)
+            {
+                // The connection went while publishing: try again on one that is up. The message may have
+                // arrived before the confirm was lost, so it can arrive twice (at least once).
+                if (Environment.TickCount64 >= deadline)
+                {
+                    throw Unavailable(ex);
+                }
+
+                await Task.Delay(20, cancellationToken).ConfigureAwait(false);
+            }
+        }
+    }
+
+    public async ValueTask<IBrokerSubscription> SubscribeAsync(SubscriptionRequest request, IMessageSink sink, CancellationToken cancellationToken = default)
+    {
+        Start();
+        var link = _links[(int)((uint)Interlocked.Increment(ref _nextLink) % (uint)_links.Length)];
+        var subscription = new RelaySubscription(request, sink, link, _options, _maxQueueLength, _durableExpiry);
+        subscription.Start();
+        link.Add(subscription);
+        try
+        {
+            // Recovered only when it is known: the queue held what was sent while the client was away.
+            subscription.Recovered = await link.AttachAsync(subscription).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is OperationInterruptedException { ShutdownReason.ReplyCode: Constants.AccessRefused or Constants.PreconditionFailed or Constants.ResourceLocked })
+        {
+            subscription.Unsubscribe();
+            throw new StompProtocolException($"RabbitMQ refused the subscription to '{request.Destination}': {ex.Message}", ex);
+        }
+        catch (Exception ex) when (ex is AlreadyClosedException or OperationInterruptedException or IOException or TimeoutException)
+        {
+            // The connection went meanwhile: the link attaches the subscription when it is back.
+            Log.AttachFailed(_logger, ex, request.SessionId, request.SubscriptionId, request.Destination);
+        }
+
+        if (subscription.ConsumerTag is null)
+        {
+            Log.SubscribedWhileDisconnected(_logger, request.SessionId, request.SubscriptionId, request.Destination);
+        }
+
+        return subscription;
+    }
+
+    // Registered both as itself and as IMessageBroker, so the container disposes it twice.
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
+        foreach (var link in _links)
+        {
+            await link.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
+    private (RelayLink? Link, IChannel? Channel) NextPublishChannel()
+    {
+        var start = (uint)Interlocked.Increment(ref _nextPublish);
+        for (var i = 0; i < _links.Length; i++)
+        {
+            var link = _links[(int)((start + (uint)i) % (uint)_links.Length)];
+            if (link.PublishChannel() is { } channel)
+            {
+                return (link, channel);
+            }
+        }
+
+        return (null, null);
+    }
+
+    private async Task<bool> WaitAnyConnectedAsync(TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var waits = _links.Select(l => l.WaitConnectedAsync(timeout, linked.Token)).ToArray();
+        var first = await Task.WhenAny(waits).ConfigureAwait(false);
+        await linked.CancelAsync().ConfigureAwait(false);
+        return await first.ConfigureAwait(false) || IsConnected;
+    }
+
+    // The session answers this with an ERROR frame (carrying the SEND's receipt id) and closes; the
+    // client reconnects, to this node or another, and resumes its session.
+    private StompProtocolException Unavailable(Exception? inner)
+    {
+        Log.PublishUnavailable(_logger, _links[0].Endpoint, _options.UnavailableWait);
+        return new StompProtocolException($"broker unavailable: no connection to RabbitMQ at {_links[0].Endpoint} within {_options.UnavailableWait.TotalSeconds:0.#} s", inner ?? new IOException("not connected"));
+    }
+}

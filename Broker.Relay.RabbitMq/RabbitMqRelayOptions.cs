@@ -1,0 +1,50 @@
+namespace Broker.Relay.RabbitMq;
+
+/// <summary>Settings of the RabbitMQ relay (<c>Broker:Relay:RabbitMq:*</c>).</summary>
+public sealed class RabbitMqRelayOptions
+{
+    /// <summary>The AMQP URI of the RabbitMQ node (user, password and vhost included). Default <c>amqp://guest:guest@127.0.0.1:5672/</c>.</summary>
+    public string Uri { get; set; } = "amqp://guest:guest@127.0.0.1:5672/";
+
+    /// <summary>AMQP connections this node keeps open (subscriptions are spread over them). Default 2.</summary>
+    public int Connections { get; set; } = 2;
+
+    /// <summary>Publisher-confirm channels per connection; publishes are spread over them. Default 2.</summary>
+    public int PublishChannelsPerConnection { get; set; } = 2;
+
+    /// <summary>
+    /// Unacknowledged deliveries a subscription may hold (AMQP <c>basic.qos</c>) when its SUBSCRIBE sets no
+    /// <c>prefetch-count</c>. Auto-ack deliveries count until they are written to the client. Default 256.
+    /// </summary>
+    public int DefaultPrefetch { get; set; } = 256;
+
+    /// <summary>Publish messages as persistent, so durable queues keep them through a RabbitMQ restart. Default true.</summary>
+    public bool PersistentMessages { get; set; } = true;
+
+    /// <summary>
+    /// How long the queue of a durable session's subscription outlives its last consumer (<c>x-expires</c>);
+    /// null (the default) takes the durable-session TTL (<c>Broker:Sessions:Ttl</c>).
+    /// </summary>
+    public TimeSpan? DurableQueueExpiry { get; set; }
+
+    /// <summary>Prefix of the queues the relay names for subscriptions; <c>/queue/</c> destinations may not use it. Default <c>stomp-relay.</c>.</summary>
+    public string QueuePrefix { get; set; } = "stomp-relay.";
+
+    /// <summary>The first wait before reconnecting; it doubles on each failure up to <see cref="MaxReconnectDelay"/>. Default 100 ms.</summary>
+    public TimeSpan ReconnectDelay { get; set; } = TimeSpan.FromMilliseconds(100);
+
+    /// <summary>The longest wait between reconnection attempts. Default 5 s.</summary>
+    public TimeSpan MaxReconnectDelay { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>
+    /// How long a SEND waits for a connection (and retries a publish cut off by a lost one) before the
+    /// client gets an ERROR saying the broker is unavailable. Default 5 s.
+    /// </summary>
+    public TimeSpan UnavailableWait { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>AMQP heart-beat interval: how soon a silent, dead connection is noticed. Default 10 s.</summary>
+    public TimeSpan Heartbeat { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Longest wait for one AMQP request (declare, bind, consume). Default 10 s.</summary>
+    public TimeSpan RequestTimeout { get; set; } = TimeSpan.FromSeconds(10);
+}

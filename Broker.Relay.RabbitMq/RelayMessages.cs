@@ -1,0 +1,80 @@
+using System.Globalization;
+using System.Text;
+using Broker.Routing;
+using RabbitMQ.Client;
+
+namespace Broker.Relay.RabbitMq;
+
+/// <summary>
+/// STOMP messages as AMQP messages and back. The body travels verbatim; <c>message-id</c> is the AMQP
+/// <c>message-id</c> property; the publisher's headers (content-type and user headers) travel, in
+/// order, in the AMQP header table, and <c>content-type</c> also as the AMQP property for AMQP clients.
+/// </summary>
+internal static class RelayMessages
+{
+    private const string ContentType = "content-type";
+
+    // RabbitMQ.Client 7 adds this to every message published with confirmation tracking.
+    private const string PublishSequenceHeader = "x-dotnet-pub-seq-no";
+    private static long s_foreignIds;
+
+    public static BasicProperties ToProperties(BrokerMessage message, bool persistent)
+    {
+        var properties = new BasicProperties
+        {
+            MessageId = message.MessageId,
+            DeliveryMode = persistent ? DeliveryModes.Persistent : DeliveryModes.Transient,
+        };
+
+        if (message.Headers.Count > 0)
+        {
+            var table = new Dictionary<string, object?>(message.Headers.Count, StringComparer.Ordinal);
+            foreach (var (name, value) in message.Headers)
+            {
+                table.TryAdd(name, value);
+                if (name == ContentType)
+                {
+                    properties.ContentType = value;
+                }
+            }
+
+            properties.Headers = table;
+        }
+
+        return properties;
+    }
+
+    public static BrokerMessage FromDelivery(string destination, IReadOnlyBasicProperties properties, ReadOnlyMemory<byte> body)
+    {
+        var headers = new List<KeyValuePair<string, string>>(properties.Headers?.Count ?? 1);
+        if (properties.Headers is { } table)
+        {
+            foreach (var (name, value) in table)
+            {
+                if (value is not null && name != PublishSequenceHeader)
+                {
+                    headers.Add(new(name, ToText(value)));
+                }
+            }
+        }
+
+        // A message from an AMQP publisher may carry only the property.
+        if (properties.ContentType is { } contentType && !headers.Exists(h => h.Key == ContentType))
+        {
+            headers.Add(new(ContentType, contentType));
+        }
+
+        var messageId = properties.MessageId ?? "amqp-" + Interlocked.Increment(ref s_foreignIds).ToString(CultureInfo.InvariantCulture);
+
+        // The client's buffer is reused after the handler returns: the message keeps its own copy.
+        return new BrokerMessage(destination, messageId, headers, body.ToArray());
+    }
+
+    private static string ToText(object value) => value switch
+    {
+        byte[] bytes => Encoding.UTF8.GetString(bytes),
+        string text => text,
+        IFormattable formattable => formattable.ToString(null, CultureInfo.InvariantCulture),
+        _ => value.ToString() ?? string.Empty,
+    };
+}
