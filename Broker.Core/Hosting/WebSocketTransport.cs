@@ -18,10 +18,16 @@ internal sealed class WebSocketTransport : IStompTransport, IDisposable
     private readonly WebSocket _socket;
     private readonly Pipe _input;
     private readonly PooledBufferWriter _output = new();
-    private readonly CancellationTokenSource _aborted = new();
+    private static readonly Lock PipeOptionsGate = new();
+    private static PipeOptions? s_pipeOptions;
     private Task? _pump;
     private volatile bool _draining;
     private volatile bool _peerClosed;
+
+    // Set before we abort the socket ourselves: the pump's resulting exception is then no error.
+    // (Aborting the socket, rather than cancelling a token, ends pending operations without keeping a
+    // CancellationTokenSource and its callback nodes alive for every idle connection.)
+    private volatile bool _aborting;
 
     public WebSocketTransport(WebSocket socket, int maxFrameSize, EndPoint? remoteEndPoint, ClaimsPrincipal? user)
     {
@@ -31,8 +37,22 @@ internal sealed class WebSocketTransport : IStompTransport, IDisposable
 
         // The reader must be able to hold a whole frame before it consumes anything, so the pipe
         // must not pause below the frame limit; the reader enforces the limit itself.
+        _input = new Pipe(SharedPipeOptions(maxFrameSize));
+    }
+
+    // One PipeOptions for every connection (they only differ if the frame limit changes).
+    private static PipeOptions SharedPipeOptions(int maxFrameSize)
+    {
         var pause = (long)maxFrameSize + 64 * 1024;
-        _input = new Pipe(new PipeOptions(pauseWriterThreshold: pause, resumeWriterThreshold: pause / 2, useSynchronizationContext: false));
+        lock (PipeOptionsGate)
+        {
+            if (s_pipeOptions is null || s_pipeOptions.PauseWriterThreshold != pause)
+            {
+                s_pipeOptions = new PipeOptions(pauseWriterThreshold: pause, resumeWriterThreshold: pause / 2, useSynchronizationContext: false);
+            }
+
+            return s_pipeOptions;
+        }
     }
 
     public PipeReader Input => _input.Reader;
@@ -55,7 +75,7 @@ internal sealed class WebSocketTransport : IStompTransport, IDisposable
             {
                 // Wait for data with a zero-byte read first, so an idle connection holds no receive
                 // buffer (the pipe's 4 KiB block is taken only once bytes are there to fill it).
-                var ready = await _socket.ReceiveAsync(Memory<byte>.Empty, _aborted.Token).ConfigureAwait(false);
+                var ready = await _socket.ReceiveAsync(Memory<byte>.Empty, CancellationToken.None).ConfigureAwait(false);
                 if (ready.MessageType == WebSocketMessageType.Close)
                 {
                     _peerClosed = true;
@@ -63,7 +83,7 @@ internal sealed class WebSocketTransport : IStompTransport, IDisposable
                 }
 
                 var memory = writer.GetMemory(4096);
-                var result = await _socket.ReceiveAsync(memory, _aborted.Token).ConfigureAwait(false);
+                var result = await _socket.ReceiveAsync(memory, CancellationToken.None).ConfigureAwait(false);
                 if (result.MessageType == WebSocketMessageType.Close)
                 {
                     _peerClosed = true;
@@ -79,16 +99,16 @@ internal sealed class WebSocketTransport : IStompTransport, IDisposable
             var discard = new byte[1024];
             while (true)
             {
-                var result = await _socket.ReceiveAsync(discard.AsMemory(), _aborted.Token).ConfigureAwait(false);
+                var result = await _socket.ReceiveAsync(discard.AsMemory(), CancellationToken.None).ConfigureAwait(false);
                 if (result.MessageType == WebSocketMessageType.Close)
                 {
                     return;
                 }
             }
         }
-        catch (Exception ex) when (ex is WebSocketException or OperationCanceledException or IOException)
+        catch (Exception ex) when (ex is WebSocketException or OperationCanceledException or IOException or ObjectDisposedException)
         {
-            error = ex is OperationCanceledException ? null : ex;
+            error = ex is OperationCanceledException || _aborting ? null : ex;
         }
         finally
         {
@@ -117,7 +137,7 @@ internal sealed class WebSocketTransport : IStompTransport, IDisposable
                 return false;
             }
 
-            await _socket.SendAsync(_output.WrittenMemory, binary ? WebSocketMessageType.Binary : WebSocketMessageType.Text, true, _aborted.Token).ConfigureAwait(false);
+            await _socket.SendAsync(_output.WrittenMemory, binary ? WebSocketMessageType.Binary : WebSocketMessageType.Text, true, CancellationToken.None).ConfigureAwait(false);
             return true;
         }
         finally
@@ -148,7 +168,8 @@ internal sealed class WebSocketTransport : IStompTransport, IDisposable
         {
         }
 
-        _aborted.Cancel();
+        _aborting = true;
+        _socket.Abort();
         if (_pump is not null)
         {
             try
@@ -163,14 +184,10 @@ internal sealed class WebSocketTransport : IStompTransport, IDisposable
 
     public void Abort()
     {
-        _aborted.Cancel();
+        _aborting = true;
         _socket.Abort();
         _input.Reader.CancelPendingRead();
     }
 
-    public void Dispose()
-    {
-        _aborted.Dispose();
-        _output.Dispose();
-    }
+    public void Dispose() => _output.Dispose();
 }

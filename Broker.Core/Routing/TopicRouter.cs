@@ -89,7 +89,12 @@ internal sealed class Topic(string key, HistoryOptions options, TimeProvider tim
     private int _count;
     private long _lastOffset;
     private bool _evicted;
+    // Exact-key subscribers, changed and read only under _gate. A subscription knows its slot, so adding
+    // and removing are O(1) (swap with the last) and the array grows by doubling: a copy per change would
+    // be O(n²) work and garbage as tens of thousands of clients subscribe to one topic.
     private TopicSubscription[] _subscribers = [];
+    private int _subscriberCount;
+    private bool _delivering;
 
     public string Key { get; } = key;
 
@@ -108,9 +113,19 @@ internal sealed class Topic(string key, HistoryOptions options, TimeProvider tim
             message.Epoch = Epoch;
             message.Offset = ++_lastOffset;
             Append(message);
-            foreach (var subscription in _subscribers)
+            _delivering = true;
+            try
             {
-                subscription.Deliver(message);
+                var subscribers = _subscribers;
+                var count = _subscriberCount;
+                for (var i = 0; i < count; i++)
+                {
+                    subscribers[i].Deliver(message);
+                }
+            }
+            finally
+            {
+                _delivering = false;
             }
 
             foreach (var subscription in wildcards)
@@ -162,7 +177,13 @@ internal sealed class Topic(string key, HistoryOptions options, TimeProvider tim
             }
 
             var subscription = new TopicSubscription(router, this, Key, sink, recovered);
-            _subscribers = [.. _subscribers, subscription];
+            if (_subscriberCount == _subscribers.Length)
+            {
+                Array.Resize(ref _subscribers, Math.Max(4, _subscribers.Length * 2));
+            }
+
+            subscription.Slot = _subscriberCount;
+            _subscribers[_subscriberCount++] = subscription;
             return subscription;
         }
     }
@@ -171,7 +192,28 @@ internal sealed class Topic(string key, HistoryOptions options, TimeProvider tim
     {
         lock (_gate)
         {
-            _subscribers = Array.FindAll(_subscribers, s => s != subscription);
+            var slot = subscription.Slot;
+            if ((uint)slot >= (uint)_subscriberCount || _subscribers[slot] != subscription)
+            {
+                return;
+            }
+
+            // A removal from inside a delivery (same thread, the lock is re-entrant) must not move
+            // entries under the loop that is running: it works on a copy.
+            if (_delivering)
+            {
+                _subscribers = (TopicSubscription[])_subscribers.Clone();
+            }
+
+            var last = --_subscriberCount;
+            _subscribers[slot] = _subscribers[last];
+            _subscribers[slot].Slot = slot;
+            _subscribers[last] = null!;
+            subscription.Slot = -1;
+            if (_subscribers.Length > 16 && _subscriberCount < _subscribers.Length / 4)
+            {
+                Array.Resize(ref _subscribers, _subscribers.Length / 2);
+            }
         }
     }
 
@@ -180,7 +222,7 @@ internal sealed class Topic(string key, HistoryOptions options, TimeProvider tim
         lock (_gate)
         {
             TrimExpired();
-            if (_subscribers.Length > 0 || _count > 0)
+            if (_subscriberCount > 0 || _count > 0)
             {
                 return false;
             }
@@ -245,6 +287,9 @@ internal sealed class TopicSubscription : IBrokerSubscription
     public string Key { get; }
 
     public TopicPattern? Pattern { get; }
+
+    /// <summary>This subscription's index in its topic's subscriber array (guarded by the topic's lock).</summary>
+    internal int Slot { get; set; } = -1;
 
     public bool Recovered { get; }
 

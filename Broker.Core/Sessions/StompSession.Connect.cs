@@ -21,7 +21,7 @@ public sealed partial class StompSession
             }, "Supported protocol versions are 1.0 1.1 1.2"u8.ToArray());
             _errorSent = 1;
             _closing = true;
-            _outbox.Writer.TryWrite(Outbound.CloseMarker);
+            _outbox.TryWrite(Outbound.CloseMarker);
             return;
         }
 

@@ -1,6 +1,5 @@
 using System.Buffers;
 using System.Buffers.Text;
-using System.Threading.Channels;
 using Broker.Protocol;
 using Microsoft.Extensions.Logging;
 
@@ -11,7 +10,7 @@ public sealed partial class StompSession
     // A batch is flushed once it reaches this many bytes, so one slow peer cannot make us buffer without end.
     private const int FlushThreshold = 64 * 1024;
 
-    private readonly Channel<Outbound> _outbox;
+    private readonly Outbox<Outbound> _outbox = new();
 
     // The current batch's deliveries: their positions move on only once the batch is flushed.
     private readonly List<(SessionSubscription Subscription, Routing.BrokerMessage Message)> _batch = [];
@@ -38,7 +37,7 @@ public sealed partial class StompSession
             return false;
         }
 
-        if (!_outbox.Writer.TryWrite(item))
+        if (!_outbox.TryWrite(item))
         {
             Interlocked.Add(ref _pendingBytes, -size);
             return false;
@@ -61,7 +60,7 @@ public sealed partial class StompSession
 
     private async Task WriteLoopAsync()
     {
-        var reader = _outbox.Reader;
+        var reader = _outbox;
         var output = _transport.Output;
         Outbound carried = default;
         var hasCarried = false;
@@ -161,7 +160,7 @@ public sealed partial class StompSession
         finally
         {
             _closing = true;
-            _outbox.Writer.TryComplete();
+            _outbox.TryComplete();
             _transport.Input.CancelPendingRead();
         }
     }
@@ -287,6 +286,12 @@ public sealed partial class StompSession
         }
 
         TouchIfDue(now);
+
+        // An idle connection gives back the outbox's array (kept between bursts while it is busy).
+        if (Interlocked.Read(ref _pendingBytes) == 0 && now - _lastWriteAt > 1000)
+        {
+            _outbox.TrimIfEmpty();
+        }
 
         // STOMP 1.2 "Heart-beating": allow a margin before declaring the client dead.
         var silence = now - Volatile.Read(ref _lastReadAt);

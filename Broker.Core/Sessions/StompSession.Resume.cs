@@ -15,7 +15,9 @@ public sealed partial class StompSession
     private volatile bool _holding;
     private SessionPersistence? _persistence;
     private DateTimeOffset _createdAt;
-    private Dictionary<string, string> _metadata = new(StringComparer.Ordinal);
+    // Replaced, never changed in place (see SetMetadata), so every session can start with the same empty one.
+    private static readonly Dictionary<string, string> NoMetadata = new(StringComparer.Ordinal);
+    private Dictionary<string, string> _metadata = NoMetadata;
     private long _lastTouchAt;
     private bool _disconnected;
     private volatile bool _takenOver;

@@ -5,12 +5,14 @@ namespace Broker.Sessions;
 
 public sealed partial class StompSession
 {
-    private readonly Dictionary<string, List<TransactionAction>> _transactions = new(StringComparer.Ordinal);
+    // Made on the first BEGIN: most connections never use a transaction.
+    private Dictionary<string, List<TransactionAction>>? _transactions;
 
     // STOMP 1.2 "BEGIN": transaction ids are unique per connection.
     private void Begin(StompFrame frame)
     {
         var id = RequireHeader(frame, StompHeaders.Transaction);
+        _transactions ??= new(StringComparer.Ordinal);
         if (_transactions.ContainsKey(id))
         {
             throw new StompProtocolException($"transaction '{id}' is already open");
@@ -28,7 +30,7 @@ public sealed partial class StompSession
     private async ValueTask CommitAsync(StompFrame frame)
     {
         var id = RequireHeader(frame, StompHeaders.Transaction);
-        if (!_transactions.Remove(id, out var actions))
+        if (_transactions is null || !_transactions.Remove(id, out var actions))
         {
             throw new StompProtocolException($"no open transaction '{id}'");
         }
@@ -65,7 +67,7 @@ public sealed partial class StompSession
     private void Abort(StompFrame frame)
     {
         var id = RequireHeader(frame, StompHeaders.Transaction);
-        if (!_transactions.Remove(id))
+        if (_transactions is null || !_transactions.Remove(id))
         {
             throw new StompProtocolException($"no open transaction '{id}'");
         }
@@ -73,7 +75,7 @@ public sealed partial class StompSession
 
     private void AddToTransaction(string id, TransactionAction action)
     {
-        if (!_transactions.TryGetValue(id, out var actions))
+        if (_transactions is null || !_transactions.TryGetValue(id, out var actions))
         {
             throw new StompProtocolException($"no open transaction '{id}'");
         }

@@ -30,7 +30,6 @@ public sealed partial class StompSession
         _logger = services.Logger;
         _reader = new StompFrameReader(services.ReaderLimits);
         Id = StompSessionServices.NewSessionId();
-        _outbox = System.Threading.Channels.Channel.CreateUnbounded<Outbound>(new() { SingleReader = true });
     }
 
     /// <summary>The public session id (sent in CONNECTED's <c>session</c> header).</summary>
@@ -71,9 +70,9 @@ public sealed partial class StompSession
         {
             _closing = true;
             StopTimer();
-            _transactions.Clear();
-            _outbox.Writer.TryWrite(Outbound.CloseMarker);
-            _outbox.Writer.TryComplete();
+            _transactions?.Clear();
+            _outbox.TryWrite(Outbound.CloseMarker);
+            _outbox.TryComplete();
             if (await Task.WhenAny(writer, Task.Delay(_options.SendTimeout, CancellationToken.None)).ConfigureAwait(false) != writer)
             {
                 _transport.Abort();
@@ -197,7 +196,7 @@ public sealed partial class StompSession
         SendReceiptIfRequested();
         _disconnected = true;
         _closing = true;
-        _outbox.Writer.TryWrite(Outbound.CloseMarker);
+        _outbox.TryWrite(Outbound.CloseMarker);
     }
 
     // STOMP 1.2 "RECEIPT": also confirms every frame before it, which in-order handling guarantees.
@@ -231,7 +230,7 @@ public sealed partial class StompSession
             w.Header(StompHeaders.ContentType, "text/plain");
         }, body);
         _closing = true;
-        _outbox.Writer.TryWrite(Outbound.CloseMarker);
+        _outbox.TryWrite(Outbound.CloseMarker);
         _transport.Input.CancelPendingRead();
     }
 

@@ -1,0 +1,159 @@
+using System.Threading.Tasks.Sources;
+
+namespace Broker.Sessions;
+
+/// <summary>
+/// The queue between the threads that hand a session frames (broker threads, the read loop, the timer)
+/// and its one writer loop: many producers, one consumer, unbounded (the session bounds it by bytes).
+/// Unlike an unbounded <see cref="System.Threading.Channels.Channel{T}"/>, whose queue keeps a
+/// 32-slot segment for life, an empty outbox holds no buffer: an idle connection costs nothing here,
+/// which matters at tens of thousands of connections. The waiting reader is one reusable
+/// <see cref="IValueTaskSource{TResult}"/>, resumed off the producer's thread.
+/// </summary>
+internal sealed class Outbox<T> : IValueTaskSource<bool>
+{
+    private const int InitialCapacity = 8;
+    private const int KeepCapacity = 64;
+    private readonly Lock _gate = new();
+    private ManualResetValueTaskSourceCore<bool> _waiter = new() { RunContinuationsAsynchronously = true };
+    private T[] _items = [];
+    private int _head;
+    private int _count;
+    private bool _waiting;
+    private bool _completed;
+
+    /// <summary>Queues an item; false once <see cref="TryComplete"/> was called.</summary>
+    public bool TryWrite(T item)
+    {
+        bool wake;
+        lock (_gate)
+        {
+            if (_completed)
+            {
+                return false;
+            }
+
+            if (_count == _items.Length)
+            {
+                Grow();
+            }
+
+            _items[(_head + _count) % _items.Length] = item;
+            _count++;
+            wake = _waiting;
+            _waiting = false;
+        }
+
+        if (wake)
+        {
+            _waiter.SetResult(true);
+        }
+
+        return true;
+    }
+
+    public bool TryRead(out T item)
+    {
+        lock (_gate)
+        {
+            if (_count == 0)
+            {
+                item = default!;
+                return false;
+            }
+
+            item = _items[_head];
+            _items[_head] = default!;
+            _head = (_head + 1) % _items.Length;
+            _count--;
+            if (_count == 0)
+            {
+                // Drained: start again at the front, and give a large array back after a burst.
+                _head = 0;
+                if (_items.Length > KeepCapacity)
+                {
+                    _items = [];
+                }
+            }
+
+            return true;
+        }
+    }
+
+    /// <summary>Gives the item array back when nothing is queued (called for idle connections).</summary>
+    public void TrimIfEmpty()
+    {
+        lock (_gate)
+        {
+            if (_count == 0)
+            {
+                _items = [];
+                _head = 0;
+            }
+        }
+    }
+
+    /// <summary>True when an item can be read; false when the outbox is completed and empty.</summary>
+    public ValueTask<bool> WaitToReadAsync()
+    {
+        lock (_gate)
+        {
+            if (_count > 0)
+            {
+                return new ValueTask<bool>(true);
+            }
+
+            if (_completed)
+            {
+                return new ValueTask<bool>(false);
+            }
+
+            _waiter.Reset();
+            _waiting = true;
+            return new ValueTask<bool>(this, _waiter.Version);
+        }
+    }
+
+    /// <summary>No more writes; the reader still reads what is queued, then sees the end.</summary>
+    public bool TryComplete()
+    {
+        bool wake;
+        lock (_gate)
+        {
+            if (_completed)
+            {
+                return false;
+            }
+
+            _completed = true;
+            wake = _waiting;
+            _waiting = false;
+        }
+
+        if (wake)
+        {
+            _waiter.SetResult(false);
+        }
+
+        return true;
+    }
+
+    private void Grow()
+    {
+        var larger = new T[Math.Max(InitialCapacity, _items.Length * 2)];
+        for (var i = 0; i < _count; i++)
+        {
+            larger[i] = _items[(_head + i) % _items.Length];
+        }
+
+        _items = larger;
+        _head = 0;
+    }
+
+    bool IValueTaskSource<bool>.GetResult(short token) => _waiter.GetResult(token);
+
+    ValueTaskSourceStatus IValueTaskSource<bool>.GetStatus(short token) => _waiter.GetStatus(token);
+
+    void IValueTaskSource<bool>.OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags) =>
+        _waiter.OnCompleted(continuation, state, token, flags);
+}
