@@ -55,7 +55,17 @@ internal static class LoadRun
                              $"({(_options.IsQueue ? "competing consumers" : "fan-out")}, ack {_options.Ack}), {_options.Size} B, {pacing}, {amount}");
             try
             {
-                await OpenSubscribersAsync();
+                try
+                {
+                    await OpenSubscribersAsync();
+                }
+                catch (Exception e) when (e is not OperationCanceledException)
+                {
+                    output.WriteLine($"error: subscribing failed: {e.Message}");
+                    output.WriteLine($"result: label={_options.Label ?? "load"} delivered=0 expected=0 lost=0 errors=1");
+                    return 1;
+                }
+
                 var publishers = new List<(LoadConnection Connection, Task Reader)>();
                 for (var p = 0; p < _options.Publishers; p++)
                 {
