@@ -49,7 +49,9 @@ def delivered(fields):
     ok = "" if fields.get("exit") == "0" else " ⚠"
     if "held" in fields:
         return f"{int(fields['held']):,}/{int(fields['connections']):,} held{ok}"
-    return f"{int(fields['delivered']):,}/{int(fields['expected']):,}{ok}"
+    cpu = num(fields, "client_cpu")
+    load = "" if cpu != cpu else f" (load tool CPU {cpu * 100:.0f} %)"
+    return f"{int(fields['delivered']):,}/{int(fields['expected']):,}{ok}{load}"
 
 
 rows = ["| scenario | measure | Broker | RabbitMQ Web-STOMP | Broker ÷ RabbitMQ | goal |", "|---|---|--:|--:|--:|---|"]

@@ -43,6 +43,7 @@ internal static class LoadRun
         private long _delivered;
         private long _sent;
         private string? _publisherError;
+        private TimeSpan _cpuAtStart;
 
         private int FanOut => _options.IsQueue ? 1 : _options.Subscribers;
 
@@ -77,6 +78,7 @@ internal static class LoadRun
                 var perPublisher = _options.Duration > 0 ? long.MaxValue : _options.Messages / _options.Publishers;
                 var remainder = _options.Duration > 0 ? 0 : _options.Messages % _options.Publishers;
                 var start = Stopwatch.GetTimestamp();
+                _cpuAtStart = Process.GetCurrentProcess().TotalProcessorTime;
                 var sending = publishers.Select((p, i) => PublishAsync(p.Connection, i, perPublisher + (i < remainder ? 1 : 0), window, start)).ToArray();
                 await Task.WhenAll(sending);
                 var publishedIn = Stopwatch.GetElapsedTime(start);
@@ -276,6 +278,10 @@ internal static class LoadRun
             output.WriteLine($"published {N(sent)} messages in {F(publishedIn.TotalSeconds)} s; delivered {N(delivered)}/{N(expected)} " +
                              $"({N(lost)} lost, {N(duplicates)} duplicate, {N(outOfOrder)} out of order) in {F(seconds)} s");
             output.WriteLine($"deliveries/s {N(rate)}, messages/s {N(sent / seconds)}; per subscriber {N(_subscribers.Min(s => s.Delivered))} to {N(_subscribers.Max(s => s.Delivered))}");
+            // How busy the load tool itself was (1.0 = every core it may use, all the time): near 1, the
+            // client and not the broker may be what limits the rate.
+            var cpu = (Process.GetCurrentProcess().TotalProcessorTime - _cpuAtStart).TotalSeconds / Math.Max(Stopwatch.GetElapsedTime(start).TotalSeconds, 1e-9) / Environment.ProcessorCount;
+            output.WriteLine($"load tool CPU {F(cpu * 100)} % of {Environment.ProcessorCount} core(s)");
             output.WriteLine($"latency ms: p50 {F(histogram.PercentileMs(50))}, p99 {F(histogram.PercentileMs(99))}, " +
                              $"p99.9 {F(histogram.PercentileMs(99.9))}, max {F(histogram.MaxMs)}");
             foreach (var error in errors.Distinct().Take(5))
@@ -286,7 +292,7 @@ internal static class LoadRun
             var result = new StringBuilder("result:");
             result.Append(CultureInfo.InvariantCulture, $" label={_options.Label ?? "load"} delivered={delivered} expected={expected} lost={lost}");
             result.Append(CultureInfo.InvariantCulture, $" duplicates={duplicates} out_of_order={outOfOrder} unreadable={unreadable} errors={errors.Count}");
-            result.Append(CultureInfo.InvariantCulture, $" seconds={F(seconds)} deliveries_per_s={Math.Round(rate)}");
+            result.Append(CultureInfo.InvariantCulture, $" seconds={F(seconds)} deliveries_per_s={Math.Round(rate)} client_cpu={F(cpu)}");
             result.Append(CultureInfo.InvariantCulture, $" p50_ms={F(histogram.PercentileMs(50))} p99_ms={F(histogram.PercentileMs(99))}");
             result.Append(CultureInfo.InvariantCulture, $" p999_ms={F(histogram.PercentileMs(99.9))} max_ms={F(histogram.MaxMs)}");
             output.WriteLine(result.ToString());
