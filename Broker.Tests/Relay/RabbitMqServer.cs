@@ -9,8 +9,10 @@ namespace Broker.Tests.Relay;
 /// <summary>
 /// A real RabbitMQ node of our own (Debian's rabbitmq-server): its own node name, Erlang cookie,
 /// config, mnesia and log directories in a temp directory, AMQP on a free 127.0.0.1 port. One node
-/// serves the whole run (<see cref="GetSharedAsync"/>; tests isolate by unique queue and topic names)
-/// and is killed at the end (<see cref="RabbitMqServerFixture"/>) or when the process exits. Without
+/// serves the whole run (<see cref="GetSharedAsync"/>; tests isolate by unique queue and topic names);
+/// a test that restarts RabbitMQ (<see cref="RestartAsync"/>) starts a node of its own (<see cref="StartAsync"/>).
+/// The shared node is killed at the end of the run (<see cref="RabbitMqServerFixture"/>), every node when
+/// the process exits. Without
 /// rabbitmq-server, tests fail under <c>CI=true</c> and are ignored elsewhere.
 /// </summary>
 internal sealed partial class RabbitMqServer : IAsyncDisposable
@@ -23,8 +25,8 @@ internal sealed partial class RabbitMqServer : IAsyncDisposable
     private static RabbitMqServer? s_shared;
     private static int s_instances;
 
-    private readonly Process _process;
     private readonly StringBuilder _output;
+    private Process _process;
     private readonly Dictionary<string, string> _environment;
 
     private RabbitMqServer(Process process, StringBuilder output, Dictionary<string, string> environment, string directory, string nodeName, int port)
@@ -90,25 +92,8 @@ internal sealed partial class RabbitMqServer : IAsyncDisposable
             var node = $"brokertest-{Environment.ProcessId}-{instance}@localhost";
             var directory = Path.Combine(Path.GetTempPath(), $"brokertest-rabbitmq-{Environment.ProcessId}-{instance}");
             var environment = Prepare(directory, node, port, distPort);
-            var info = new ProcessStartInfo(ServerScript)
-            {
-                RedirectStandardOutput = true,
-                RedirectStandardError = true,
-                RedirectStandardInput = true,
-                UseShellExecute = false,
-                WorkingDirectory = directory,
-            };
-            foreach (var (key, value) in environment)
-            {
-                info.Environment[key] = value;
-            }
-
             var output = new StringBuilder();
-            var process = Process.Start(info)!;
-            process.OutputDataReceived += (_, e) => Append(output, e.Data);
-            process.ErrorDataReceived += (_, e) => Append(output, e.Data);
-            process.BeginOutputReadLine();
-            process.BeginErrorReadLine();
+            var process = Launch(directory, environment, output);
             var server = new RabbitMqServer(process, output, environment, directory, node, port);
             try
             {
@@ -170,6 +155,32 @@ internal sealed partial class RabbitMqServer : IAsyncDisposable
         }
 
         return await stdout;
+    }
+
+    /// <summary>
+    /// Stops the node (<c>rabbitmqctl stop</c>: the Erlang VM exits) and starts it again as a new process on
+    /// the same ports with the same data directory, as an operator restarting RabbitMQ does; returns once it
+    /// accepts AMQP connections again (durable queues and their persistent messages are back).
+    /// </summary>
+    public async Task RestartAsync()
+    {
+        await CtlAsync("stop");
+        using (var exited = new CancellationTokenSource(StartTimeout))
+        {
+            await _process.WaitForExitAsync(exited.Token);
+        }
+
+        var old = _process;
+        _process = Launch(Directory, _environment, _output);
+        old.Dispose();
+        try
+        {
+            await WaitAcceptingAsync(StartTimeout);
+        }
+        catch (Exception ex) when (ex is InvalidOperationException or TimeoutException)
+        {
+            throw new InvalidOperationException($"rabbitmq-server {NodeName} did not restart: {ex.Message}\n{Output}", ex);
+        }
     }
 
     /// <summary>Closes every client connection, as an operator or a network failure would.</summary>
@@ -243,6 +254,29 @@ internal sealed partial class RabbitMqServer : IAsyncDisposable
                 await Task.Delay(100);
             }
         }
+    }
+
+    private static Process Launch(string directory, Dictionary<string, string> environment, StringBuilder output)
+    {
+        var info = new ProcessStartInfo(ServerScript)
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            RedirectStandardInput = true,
+            UseShellExecute = false,
+            WorkingDirectory = directory,
+        };
+        foreach (var (key, value) in environment)
+        {
+            info.Environment[key] = value;
+        }
+
+        var process = Process.Start(info)!;
+        process.OutputDataReceived += (_, e) => Append(output, e.Data);
+        process.ErrorDataReceived += (_, e) => Append(output, e.Data);
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return process;
     }
 
     // The node's files, all in its own directory: cookie (HOME), config, plugins, mnesia and logs.
