@@ -226,8 +226,6 @@ public sealed class RelayServerExecutableTests
     /// <summary>Two Broker.Server processes sharing the RabbitMQ node and Redis, each with its relay connected.</summary>
     private sealed class Cluster : IAsyncDisposable
     {
-        private const int RelayConnections = 2; // Broker:Relay:RabbitMq:Connections, its default
-
         private readonly string _redisConfiguration;
         private readonly List<StompTestClient> _clients = [];
 
@@ -259,8 +257,8 @@ public sealed class RelayServerExecutableTests
             try
             {
                 b = await ServerProcess.StartAsync(args);
-                await WaitRelayConnectedAsync(a, 1);
-                await WaitRelayConnectedAsync(b, 1);
+                await a.WaitRelayConnectedAsync(1);
+                await b.WaitRelayConnectedAsync(1);
                 return new Cluster(a, b, redis.Configuration, keyPrefix);
             }
             catch
@@ -274,11 +272,6 @@ public sealed class RelayServerExecutableTests
                 throw;
             }
         }
-
-        /// <summary>Waits until every relay connection of <paramref name="node"/> has connected <paramref name="times"/> times.</summary>
-        public static Task WaitRelayConnectedAsync(ServerProcess node, int times) =>
-            node.WaitForOutputAsync(line => line.Contains("RabbitMQ relay connection", StringComparison.Ordinal) && line.Contains(" connected to ", StringComparison.Ordinal),
-                RelayConnections * times, $"the relay's {RelayConnections} connections to RabbitMQ connected {times} time(s)", TimeSpan.FromSeconds(60));
 
         /// <summary>An anonymous client of <paramref name="node"/>, closed with the cluster.</summary>
         public async Task<StompTestClient> ConnectAsync(ServerProcess node)
