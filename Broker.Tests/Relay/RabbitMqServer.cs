@@ -151,7 +151,7 @@ internal sealed partial class RabbitMqServer : IAsyncDisposable
         await process.WaitForExitAsync(timeout.Token);
         if (process.ExitCode != 0)
         {
-            throw new InvalidOperationException($"rabbitmqctl {string.Join(' ', arguments)} exited with {process.ExitCode}: {await stdout}{await stderr}");
+            throw new InvalidOperationException($"rabbitmqctl {string.Join(' ', arguments)} exited with {process.ExitCode}: {await stdout}{await stderr}\n{LogTail()}");
         }
 
         return await stdout;
@@ -179,7 +179,7 @@ internal sealed partial class RabbitMqServer : IAsyncDisposable
         }
         catch (Exception ex) when (ex is InvalidOperationException or TimeoutException)
         {
-            throw new InvalidOperationException($"rabbitmq-server {NodeName} did not restart: {ex.Message}\n{Output}", ex);
+            throw new InvalidOperationException($"rabbitmq-server {NodeName} did not restart: {ex.Message}\n{Output}\n{LogTail()}", ex);
         }
     }
 
@@ -194,6 +194,27 @@ internal sealed partial class RabbitMqServer : IAsyncDisposable
     {
         await CtlAsync("start_app");
         await WaitAcceptingAsync(StartTimeout);
+    }
+
+    /// <summary>The end of the node's log files (for failure messages: the node says there why it would not start).</summary>
+    public string LogTail(int chars = 8192)
+    {
+        var text = new StringBuilder();
+        try
+        {
+            foreach (var file in System.IO.Directory.EnumerateFiles(Path.Combine(Directory, "log"), "*.log"))
+            {
+                using var reader = new StreamReader(new FileStream(file, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete));
+                reader.BaseStream.Seek(Math.Max(0, reader.BaseStream.Length - chars), SeekOrigin.Begin);
+                text.Append("--- ").Append(Path.GetFileName(file)).Append(" (end) ---\n").Append(reader.ReadToEnd()).Append('\n');
+            }
+        }
+        catch (IOException ex)
+        {
+            text.Append("(log unreadable: ").Append(ex.Message).Append(')');
+        }
+
+        return text.ToString();
     }
 
     public void Kill()
