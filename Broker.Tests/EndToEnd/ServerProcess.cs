@@ -93,6 +93,29 @@ internal sealed partial class ServerProcess : IAsyncDisposable
         return server;
     }
 
+    /// <summary>Waits until the server has printed at least <paramref name="count"/> lines matching <paramref name="line"/>.</summary>
+    public async Task WaitForOutputAsync(Func<string, bool> line, int count, string what, TimeSpan? timeout = null)
+    {
+        var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(30));
+        while (true)
+        {
+            lock (_output)
+            {
+                if (_output.Count(line) >= count)
+                {
+                    return;
+                }
+            }
+
+            if (_process.HasExited || DateTime.UtcNow > deadline)
+            {
+                throw new TimeoutException($"{what}: not seen in the server's output\n{Output}");
+            }
+
+            await Task.Delay(20);
+        }
+    }
+
     /// <summary>Sends SIGTERM, as a service manager does, and waits for the exit.</summary>
     public async Task<bool> TerminateAsync(TimeSpan timeout)
     {

@@ -9,8 +9,10 @@ namespace Broker.Tests.Relay;
 /// <summary>
 /// A real RabbitMQ node of our own (Debian's rabbitmq-server): its own node name, Erlang cookie,
 /// config, mnesia and log directories in a temp directory, AMQP on a free 127.0.0.1 port. One node
-/// serves the whole run (<see cref="GetSharedAsync"/>; tests isolate by unique queue and topic names)
-/// and is killed at the end (<see cref="RabbitMqServerFixture"/>) or when the process exits. Without
+/// serves the whole run (<see cref="GetSharedAsync"/>; tests isolate by unique queue and topic names);
+/// a test that restarts RabbitMQ (<see cref="RestartAsync"/>) starts a node of its own (<see cref="StartAsync"/>).
+/// The shared node is killed at the end of the run (<see cref="RabbitMqServerFixture"/>), every node when
+/// the process exits. Without
 /// rabbitmq-server, tests fail under <c>CI=true</c> and are ignored elsewhere.
 /// </summary>
 internal sealed partial class RabbitMqServer : IAsyncDisposable
@@ -23,8 +25,8 @@ internal sealed partial class RabbitMqServer : IAsyncDisposable
     private static RabbitMqServer? s_shared;
     private static int s_instances;
 
-    private readonly Process _process;
     private readonly StringBuilder _output;
+    private Process _process;
     private readonly Dictionary<string, string> _environment;
 
     private RabbitMqServer(Process process, StringBuilder output, Dictionary<string, string> environment, string directory, string nodeName, int port)
@@ -90,25 +92,8 @@ internal sealed partial class RabbitMqServer : IAsyncDisposable
             var node = $"brokertest-{Environment.ProcessId}-{instance}@localhost";
             var directory = Path.Combine(Path.GetTempPath(), $"brokertest-rabbitmq-{Environment.ProcessId}-{instance}");
             var environment = Prepare(directory, node, port, distPort);
-            var info = new ProcessStartInfo(ServerScript)
-            {
-                RedirectStandardOutput = true,
-                RedirectStandardError = true,
-                RedirectStandardInput = true,
-                UseShellExecute = false,
-                WorkingDirectory = directory,
-            };
-            foreach (var (key, value) in environment)
-            {
-                info.Environment[key] = value;
-            }
-
             var output = new StringBuilder();
-            var process = Process.Start(info)!;
-            process.OutputDataReceived += (_, e) => Append(output, e.Data);
-            process.ErrorDataReceived += (_, e) => Append(output, e.Data);
-            process.BeginOutputReadLine();
-            process.BeginErrorReadLine();
+            var process = Launch(directory, environment, output);
             var server = new RabbitMqServer(process, output, environment, directory, node, port);
             try
             {
@@ -166,10 +151,36 @@ internal sealed partial class RabbitMqServer : IAsyncDisposable
         await process.WaitForExitAsync(timeout.Token);
         if (process.ExitCode != 0)
         {
-            throw new InvalidOperationException($"rabbitmqctl {string.Join(' ', arguments)} exited with {process.ExitCode}: {await stdout}{await stderr}");
+            throw new InvalidOperationException($"rabbitmqctl {string.Join(' ', arguments)} exited with {process.ExitCode}: {await stdout}{await stderr}\n{LogTail()}");
         }
 
         return await stdout;
+    }
+
+    /// <summary>
+    /// Stops the node (<c>rabbitmqctl stop</c>: the Erlang VM exits) and starts it again as a new process on
+    /// the same ports with the same data directory, as an operator restarting RabbitMQ does; returns once it
+    /// accepts AMQP connections again (durable queues and their persistent messages are back).
+    /// </summary>
+    public async Task RestartAsync()
+    {
+        await CtlAsync("stop");
+        using (var exited = new CancellationTokenSource(StartTimeout))
+        {
+            await _process.WaitForExitAsync(exited.Token);
+        }
+
+        var old = _process;
+        _process = Launch(Directory, _environment, _output);
+        old.Dispose();
+        try
+        {
+            await WaitAcceptingAsync(StartTimeout);
+        }
+        catch (Exception ex) when (ex is InvalidOperationException or TimeoutException)
+        {
+            throw new InvalidOperationException($"rabbitmq-server {NodeName} did not restart: {ex.Message}\n{Output}\n{LogTail()}", ex);
+        }
     }
 
     /// <summary>Closes every client connection, as an operator or a network failure would.</summary>
@@ -183,6 +194,27 @@ internal sealed partial class RabbitMqServer : IAsyncDisposable
     {
         await CtlAsync("start_app");
         await WaitAcceptingAsync(StartTimeout);
+    }
+
+    /// <summary>The end of the node's log files (for failure messages: the node says there why it would not start).</summary>
+    public string LogTail(int chars = 8192)
+    {
+        var text = new StringBuilder();
+        try
+        {
+            foreach (var file in System.IO.Directory.EnumerateFiles(Path.Combine(Directory, "log"), "*.log"))
+            {
+                using var reader = new StreamReader(new FileStream(file, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete));
+                reader.BaseStream.Seek(Math.Max(0, reader.BaseStream.Length - chars), SeekOrigin.Begin);
+                text.Append("--- ").Append(Path.GetFileName(file)).Append(" (end) ---\n").Append(reader.ReadToEnd()).Append('\n');
+            }
+        }
+        catch (IOException ex)
+        {
+            text.Append("(log unreadable: ").Append(ex.Message).Append(')');
+        }
+
+        return text.ToString();
     }
 
     public void Kill()
@@ -243,6 +275,29 @@ internal sealed partial class RabbitMqServer : IAsyncDisposable
                 await Task.Delay(100);
             }
         }
+    }
+
+    private static Process Launch(string directory, Dictionary<string, string> environment, StringBuilder output)
+    {
+        var info = new ProcessStartInfo(ServerScript)
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            RedirectStandardInput = true,
+            UseShellExecute = false,
+            WorkingDirectory = directory,
+        };
+        foreach (var (key, value) in environment)
+        {
+            info.Environment[key] = value;
+        }
+
+        var process = Process.Start(info)!;
+        process.OutputDataReceived += (_, e) => Append(output, e.Data);
+        process.ErrorDataReceived += (_, e) => Append(output, e.Data);
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return process;
     }
 
     // The node's files, all in its own directory: cookie (HOME), config, plugins, mnesia and logs.

@@ -87,6 +87,14 @@ internal static class RelayTesting
         }
     }
 
+    /// <summary>
+    /// Waits until every relay connection of a Broker.Server process (<c>Broker:Relay:RabbitMq:Connections</c>,
+    /// 2 by default) has logged that it connected to RabbitMQ <paramref name="times"/> times (a reconnect logs again).
+    /// </summary>
+    public static Task WaitRelayConnectedAsync(this EndToEnd.ServerProcess node, int times, int connections = 2) =>
+        node.WaitForOutputAsync(line => line.Contains("RabbitMQ relay connection", StringComparison.Ordinal) && line.Contains(" connected to ", StringComparison.Ordinal),
+            connections * times, $"the relay's {connections} connection(s) to RabbitMQ connected {times} time(s)", TimeSpan.FromSeconds(60));
+
     public static async Task WaitUntilAsync(Func<Task<bool>> condition, string what)
     {
         var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
