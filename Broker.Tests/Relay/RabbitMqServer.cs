@@ -192,7 +192,21 @@ internal sealed partial class RabbitMqServer : IAsyncDisposable
     /// <summary>Starts the application again (durable queues and persistent messages come back) and waits for AMQP.</summary>
     public async Task StartAppAsync()
     {
-        await CtlAsync("start_app");
+        // On a loaded machine start_app has been seen to give up once (exit 69, "rabbit application not
+        // running") and succeed when asked again; an operator would retry too.
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                await CtlAsync("start_app");
+                break;
+            }
+            catch (InvalidOperationException) when (attempt < 3)
+            {
+                await Task.Delay(TimeSpan.FromSeconds(2));
+            }
+        }
+
         await WaitAcceptingAsync(StartTimeout);
     }
 
