@@ -17,6 +17,12 @@ internal static class LoadRun
 {
     public static async Task<int> RunAsync(string[] args, TextWriter output)
     {
+        if (args.Contains("--help") || args.Contains("-h"))
+        {
+            output.WriteLine(LoadOptions.Usage);
+            return 0;
+        }
+
         LoadOptions options;
         try
         {
