@@ -30,7 +30,7 @@ internal sealed class RelayLink : IAsyncDisposable
     private IConnection? _connection;
     private IChannel? _consumerChannel;
     private IChannel? _topologyChannel;
-    private IChannel[] _publishChannels = [];
+    private PublishLane[] _publishLanes = [];
     private int _nextPublish;
     private long _generation;
     private volatile bool _connected; // channels open: subscriptions can attach
@@ -89,19 +89,21 @@ internal sealed class RelayLink : IAsyncDisposable
     }
 
     /// <summary>
-    /// A publisher-confirm channel of this connection (round robin), or null when not connected. After a
-    /// reconnect, only once the subscriptions are attached again, so this node's subscribers see what follows.
+    /// A publisher-confirm channel of this connection, or null when not connected: the one <paramref name="affinity"/>
+    /// picks (a publisher that pipelines stays on one channel, which keeps its messages in order), or round robin.
+    /// After a reconnect, only once the subscriptions are attached again, so this node's subscribers see what follows.
     /// </summary>
-    public IChannel? PublishChannel()
+    public PublishLane? Lane(uint? affinity = null)
     {
-        var channels = Volatile.Read(ref _publishChannels);
-        if (!_ready || channels.Length == 0)
+        var lanes = Volatile.Read(ref _publishLanes);
+        if (!_ready || lanes.Length == 0)
         {
             return null;
         }
 
-        var channel = channels[(int)((uint)Interlocked.Increment(ref _nextPublish) % (uint)channels.Length)];
-        return channel.IsOpen ? channel : null;
+        var index = affinity ?? (uint)Interlocked.Increment(ref _nextPublish);
+        var lane = lanes[(int)(index % (uint)lanes.Length)];
+        return lane.Channel.IsOpen ? lane : null;
     }
 
     /// <summary>Whether <paramref name="generation"/> is the connection that is up now.</summary>
@@ -379,16 +381,21 @@ internal sealed class RelayLink : IAsyncDisposable
         // One dispatch at a time on the consumer channel keeps each subscription's deliveries in order.
         var consumer = await connection.CreateChannelAsync(new CreateChannelOptions(false, false, consumerDispatchConcurrency: 1), _stopping.Token).ConfigureAwait(false);
         consumer.ChannelShutdownAsync += OnShutdownAsync;
-        var publish = new IChannel[Math.Max(1, _options.PublishChannelsPerConnection)];
+        var publish = new PublishLane[Math.Max(1, _options.PublishChannelsPerConnection)];
         for (var i = 0; i < publish.Length; i++)
         {
-            // With tracking, BasicPublishAsync completes when RabbitMQ confirms the message.
-            publish[i] = await connection.CreateChannelAsync(new CreateChannelOptions(publisherConfirmationsEnabled: true, publisherConfirmationTrackingEnabled: true), _stopping.Token).ConfigureAwait(false);
-            publish[i].ChannelShutdownAsync += OnShutdownAsync;
+            // With tracking, BasicPublishAsync completes when RabbitMQ confirms the message. The library's
+            // default limiter delays publishes (up to a second) past half its 128 permits; the lane's own
+            // permits bound what is outstanding instead, without delays.
+            var channel = await connection.CreateChannelAsync(
+                new CreateChannelOptions(publisherConfirmationsEnabled: true, publisherConfirmationTrackingEnabled: true, outstandingPublisherConfirmationsRateLimiter: null),
+                _stopping.Token).ConfigureAwait(false);
+            channel.ChannelShutdownAsync += OnShutdownAsync;
+            publish[i] = new PublishLane(channel, Math.Max(1, _options.MaxUnconfirmedPerChannel));
         }
 
         _consumerChannel = consumer;
-        Volatile.Write(ref _publishChannels, publish);
+        Volatile.Write(ref _publishLanes, publish);
         Interlocked.Increment(ref _generation);
         _connected = true;
     }
@@ -451,7 +458,7 @@ internal sealed class RelayLink : IAsyncDisposable
         _connection = null;
         _consumerChannel = null;
         _topologyChannel = null;
-        Volatile.Write(ref _publishChannels, []);
+        Volatile.Write(ref _publishLanes, []);
         if (connection is null)
         {
             return;
@@ -528,6 +535,14 @@ internal sealed class RelayLink : IAsyncDisposable
     }
 
     private static TaskCompletionSource NewSignal() => new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>A publisher-confirm channel and the permits that bound its publishes awaiting confirmation.</summary>
+    public sealed class PublishLane(IChannel channel, int permits)
+    {
+        public IChannel Channel { get; } = channel;
+
+        public SemaphoreSlim Permits { get; } = new(permits, permits);
+    }
 
     private readonly record struct AckOp(long Generation, ulong Tag, AckAction Action);
 

@@ -31,6 +31,11 @@ public sealed partial class StompSession
             return ValueTask.CompletedTask;
         }
 
+        if (_currentReceipt is null && !UserDestinations.IsUserDestination(message.Destination))
+        {
+            return PublishPipelined(message);
+        }
+
         var publish = RouteAsync(message);
         if (publish.IsCompletedSuccessfully)
         {

@@ -156,6 +156,26 @@ public sealed partial class StompSession
                 : throw new StompProtocolException($"expected CONNECT, got {Name(frame.Command)}");
         }
 
+        // A RECEIPT confirms every frame before it: earlier SENDs still awaiting the broker's confirmation first.
+        if (_currentReceipt is not null && Volatile.Read(ref _unconfirmed) > 0)
+        {
+            return HandleAfterConfirmationsAsync(frame);
+        }
+
+        return HandleConnectedFrameAsync(frame);
+    }
+
+    private async ValueTask HandleAfterConfirmationsAsync(StompFrame frame)
+    {
+        await AwaitConfirmationsAsync().ConfigureAwait(false);
+        if (!_closing)
+        {
+            await HandleConnectedFrameAsync(frame).ConfigureAwait(false);
+        }
+    }
+
+    private ValueTask HandleConnectedFrameAsync(StompFrame frame)
+    {
         switch (frame.Command)
         {
             case StompCommand.Send:
