@@ -476,35 +476,79 @@ internal sealed class RelayLink : IAsyncDisposable
         }
     }
 
+    // Settlements of the current connection go out in order; acks are coalesced (AckCoalescer) into
+    // cumulative ones where no other delivery of the shared channel is in the way, nacks go at once.
     private async Task AckLoopAsync()
     {
         var reader = _acks.Reader;
+        var coalescer = new AckCoalescer();
+        long coalescerGeneration = -1;
+        Task<bool>? waiting = null;
         try
         {
-            while (await reader.WaitToReadAsync(_stopping.Token).ConfigureAwait(false))
+            while (true)
             {
+                if (!reader.TryPeek(out _))
+                {
+                    waiting ??= reader.WaitToReadAsync(_stopping.Token).AsTask();
+                    if (coalescer.HasPending)
+                    {
+                        var delay = coalescer.PendingDeadline - Environment.TickCount64;
+                        if (delay > 0 && await Task.WhenAny(waiting, Task.Delay((int)delay, _stopping.Token)).ConfigureAwait(false) != waiting)
+                        {
+                            await SendStragglersAsync(coalescer, coalescerGeneration).ConfigureAwait(false);
+                            continue;
+                        }
+                    }
+
+                    if (!await waiting.ConfigureAwait(false))
+                    {
+                        return;
+                    }
+
+                    waiting = null;
+                }
+
                 while (reader.TryRead(out var op))
                 {
                     var channel = _consumerChannel;
-                    if (!_connected || channel is null || op.Generation != Interlocked.Read(ref _generation))
+                    var generation = Interlocked.Read(ref _generation);
+                    if (!_connected || channel is null || op.Generation != generation)
                     {
                         continue; // that connection is gone and RabbitMQ requeued the delivery
                     }
 
-                    try
+                    if (coalescerGeneration != generation)
                     {
-                        if (op.Action == AckAction.Ack)
+                        coalescer = new AckCoalescer();
+                        coalescerGeneration = generation;
+                    }
+
+                    if (op.Action == AckAction.Ack)
+                    {
+                        if (!coalescer.TryAck(op.Tag))
                         {
-                            await channel.BasicAckAsync(op.Tag, multiple: false).ConfigureAwait(false);
-                        }
-                        else
-                        {
-                            await channel.BasicNackAsync(op.Tag, multiple: false, requeue: true).ConfigureAwait(false);
+                            await SendAsync(channel, op.Tag, multiple: false, AckAction.Ack).ConfigureAwait(false);
                         }
                     }
-                    catch (Exception ex) when (ex is AlreadyClosedException or OperationInterruptedException or ObjectDisposedException or IOException)
+                    else
                     {
-                        // The connection is going; the reconnect loop notices.
+                        coalescer.Settled(op.Tag);
+                        await SendAsync(channel, op.Tag, multiple: false, AckAction.Requeue).ConfigureAwait(false);
+                    }
+                }
+
+                if (coalescerGeneration == Interlocked.Read(ref _generation) && _consumerChannel is { } current)
+                {
+                    var cumulative = coalescer.TakeCumulative(LatestDelivered(coalescerGeneration));
+                    if (cumulative != 0)
+                    {
+                        await SendAsync(current, cumulative, multiple: true, AckAction.Ack).ConfigureAwait(false);
+                    }
+
+                    if (coalescer.HasPending && Environment.TickCount64 >= coalescer.PendingDeadline)
+                    {
+                        await SendStragglersAsync(coalescer, coalescerGeneration).ConfigureAwait(false);
                     }
                 }
             }
@@ -512,6 +556,57 @@ internal sealed class RelayLink : IAsyncDisposable
         catch (OperationCanceledException)
         {
         }
+    }
+
+    private async Task SendStragglersAsync(AckCoalescer coalescer, long generation)
+    {
+        var tags = coalescer.TakeStragglers();
+        if (_consumerChannel is not { } channel || generation != Interlocked.Read(ref _generation))
+        {
+            return;
+        }
+
+        foreach (var tag in tags)
+        {
+            await SendAsync(channel, tag, multiple: false, AckAction.Ack).ConfigureAwait(false);
+        }
+    }
+
+    private static async Task SendAsync(IChannel channel, ulong tag, bool multiple, AckAction action)
+    {
+        try
+        {
+            if (action == AckAction.Ack)
+            {
+                await channel.BasicAckAsync(tag, multiple).ConfigureAwait(false);
+            }
+            else
+            {
+                await channel.BasicNackAsync(tag, multiple, requeue: true).ConfigureAwait(false);
+            }
+        }
+        catch (Exception ex) when (ex is AlreadyClosedException or OperationInterruptedException or ObjectDisposedException or IOException)
+        {
+            // The connection is going; the reconnect loop notices.
+        }
+    }
+
+    // The consumer channel's latest delivery tag, with the connection generation it belongs to in the top
+    // 16 bits (one atomic write per delivery; a dispatch of an older connection never counts for a newer one).
+    private long _latestDelivered;
+
+    private void Delivered(long generation, ulong tag)
+    {
+        if (generation == Interlocked.Read(ref _generation))
+        {
+            Volatile.Write(ref _latestDelivered, ((generation & 0xFFFF) << 48) | (long)(tag & 0xFFFF_FFFF_FFFF));
+        }
+    }
+
+    private ulong LatestDelivered(long generation)
+    {
+        var latest = Volatile.Read(ref _latestDelivered);
+        return ((latest >> 48) & 0xFFFF) == (generation & 0xFFFF) ? (ulong)(latest & 0xFFFF_FFFF_FFFF) : 0;
     }
 
     public async ValueTask DisposeAsync()
@@ -552,6 +647,7 @@ internal sealed class RelayLink : IAsyncDisposable
         public override Task HandleBasicDeliverAsync(string consumerTag, ulong deliveryTag, bool redelivered, string exchange, string routingKey,
             IReadOnlyBasicProperties properties, ReadOnlyMemory<byte> body, CancellationToken cancellationToken = default)
         {
+            link.Delivered(generation, deliveryTag);
             subscription.OnDelivery(generation, deliveryTag, routingKey, properties, body);
             return Task.CompletedTask;
         }
