@@ -5,8 +5,9 @@ namespace Broker.Sessions;
 // A SEND without a receipt does not wait for the broker's confirmation (IMessageBroker.PublishPipelinedAsync):
 // the read loop goes on to the next frame while the relay tracks the confirmation. The broker keeps this
 // session's messages in order and bounds how many are outstanding. A frame with a receipt waits until every
-// earlier SEND is confirmed, so its RECEIPT still confirms every frame before it; a SEND that fails afterwards
-// ends the session with an ERROR, as it would have had it been awaited.
+// earlier SEND is confirmed, so its RECEIPT still confirms every frame before it; so do a COMMIT and a SEND to a
+// user destination, which publish the awaited way. A SEND that fails afterwards ends the session with an ERROR,
+// as it would have had it been awaited.
 public sealed partial class StompSession
 {
     private int _unconfirmed;

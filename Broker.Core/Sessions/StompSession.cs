@@ -156,8 +156,9 @@ public sealed partial class StompSession
                 : throw new StompProtocolException($"expected CONNECT, got {Name(frame.Command)}");
         }
 
-        // A RECEIPT confirms every frame before it: earlier SENDs still awaiting the broker's confirmation first.
-        if (_currentReceipt is not null && Volatile.Read(ref _unconfirmed) > 0)
+        // A RECEIPT confirms every frame before it, and a COMMIT's messages follow the SENDs before it: earlier
+        // SENDs still awaiting the broker's confirmation come first.
+        if ((_currentReceipt is not null || frame.Command == StompCommand.Commit) && Volatile.Read(ref _unconfirmed) > 0)
         {
             return HandleAfterConfirmationsAsync(frame);
         }

@@ -65,6 +65,38 @@ public sealed class RelayPipeliningTests
     }
 
     [Test]
+    public async Task A_committed_transaction_follows_the_pipelined_SENDs_before_it()
+    {
+        var destination = $"/topic/{Unique()}.tx";
+        await using var harness = await StartAsync(_server);
+        var subscriber = await harness.OpenConnectedAsync();
+        await subscriber.SubscribeAndWaitAsync("s", destination);
+        var publisher = await harness.OpenConnectedAsync();
+        for (var round = 0; round < 20; round++)
+        {
+            for (var i = 0; i < 50; i++)
+            {
+                await publisher.PublishAsync(destination, $"{round}.{i}");
+            }
+
+            // A transaction's messages are published when it commits, the awaited way: still after the SENDs above.
+            await publisher.SendFrameAsync(StompCommand.Begin, ("transaction", $"tx{round}"));
+            await publisher.PublishAsync(destination, $"{round}.tx", ("transaction", $"tx{round}"));
+            await publisher.SendFrameAsync(StompCommand.Commit, ("transaction", $"tx{round}"));
+        }
+
+        for (var round = 0; round < 20; round++)
+        {
+            for (var i = 0; i < 50; i++)
+            {
+                Assert.That((await subscriber.NextMessageAsync(TimeSpan.FromSeconds(30))).BodyText, Is.EqualTo($"{round}.{i}"));
+            }
+
+            Assert.That((await subscriber.NextMessageAsync(TimeSpan.FromSeconds(30))).BodyText, Is.EqualTo($"{round}.tx"));
+        }
+    }
+
+    [Test]
     public async Task A_SEND_without_receipt_that_RabbitMQ_refuses_later_ends_the_session_with_an_ERROR()
     {
         // A queue made by someone else that refuses publishes once it holds one message (RabbitMQ nacks them).
