@@ -39,4 +39,7 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 310, Level = LogLevel.Debug, Message = "RabbitMQ relay connection {Index} did not close cleanly")]
     public static partial void CloseFailed(ILogger logger, Exception exception, int index);
+
+    [LoggerMessage(EventId = 312, Level = LogLevel.Debug, Message = "RabbitMQ relay: a pipelined SEND to {Destination} was not confirmed; publishing it again")]
+    public static partial void PipelinedPublishRetried(ILogger logger, Exception exception, string destination);
 }

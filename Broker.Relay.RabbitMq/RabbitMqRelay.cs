@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Broker.Durability;
 using Broker.Protocol;
 using Broker.Routing;
@@ -11,7 +12,8 @@ namespace Broker.Relay.RabbitMq;
 /// <summary>
 /// <see cref="IMessageBroker"/> over RabbitMQ (AMQP 0-9-1, RabbitMQ.Client's async API): RabbitMQ does
 /// the routing, fan-out and queueing; this node keeps a small pool of connections (<see cref="RelayLink"/>)
-/// and spreads subscriptions and publishes over them. A publish completes when RabbitMQ has confirmed it.
+/// and spreads subscriptions and publishes over them. A publish completes when RabbitMQ has confirmed it; a
+/// pipelined one (a SEND without a receipt) once it is on its way, its confirmation tracked here.
 /// </summary>
 internal sealed class RabbitMqRelay : IMessageBroker, IAsyncDisposable
 {
@@ -25,6 +27,8 @@ internal sealed class RabbitMqRelay : IMessageBroker, IAsyncDisposable
     private int _disposed;
     private int _nextLink;
     private int _nextPublish;
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, byte> _knownQueues = new(StringComparer.Ordinal);
+    private const int MaxKnownQueues = 10_000;
 
     public RabbitMqRelay(IOptions<RabbitMqRelayOptions> options, IOptions<StompBrokerOptions> brokerOptions, IOptions<DurableSessionOptions> sessionOptions, BrokerMetrics metrics, ILoggerFactory loggerFactory)
     {
@@ -74,16 +78,13 @@ internal sealed class RabbitMqRelay : IMessageBroker, IAsyncDisposable
     public async ValueTask PublishAsync(BrokerMessage message, CancellationToken cancellationToken = default)
     {
         Start();
-        var isQueue = RelayDestinations.IsQueue(message.Destination);
-        var exchange = isQueue ? string.Empty : RelayDestinations.TopicExchange;
-        var routingKey = message.Destination[(isQueue ? RelayDestinations.QueuePrefix : RelayDestinations.TopicPrefix).Length..];
-        var properties = RelayMessages.ToProperties(message, _options.PersistentMessages);
+        var (exchange, routingKey, isQueue) = Target(message);
         var deadline = Environment.TickCount64 + (long)_options.UnavailableWait.TotalMilliseconds;
         var declared = false;
         while (true)
         {
-            var (link, channel) = NextPublishChannel();
-            if (channel is null)
+            var (link, lane) = NextPublishLane(null);
+            if (lane is null)
             {
                 var remaining = deadline - Environment.TickCount64;
                 if (remaining <= 0 || !await WaitAnyConnectedAsync(TimeSpan.FromMilliseconds(remaining), cancellationToken).ConfigureAwait(false))
@@ -94,13 +95,20 @@ internal sealed class RabbitMqRelay : IMessageBroker, IAsyncDisposable
                 continue;
             }
 
+            await lane.Permits.WaitAsync(cancellationToken).ConfigureAwait(false);
             try
             {
                 // A /queue/ message is mandatory: with no queue to take it RabbitMQ returns it, and the
                 // queue is declared (as the in-process broker creates a queue on first SEND). The token is
                 // not passed on: cancelling a tracked publish corrupts the channel's confirm state in 7.x.
-                await channel.BasicPublishAsync(exchange, routingKey, mandatory: isQueue, properties, message.Body, CancellationToken.None).ConfigureAwait(false);
+                var properties = RelayMessages.ToProperties(message, _options.PersistentMessages);
+                await lane.Channel.BasicPublishAsync(exchange, routingKey, mandatory: isQueue, properties, message.Body, CancellationToken.None).ConfigureAwait(false);
                 _metrics.Published();
+                if (isQueue)
+                {
+                    KnowQueue(routingKey);
+                }
+
                 return;
             }
             catch (PublishException ex) when (ex.IsReturn && isQueue && !declared)
@@ -123,7 +131,121 @@ internal sealed class RabbitMqRelay : IMessageBroker, IAsyncDisposable
 
                 await Task.Delay(20, cancellationToken).ConfigureAwait(false);
             }
+            finally
+            {
+                lane.Permits.Release();
+            }
         }
+    }
+
+    /// <summary>
+    /// A SEND without a receipt: published on the publisher's own channel (so its messages stay in order) and
+    /// not awaited; the confirmation is tracked here, and a failure retried as <see cref="PublishAsync"/> would
+    /// before it is reported. The channel's permits bound what is outstanding: past them, this waits.
+    /// </summary>
+    public ValueTask<bool> PublishPipelinedAsync(BrokerMessage message, IPublisher publisher, CancellationToken cancellationToken = default)
+    {
+        Start();
+        var (exchange, routingKey, isQueue) = Target(message);
+
+        // A /queue/ not yet seen may need declaring first, and an unreachable RabbitMQ needs the wait: both awaited.
+        var (_, lane) = isQueue && !_knownQueues.ContainsKey(routingKey) ? (null, null) : NextPublishLane((uint)RuntimeHelpers.GetHashCode(publisher));
+        if (lane is null)
+        {
+            return PublishThenTrueAsync(message, cancellationToken);
+        }
+
+        return lane.Permits.Wait(0, CancellationToken.None)
+            ? new ValueTask<bool>(Pipeline(lane, exchange, routingKey, isQueue, message, publisher))
+            : PipelineAfterPermitAsync(lane, exchange, routingKey, isQueue, message, publisher, cancellationToken);
+    }
+
+    private async ValueTask<bool> PublishThenTrueAsync(BrokerMessage message, CancellationToken cancellationToken)
+    {
+        await PublishAsync(message, cancellationToken).ConfigureAwait(false);
+        return true;
+    }
+
+    private async ValueTask<bool> PipelineAfterPermitAsync(RelayLink.PublishLane lane, string exchange, string routingKey, bool isQueue, BrokerMessage message, IPublisher publisher, CancellationToken cancellationToken)
+    {
+        await lane.Permits.WaitAsync(cancellationToken).ConfigureAwait(false);
+        return Pipeline(lane, exchange, routingKey, isQueue, message, publisher);
+    }
+
+    // Holds one of the lane's permits. BasicPublishAsync queues the message on the channel before it returns
+    // (its confirm lock is taken in call order), so the next call of the same publisher goes out after it.
+    private bool Pipeline(RelayLink.PublishLane lane, string exchange, string routingKey, bool isQueue, BrokerMessage message, IPublisher publisher)
+    {
+        var properties = RelayMessages.ToProperties(message, _options.PersistentMessages);
+        var confirm = lane.Channel.BasicPublishAsync(exchange, routingKey, mandatory: isQueue, properties, message.Body, CancellationToken.None);
+        if (confirm.IsCompletedSuccessfully)
+        {
+            lane.Permits.Release();
+            _metrics.Published();
+            return true;
+        }
+
+        _ = TrackAsync(confirm, lane, message, publisher);
+        return false;
+    }
+
+    private async Task TrackAsync(ValueTask confirm, RelayLink.PublishLane lane, BrokerMessage message, IPublisher publisher)
+    {
+        Exception? failure = null;
+        try
+        {
+            await confirm.ConfigureAwait(false);
+            _metrics.Published();
+        }
+        catch (Exception ex)
+        {
+            failure = ex;
+        }
+        finally
+        {
+            lane.Permits.Release();
+        }
+
+        if (failure is not null)
+        {
+            // Returned (a /queue/ deleted meanwhile), nacked, or cut off by a lost connection: publish again the
+            // way an awaited SEND does (declaring, waiting for a connection); only what still fails is reported.
+            Log.PipelinedPublishRetried(_logger, failure, message.Destination);
+            if (failure is PublishException { IsReturn: true })
+            {
+                _knownQueues.TryRemove(Target(message).RoutingKey, out _);
+            }
+
+            try
+            {
+                await PublishAsync(message, CancellationToken.None).ConfigureAwait(false);
+            }
+            catch (Exception ex)
+            {
+                publisher.Failed(message, ex);
+                return;
+            }
+        }
+
+        publisher.Confirmed(message);
+    }
+
+    private static (string Exchange, string RoutingKey, bool IsQueue) Target(BrokerMessage message)
+    {
+        var isQueue = RelayDestinations.IsQueue(message.Destination);
+        var routingKey = message.Destination[(isQueue ? RelayDestinations.QueuePrefix : RelayDestinations.TopicPrefix).Length..];
+        return (isQueue ? string.Empty : RelayDestinations.TopicExchange, routingKey, isQueue);
+    }
+
+    // /queue/ destinations a publish has reached, so later SENDs to them need no declaring and may pipeline.
+    private void KnowQueue(string name)
+    {
+        if (_knownQueues.Count >= MaxKnownQueues)
+        {
+            _knownQueues.Clear();
+        }
+
+        _knownQueues.TryAdd(name, 0);
     }
 
     public async ValueTask<IBrokerSubscription> SubscribeAsync(SubscriptionRequest request, IMessageSink sink, CancellationToken cancellationToken = default)
@@ -171,15 +293,16 @@ internal sealed class RabbitMqRelay : IMessageBroker, IAsyncDisposable
         }
     }
 
-    private (RelayLink? Link, IChannel? Channel) NextPublishChannel()
+    // Round robin, or the link and channel an affinity picks (the next link up when that one is down).
+    private (RelayLink? Link, RelayLink.PublishLane? Lane) NextPublishLane(uint? affinity)
     {
-        var start = (uint)Interlocked.Increment(ref _nextPublish);
+        var start = affinity ?? (uint)Interlocked.Increment(ref _nextPublish);
         for (var i = 0; i < _links.Length; i++)
         {
             var link = _links[(int)((start + (uint)i) % (uint)_links.Length)];
-            if (link.PublishChannel() is { } channel)
+            if (link.Lane(affinity / (uint)_links.Length) is { } lane)
             {
-                return (link, channel);
+                return (link, lane);
             }
         }
 

@@ -13,6 +13,13 @@ public sealed class RabbitMqRelayOptions
     public int PublishChannelsPerConnection { get; set; } = 2;
 
     /// <summary>
+    /// Publishes awaiting RabbitMQ's confirmation per publish channel. A SEND without a receipt does not wait
+    /// for its confirmation, so a client can have many in flight; past this number, reading its next frame
+    /// waits (back-pressure). Default 512.
+    /// </summary>
+    public int MaxUnconfirmedPerChannel { get; set; } = 512;
+
+    /// <summary>
     /// Unacknowledged deliveries a subscription may hold (AMQP <c>basic.qos</c>) when its SUBSCRIBE sets no
     /// <c>prefetch-count</c>. Auto-ack deliveries count until they are written to the client. Default 256.
     /// </summary>

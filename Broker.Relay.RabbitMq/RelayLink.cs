@@ -30,7 +30,7 @@ internal sealed class RelayLink : IAsyncDisposable
     private IConnection? _connection;
     private IChannel? _consumerChannel;
     private IChannel? _topologyChannel;
-    private IChannel[] _publishChannels = [];
+    private PublishLane[] _publishLanes = [];
     private int _nextPublish;
     private long _generation;
     private volatile bool _connected; // channels open: subscriptions can attach
@@ -89,19 +89,21 @@ internal sealed class RelayLink : IAsyncDisposable
     }
 
     /// <summary>
-    /// A publisher-confirm channel of this connection (round robin), or null when not connected. After a
-    /// reconnect, only once the subscriptions are attached again, so this node's subscribers see what follows.
+    /// A publisher-confirm channel of this connection, or null when not connected: the one <paramref name="affinity"/>
+    /// picks (a publisher that pipelines stays on one channel, which keeps its messages in order), or round robin.
+    /// After a reconnect, only once the subscriptions are attached again, so this node's subscribers see what follows.
     /// </summary>
-    public IChannel? PublishChannel()
+    public PublishLane? Lane(uint? affinity = null)
     {
-        var channels = Volatile.Read(ref _publishChannels);
-        if (!_ready || channels.Length == 0)
+        var lanes = Volatile.Read(ref _publishLanes);
+        if (!_ready || lanes.Length == 0)
         {
             return null;
         }
 
-        var channel = channels[(int)((uint)Interlocked.Increment(ref _nextPublish) % (uint)channels.Length)];
-        return channel.IsOpen ? channel : null;
+        var index = affinity ?? (uint)Interlocked.Increment(ref _nextPublish);
+        var lane = lanes[(int)(index % (uint)lanes.Length)];
+        return lane.Channel.IsOpen ? lane : null;
     }
 
     /// <summary>Whether <paramref name="generation"/> is the connection that is up now.</summary>
@@ -379,16 +381,21 @@ internal sealed class RelayLink : IAsyncDisposable
         // One dispatch at a time on the consumer channel keeps each subscription's deliveries in order.
         var consumer = await connection.CreateChannelAsync(new CreateChannelOptions(false, false, consumerDispatchConcurrency: 1), _stopping.Token).ConfigureAwait(false);
         consumer.ChannelShutdownAsync += OnShutdownAsync;
-        var publish = new IChannel[Math.Max(1, _options.PublishChannelsPerConnection)];
+        var publish = new PublishLane[Math.Max(1, _options.PublishChannelsPerConnection)];
         for (var i = 0; i < publish.Length; i++)
         {
-            // With tracking, BasicPublishAsync completes when RabbitMQ confirms the message.
-            publish[i] = await connection.CreateChannelAsync(new CreateChannelOptions(publisherConfirmationsEnabled: true, publisherConfirmationTrackingEnabled: true), _stopping.Token).ConfigureAwait(false);
-            publish[i].ChannelShutdownAsync += OnShutdownAsync;
+            // With tracking, BasicPublishAsync completes when RabbitMQ confirms the message. The library's
+            // default limiter delays publishes (up to a second) past half its 128 permits; the lane's own
+            // permits bound what is outstanding instead, without delays.
+            var channel = await connection.CreateChannelAsync(
+                new CreateChannelOptions(publisherConfirmationsEnabled: true, publisherConfirmationTrackingEnabled: true, outstandingPublisherConfirmationsRateLimiter: null),
+                _stopping.Token).ConfigureAwait(false);
+            channel.ChannelShutdownAsync += OnShutdownAsync;
+            publish[i] = new PublishLane(channel, Math.Max(1, _options.MaxUnconfirmedPerChannel));
         }
 
         _consumerChannel = consumer;
-        Volatile.Write(ref _publishChannels, publish);
+        Volatile.Write(ref _publishLanes, publish);
         Interlocked.Increment(ref _generation);
         _connected = true;
     }
@@ -451,7 +458,7 @@ internal sealed class RelayLink : IAsyncDisposable
         _connection = null;
         _consumerChannel = null;
         _topologyChannel = null;
-        Volatile.Write(ref _publishChannels, []);
+        Volatile.Write(ref _publishLanes, []);
         if (connection is null)
         {
             return;
@@ -469,35 +476,79 @@ internal sealed class RelayLink : IAsyncDisposable
         }
     }
 
+    // Settlements of the current connection go out in order; acks are coalesced (AckCoalescer) into
+    // cumulative ones where no other delivery of the shared channel is in the way, nacks go at once.
     private async Task AckLoopAsync()
     {
         var reader = _acks.Reader;
+        var coalescer = new AckCoalescer();
+        long coalescerGeneration = -1;
+        Task<bool>? waiting = null;
         try
         {
-            while (await reader.WaitToReadAsync(_stopping.Token).ConfigureAwait(false))
+            while (true)
             {
+                if (!reader.TryPeek(out _))
+                {
+                    waiting ??= reader.WaitToReadAsync(_stopping.Token).AsTask();
+                    if (coalescer.HasPending)
+                    {
+                        var delay = coalescer.PendingDeadline - Environment.TickCount64;
+                        if (delay > 0 && await Task.WhenAny(waiting, Task.Delay((int)delay, _stopping.Token)).ConfigureAwait(false) != waiting)
+                        {
+                            await SendStragglersAsync(coalescer, coalescerGeneration).ConfigureAwait(false);
+                            continue;
+                        }
+                    }
+
+                    if (!await waiting.ConfigureAwait(false))
+                    {
+                        return;
+                    }
+
+                    waiting = null;
+                }
+
                 while (reader.TryRead(out var op))
                 {
                     var channel = _consumerChannel;
-                    if (!_connected || channel is null || op.Generation != Interlocked.Read(ref _generation))
+                    var generation = Interlocked.Read(ref _generation);
+                    if (!_connected || channel is null || op.Generation != generation)
                     {
                         continue; // that connection is gone and RabbitMQ requeued the delivery
                     }
 
-                    try
+                    if (coalescerGeneration != generation)
                     {
-                        if (op.Action == AckAction.Ack)
+                        coalescer = new AckCoalescer();
+                        coalescerGeneration = generation;
+                    }
+
+                    if (op.Action == AckAction.Ack)
+                    {
+                        if (!coalescer.TryAck(op.Tag))
                         {
-                            await channel.BasicAckAsync(op.Tag, multiple: false).ConfigureAwait(false);
-                        }
-                        else
-                        {
-                            await channel.BasicNackAsync(op.Tag, multiple: false, requeue: true).ConfigureAwait(false);
+                            await SendAsync(channel, op.Tag, multiple: false, AckAction.Ack).ConfigureAwait(false);
                         }
                     }
-                    catch (Exception ex) when (ex is AlreadyClosedException or OperationInterruptedException or ObjectDisposedException or IOException)
+                    else
                     {
-                        // The connection is going; the reconnect loop notices.
+                        coalescer.Settled(op.Tag);
+                        await SendAsync(channel, op.Tag, multiple: false, AckAction.Requeue).ConfigureAwait(false);
+                    }
+                }
+
+                if (coalescerGeneration == Interlocked.Read(ref _generation) && _consumerChannel is { } current)
+                {
+                    var cumulative = coalescer.TakeCumulative(LatestDelivered(coalescerGeneration));
+                    if (cumulative != 0)
+                    {
+                        await SendAsync(current, cumulative, multiple: true, AckAction.Ack).ConfigureAwait(false);
+                    }
+
+                    if (coalescer.HasPending && Environment.TickCount64 >= coalescer.PendingDeadline)
+                    {
+                        await SendStragglersAsync(coalescer, coalescerGeneration).ConfigureAwait(false);
                     }
                 }
             }
@@ -505,6 +556,57 @@ internal sealed class RelayLink : IAsyncDisposable
         catch (OperationCanceledException)
         {
         }
+    }
+
+    private async Task SendStragglersAsync(AckCoalescer coalescer, long generation)
+    {
+        var tags = coalescer.TakeStragglers();
+        if (_consumerChannel is not { } channel || generation != Interlocked.Read(ref _generation))
+        {
+            return;
+        }
+
+        foreach (var tag in tags)
+        {
+            await SendAsync(channel, tag, multiple: false, AckAction.Ack).ConfigureAwait(false);
+        }
+    }
+
+    private static async Task SendAsync(IChannel channel, ulong tag, bool multiple, AckAction action)
+    {
+        try
+        {
+            if (action == AckAction.Ack)
+            {
+                await channel.BasicAckAsync(tag, multiple).ConfigureAwait(false);
+            }
+            else
+            {
+                await channel.BasicNackAsync(tag, multiple, requeue: true).ConfigureAwait(false);
+            }
+        }
+        catch (Exception ex) when (ex is AlreadyClosedException or OperationInterruptedException or ObjectDisposedException or IOException)
+        {
+            // The connection is going; the reconnect loop notices.
+        }
+    }
+
+    // The consumer channel's latest delivery tag, with the connection generation it belongs to in the top
+    // 16 bits (one atomic write per delivery; a dispatch of an older connection never counts for a newer one).
+    private long _latestDelivered;
+
+    private void Delivered(long generation, ulong tag)
+    {
+        if (generation == Interlocked.Read(ref _generation))
+        {
+            Volatile.Write(ref _latestDelivered, ((generation & 0xFFFF) << 48) | (long)(tag & 0xFFFF_FFFF_FFFF));
+        }
+    }
+
+    private ulong LatestDelivered(long generation)
+    {
+        var latest = Volatile.Read(ref _latestDelivered);
+        return ((latest >> 48) & 0xFFFF) == (generation & 0xFFFF) ? (ulong)(latest & 0xFFFF_FFFF_FFFF) : 0;
     }
 
     public async ValueTask DisposeAsync()
@@ -529,6 +631,14 @@ internal sealed class RelayLink : IAsyncDisposable
 
     private static TaskCompletionSource NewSignal() => new(TaskCreationOptions.RunContinuationsAsynchronously);
 
+    /// <summary>A publisher-confirm channel and the permits that bound its publishes awaiting confirmation.</summary>
+    public sealed class PublishLane(IChannel channel, int permits)
+    {
+        public IChannel Channel { get; } = channel;
+
+        public SemaphoreSlim Permits { get; } = new(permits, permits);
+    }
+
     private readonly record struct AckOp(long Generation, ulong Tag, AckAction Action);
 
     /// <summary>Hands a subscription's deliveries over from the shared consumer channel.</summary>
@@ -537,6 +647,7 @@ internal sealed class RelayLink : IAsyncDisposable
         public override Task HandleBasicDeliverAsync(string consumerTag, ulong deliveryTag, bool redelivered, string exchange, string routingKey,
             IReadOnlyBasicProperties properties, ReadOnlyMemory<byte> body, CancellationToken cancellationToken = default)
         {
+            link.Delivered(generation, deliveryTag);
             subscription.OnDelivery(generation, deliveryTag, routingKey, properties, body);
             return Task.CompletedTask;
         }

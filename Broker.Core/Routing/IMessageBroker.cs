@@ -13,8 +13,38 @@ public interface IMessageBroker
     /// <summary>Publishes a message. Completes when the broker has taken responsibility for it.</summary>
     ValueTask PublishAsync(BrokerMessage message, CancellationToken cancellationToken = default);
 
+    /// <summary>
+    /// Publishes a message whose publisher does not wait for the broker to take responsibility for it (a SEND
+    /// without a receipt). A broker that confirms publishes asynchronously (the RabbitMQ relay) may complete once
+    /// the message is on its way, keeping the order of one <paramref name="publisher"/>'s messages and bounding
+    /// how many await confirmation; it then returns false and reports the outcome to <paramref name="publisher"/>
+    /// later, exactly once. True: the message is published, and nothing will be reported. By default, this is
+    /// <see cref="PublishAsync(BrokerMessage, CancellationToken)"/>.
+    /// </summary>
+    ValueTask<bool> PublishPipelinedAsync(BrokerMessage message, IPublisher publisher, CancellationToken cancellationToken = default)
+    {
+        var publish = PublishAsync(message, cancellationToken);
+        return publish.IsCompletedSuccessfully ? new ValueTask<bool>(true) : AwaitPublished(publish);
+
+        static async ValueTask<bool> AwaitPublished(ValueTask publish)
+        {
+            await publish.ConfigureAwait(false);
+            return true;
+        }
+    }
+
     /// <summary>Starts delivering messages sent to <paramref name="request"/>'s destination to <paramref name="sink"/>.</summary>
     ValueTask<IBrokerSubscription> SubscribeAsync(SubscriptionRequest request, IMessageSink sink, CancellationToken cancellationToken = default);
+}
+
+/// <summary>Who published a message with <see cref="IMessageBroker.PublishPipelinedAsync"/>: told how it ended. Called on broker threads; never blocks.</summary>
+public interface IPublisher
+{
+    /// <summary>The broker has taken responsibility for <paramref name="message"/>.</summary>
+    void Confirmed(BrokerMessage message);
+
+    /// <summary><paramref name="message"/> could not be published (refused, or the broker stayed unreachable).</summary>
+    void Failed(BrokerMessage message, Exception exception);
 }
 
 /// <summary>How a subscriber acknowledges messages (STOMP 1.2 "SUBSCRIBE ack Header").</summary>

@@ -33,4 +33,7 @@ internal static partial class Log
 
     [LoggerMessage(8, LogLevel.Information, "STOMP session {SessionId}: authentication failed for login '{Login}' from {Remote}")]
     public static partial void AuthenticationFailed(ILogger logger, string sessionId, string? login, string? remote);
+
+    [LoggerMessage(11, LogLevel.Warning, "STOMP session {SessionId}: a SEND to {Destination} without receipt failed after it was handed to the broker; closing with ERROR")]
+    public static partial void PipelinedPublishFailed(ILogger logger, Exception exception, string sessionId, string destination);
 }

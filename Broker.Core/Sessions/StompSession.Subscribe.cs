@@ -31,6 +31,17 @@ public sealed partial class StompSession
             return ValueTask.CompletedTask;
         }
 
+        if (_currentReceipt is null && !UserDestinations.IsUserDestination(message.Destination))
+        {
+            return PublishPipelined(message);
+        }
+
+        // Published another way (awaited, maybe on another channel): after the pipelined ones, to keep the order.
+        if (Volatile.Read(ref _unconfirmed) > 0)
+        {
+            return AwaitConfirmationsThenPublish(message);
+        }
+
         var publish = RouteAsync(message);
         if (publish.IsCompletedSuccessfully)
         {
@@ -39,6 +50,16 @@ public sealed partial class StompSession
         }
 
         return AwaitPublishThenReceipt(publish);
+    }
+
+    private async ValueTask AwaitConfirmationsThenPublish(BrokerMessage message)
+    {
+        await AwaitConfirmationsAsync().ConfigureAwait(false);
+        if (!_closing)
+        {
+            await RouteAsync(message).ConfigureAwait(false);
+            SendReceiptIfRequested();
+        }
     }
 
     private async ValueTask AwaitPublishThenReceipt(ValueTask publish)

@@ -155,6 +155,27 @@ public sealed partial class StompSession
                 : throw new StompProtocolException($"expected CONNECT, got {Name(frame.Command)}");
         }
 
+        // A RECEIPT confirms every frame before it, and a COMMIT's messages follow the SENDs before it: earlier
+        // SENDs still awaiting the broker's confirmation come first.
+        if ((_currentReceipt is not null || frame.Command == StompCommand.Commit) && Volatile.Read(ref _unconfirmed) > 0)
+        {
+            return HandleAfterConfirmationsAsync(frame);
+        }
+
+        return HandleConnectedFrameAsync(frame);
+    }
+
+    private async ValueTask HandleAfterConfirmationsAsync(StompFrame frame)
+    {
+        await AwaitConfirmationsAsync().ConfigureAwait(false);
+        if (!_closing)
+        {
+            await HandleConnectedFrameAsync(frame).ConfigureAwait(false);
+        }
+    }
+
+    private ValueTask HandleConnectedFrameAsync(StompFrame frame)
+    {
         switch (frame.Command)
         {
             case StompCommand.Send:

@@ -159,6 +159,14 @@ public sealed class RelayFailureTests
             var error = await publisher.ReceiveAsync();
             Assert.That(error.Command, Is.EqualTo(StompCommand.Error));
             Assert.That(error["message"], Does.Contain("broker unavailable"));
+
+            // A SEND without a receipt is not pipelined while there is no connection: the same ERROR.
+            var another = await harness.OpenConnectedAsync();
+            await another.PublishAsync(topic, "too early as well");
+            error = await another.ReceiveAsync();
+            Assert.That(error.Command, Is.EqualTo(StompCommand.Error));
+            Assert.That(error["message"], Does.Contain("broker unavailable"));
+            Assert.That(error["receipt-id"], Is.Null);
         }
         finally
         {
