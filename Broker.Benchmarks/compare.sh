@@ -26,8 +26,6 @@ OUT=${OUT:-$(mktemp -d /tmp/broker-compare.XXXXXX)}
 BROKER_PORT=${BROKER_PORT:-28080}
 RABBIT_AMQP_PORT=${RABBIT_AMQP_PORT:-28672}
 RABBIT_WS_PORT=${RABBIT_WS_PORT:-28674}
-RABBIT_DIST_PORT=${RABBIT_DIST_PORT:-28680}
-RABBIT_NODE=broker-compare-$$@localhost
 
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 mkdir -p "$OUT"
@@ -98,49 +96,21 @@ stop_broker() {
   fi
 }
 
-rabbit_env() {
-  env HOME="$RABBIT_DIR" RABBITMQ_NODENAME="$RABBIT_NODE" RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 \
-    RABBITMQ_NODE_PORT="$RABBIT_AMQP_PORT" RABBITMQ_DIST_PORT="$RABBIT_DIST_PORT" \
-    RABBITMQ_MNESIA_BASE="$RABBIT_DIR/mnesia" RABBITMQ_LOG_BASE="$RABBIT_DIR/log" \
-    RABBITMQ_CONFIG_FILE="$RABBIT_DIR/rabbitmq" RABBITMQ_ADVANCED_CONFIG_FILE="$RABBIT_DIR/advanced.config" \
-    RABBITMQ_ENABLED_PLUGINS_FILE="$RABBIT_DIR/enabled_plugins" RABBITMQ_PID_FILE="$RABBIT_DIR/rabbit.pid" \
-    RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}" "$@"
-}
-
+# A private RabbitMQ node with Web-STOMP (binary frames, 127.0.0.1 only), through rabbitmq.sh;
+# started under taskset, so the Erlang VM inherits the server core.
 start_rabbit() {
   RABBIT_DIR=$OUT/rabbit
-  rm -rf "$RABBIT_DIR" && mkdir -p "$RABBIT_DIR"
-  # Web-STOMP in binary frames: text frames would reject non-UTF-8 bodies. Everything on 127.0.0.1.
-  cat >"$RABBIT_DIR/rabbitmq.conf" <<CONF
-listeners.tcp.1 = 127.0.0.1:$RABBIT_AMQP_PORT
-web_stomp.tcp.ip = 127.0.0.1
-web_stomp.tcp.port = $RABBIT_WS_PORT
-web_stomp.ws_frame = binary
-loopback_users = none
-CONF
-  echo '[rabbitmq_web_stomp].' >"$RABBIT_DIR/enabled_plugins"
-  rabbit_env taskset -c "$SERVER_CPU" /usr/lib/rabbitmq/bin/rabbitmq-server >"$OUT/rabbit-server.log" 2>&1 &
-  RABBIT_PID=$!
-  # await_startup fails at once while the node is not yet reachable: retry for up to two minutes.
-  local started=0
-  for _ in $(seq 1 60); do
-    if rabbit_env timeout 60 /usr/lib/rabbitmq/bin/rabbitmqctl -n "$RABBIT_NODE" -q await_startup >/dev/null 2>&1; then
-      started=1
-      break
-    fi
-    sleep 2
-  done
-  if [ "$started" -ne 1 ]; then
+  rm -rf "$RABBIT_DIR"
+  if ! taskset -c "$SERVER_CPU" "$ROOT/Broker.Benchmarks/rabbitmq.sh" start "$RABBIT_DIR" "$RABBIT_AMQP_PORT" "$RABBIT_WS_PORT" >"$OUT/rabbit-server.log" 2>&1; then
     echo "compare.sh: RabbitMQ did not start; see $OUT/rabbit-server.log and $RABBIT_DIR/log" >&2
     exit 1
   fi
-  RABBIT_PID=$(cat "$RABBIT_DIR/rabbit.pid" 2>/dev/null || echo "$RABBIT_PID")
+  RABBIT_PID=$(cat "$RABBIT_DIR/rabbitmq.pid")
 }
 
 stop_rabbit() {
-  if [ -n "$RABBIT_DIR" ] && [ -n "$RABBIT_PID" ]; then
-    rabbit_env timeout 60 /usr/lib/rabbitmq/bin/rabbitmqctl -n "$RABBIT_NODE" -q stop >/dev/null 2>&1 || true
-    kill -KILL "$(cat "$RABBIT_DIR/rabbit.pid" 2>/dev/null || echo "$RABBIT_PID")" 2>/dev/null || true
+  if [ -n "$RABBIT_PID" ]; then
+    "$ROOT/Broker.Benchmarks/rabbitmq.sh" stop "$RABBIT_DIR" >/dev/null 2>&1 || kill -KILL "$RABBIT_PID" 2>/dev/null || true
     RABBIT_PID=""
   fi
 }

@@ -13,8 +13,7 @@ namespace Broker.Tests.Durability;
 internal sealed partial class RedisServer : IAsyncDisposable
 {
     private static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(15);
-    private static readonly SemaphoreSlim s_sharedGate = new(1, 1);
-    private static RedisServer? s_shared;
+    private static readonly SharedInstance<RedisServer> s_shared = new(StartAsync);
 
     private readonly Process _process;
 
@@ -31,35 +30,9 @@ internal sealed partial class RedisServer : IAsyncDisposable
     public string Configuration => $"127.0.0.1:{Port}";
 
     /// <summary>The server the whole run shares (tests isolate by key prefix).</summary>
-    public static async Task<RedisServer> GetSharedAsync()
-    {
-        await s_sharedGate.WaitAsync();
-        try
-        {
-            return s_shared ??= await StartAsync();
-        }
-        finally
-        {
-            s_sharedGate.Release();
-        }
-    }
+    public static Task<RedisServer> GetSharedAsync() => s_shared.GetAsync();
 
-    public static async Task StopSharedAsync()
-    {
-        await s_sharedGate.WaitAsync();
-        try
-        {
-            if (s_shared is not null)
-            {
-                await s_shared.DisposeAsync();
-                s_shared = null;
-            }
-        }
-        finally
-        {
-            s_sharedGate.Release();
-        }
-    }
+    public static Task StopSharedAsync() => s_shared.StopAsync();
 
     /// <summary>A server of the caller's own (for tests that stop it).</summary>
     public static async Task<RedisServer> StartAsync()

@@ -21,8 +21,7 @@ internal sealed partial class RabbitMqServer : IAsyncDisposable
     public const string CtlScript = "/usr/lib/rabbitmq/bin/rabbitmqctl";
 
     private static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(60);
-    private static readonly SemaphoreSlim s_sharedGate = new(1, 1);
-    private static RabbitMqServer? s_shared;
+    private static readonly SharedInstance<RabbitMqServer> s_shared = new(StartAsync);
     private static int s_instances;
 
     private readonly StringBuilder _output;
@@ -49,35 +48,9 @@ internal sealed partial class RabbitMqServer : IAsyncDisposable
     /// <summary>The AMQP URI of this node (the default guest user, allowed from loopback).</summary>
     public string Uri => $"amqp://guest:guest@127.0.0.1:{Port}/";
 
-    public static async Task<RabbitMqServer> GetSharedAsync()
-    {
-        await s_sharedGate.WaitAsync();
-        try
-        {
-            return s_shared ??= await StartAsync();
-        }
-        finally
-        {
-            s_sharedGate.Release();
-        }
-    }
+    public static Task<RabbitMqServer> GetSharedAsync() => s_shared.GetAsync();
 
-    public static async Task StopSharedAsync()
-    {
-        await s_sharedGate.WaitAsync();
-        try
-        {
-            if (s_shared is not null)
-            {
-                await s_shared.DisposeAsync();
-                s_shared = null;
-            }
-        }
-        finally
-        {
-            s_sharedGate.Release();
-        }
-    }
+    public static Task StopSharedAsync() => s_shared.StopAsync();
 
     public static async Task<RabbitMqServer> StartAsync()
     {
