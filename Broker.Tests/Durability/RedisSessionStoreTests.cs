@@ -20,7 +20,11 @@ public sealed class RedisSessionStoreTests : SessionStoreSpecification
     public async Task StartServer()
     {
         _server = await RedisServer.GetSharedAsync();
-        _inspector = await ConnectionMultiplexer.ConnectAsync(_server.Configuration);
+        // The inspector's calls are synchronous (KEYS/SCAN); the default 1 s limit has timed out on a
+        // loaded machine, so it gets a generous one: it checks what is stored, not how fast.
+        var inspector = ConfigurationOptions.Parse(_server.Configuration);
+        inspector.SyncTimeout = 30_000;
+        _inspector = await ConnectionMultiplexer.ConnectAsync(inspector);
     }
 
     [OneTimeTearDown]
