@@ -99,10 +99,12 @@ RABBITMQ_LOG_BASE=$dir/log
 RABBITMQ_PID_FILE=$dir/rabbitmq.pid
 RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
 ERL_EPMD_ADDRESS=127.0.0.1
+ERL_CRASH_DUMP=$dir/log/erl_crash.dump
 EOF
   load_env "$dir"
 
-  nohup "$RABBIT_BIN/rabbitmq-server" >"$dir/log/stdout.log" 2>&1 </dev/null &
+  # From inside $dir: Mnesia writes its MnesiaCore.* dumps to the working directory.
+  (cd "$dir" && exec nohup "$RABBIT_BIN/rabbitmq-server" >"$dir/log/stdout.log" 2>&1 </dev/null) &
   echo $! >"$dir/server.pid"
   # Ready when the listeners accept connections: RabbitMQ opens them last in its boot.
   local port

@@ -3,7 +3,7 @@ using StackExchange.Redis;
 namespace Broker.Durability;
 
 /// <summary>
-/// The one place that connects to Redis (StackExchange.Redis 1.2.6), so that the client version can
+/// The one place that connects to Redis (StackExchange.Redis), so that the client version can
 /// move without touching the stores. Connects lazily; with <c>abortConnect=false</c> the multiplexer
 /// keeps reconnecting in the background, and commands fail at once while it is disconnected.
 /// </summary>
@@ -19,7 +19,7 @@ internal sealed class RedisConnection : IDisposable
         _configuration.AbortOnConnectFail = false;
         _configuration.ConnectTimeout = ToMilliseconds(connectTimeout);
         _configuration.SyncTimeout = ToMilliseconds(operationTimeout);
-        _configuration.ResponseTimeout = ToMilliseconds(operationTimeout);
+        _configuration.AsyncTimeout = ToMilliseconds(operationTimeout);
         _configuration.ConnectRetry = 1;
         Endpoints = string.Join(",", _configuration.EndPoints.Select(e => e.ToString()));
         _multiplexer = new(ConnectAsync, LazyThreadSafetyMode.ExecutionAndPublication);
@@ -36,13 +36,7 @@ internal sealed class RedisConnection : IDisposable
 
     private async Task<ConnectionMultiplexer> ConnectAsync()
     {
-        var multiplexer = await ConnectionMultiplexer.ConnectAsync(_configuration).ConfigureAwait(false);
-        // 1.x runs every completion, and the continuations they run inline, one after another on one
-        // worker: a caller that then blocks on another Redis call waits for a reply that worker can
-        // never deliver, until the operation timeout (seen in tests: 5 s stalls). Completing on the
-        // thread pool instead is what 2.x does; the stores need no ordering between replies.
-        multiplexer.PreserveAsyncOrder = false;
-        return multiplexer;
+        return await ConnectionMultiplexer.ConnectAsync(_configuration).ConfigureAwait(false);
     }
 
     public void Dispose()

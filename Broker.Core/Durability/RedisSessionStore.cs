@@ -301,7 +301,7 @@ public sealed class RedisSessionStore : ISessionStore, IUserRegistry, IDisposabl
         cancellationToken.ThrowIfCancellationRequested();
         try
         {
-            // StackExchange.Redis 1.2.6 takes no cancellation token; WaitAsync bounds the wait whatever
+            // StackExchange.Redis's commands take no cancellation token; WaitAsync bounds the wait whatever
             // the client does (an abandoned command completes or fails on its own).
             var database = await _connection.GetDatabaseAsync().WaitAsync(_operationTimeout, cancellationToken).ConfigureAwait(false);
             return await action(database).WaitAsync(_operationTimeout, cancellationToken).ConfigureAwait(false);

@@ -16,8 +16,6 @@ public sealed class SqliteSessionStore : ISessionStore, IUserRegistry, IDisposab
     private readonly SemaphoreSlim _initGate = new(1, 1);
     private volatile bool _initialized;
 
-    static SqliteSessionStore() => SQLitePCL.Batteries_V2.Init();
-
     public SqliteSessionStore(SqliteSessionStoreOptions? options = null, TimeProvider? timeProvider = null)
     {
         options ??= new SqliteSessionStoreOptions();

@@ -331,6 +331,8 @@ internal sealed partial class RabbitMqServer : IAsyncDisposable
             ["RABBITMQ_PID_FILE"] = Path.Combine(directory, "rabbitmq.pid"),
             ["RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS"] = "-kernel inet_dist_use_interface {127,0,0,1}",
             ["ERL_EPMD_ADDRESS"] = "127.0.0.1",
+            // Crash dumps stay with the node (the working directory is the node's directory too, for MnesiaCore.*).
+            ["ERL_CRASH_DUMP"] = Path.Combine(directory, "log", "erl_crash.dump"),
         };
     }
 
