@@ -19,7 +19,8 @@ public static class StompBrokerExtensions
     /// <summary>Adds the broker: options, the in-process broker (unless another <see cref="IMessageBroker"/> is registered), authentication and sessions.</summary>
     public static IStompBrokerBuilder AddStompBroker(this IServiceCollection services, Action<StompBrokerOptions>? configure = null)
     {
-        var options = services.AddOptions<StompBrokerOptions>();
+        var options = services.AddOptions<StompBrokerOptions>().ValidateOnStart();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<StompBrokerOptions>, StompBrokerOptionsValidator>());
         if (configure is not null)
         {
             options.Configure(configure);
@@ -27,7 +28,12 @@ public static class StompBrokerExtensions
 
         services.AddMetrics();
         services.TryAddSingleton<BrokerMetrics>();
-        services.TryAddSingleton<StompSessionRegistry>();
+        services.TryAddSingleton(sp =>
+        {
+            var registry = new StompSessionRegistry();
+            sp.GetRequiredService<BrokerMetrics>().Observe("sessions.connected", "registry", () => registry.Count);
+            return registry;
+        });
         services.TryAddSingleton<IStompAuthenticator, ConfiguredUsersAuthenticator>();
         services.TryAddSingleton<IMessageBroker>(sp => new InProcessBroker(sp.GetRequiredService<IOptions<StompBrokerOptions>>().Value, sp.GetRequiredService<BrokerMetrics>()));
         services.AddOptions<DurableSessionOptions>();

@@ -1,7 +1,9 @@
+using System.Diagnostics.Metrics;
 using System.Runtime.CompilerServices;
 using Broker.Durability;
 using Broker.Protocol;
 using Broker.Routing;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using RabbitMQ.Client;
@@ -15,7 +17,7 @@ namespace Broker.Relay.RabbitMq;
 /// and spreads subscriptions and publishes over them. A publish completes when RabbitMQ has confirmed it; a
 /// pipelined one (a SEND without a receipt) once it is on its way, its confirmation tracked here.
 /// </summary>
-internal sealed class RabbitMqRelay : IMessageBroker, IAsyncDisposable
+internal sealed class RabbitMqRelay : IMessageBroker, IHealthCheck, IAsyncDisposable
 {
     private readonly RabbitMqRelayOptions _options;
     private readonly BrokerMetrics _metrics;
@@ -47,6 +49,17 @@ internal sealed class RabbitMqRelay : IMessageBroker, IAsyncDisposable
         {
             _links[i] = new RelayLink(i, _options, _logger);
         }
+
+        metrics.Observe("link.up", "relay", () => _links.Select(l => new Measurement<long>(l.IsConnected ? 1 : 0,
+            new KeyValuePair<string, object?>("link", "rabbitmq"), new KeyValuePair<string, object?>("index", l.Index))));
+    }
+
+    /// <summary>Readiness: healthy while every connection to RabbitMQ is up, degraded while some are, unhealthy while none is.</summary>
+    public Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
+    {
+        var up = _links.Count(l => l.IsConnected);
+        var text = $"{up} of {_links.Length} connections to RabbitMQ at {_links[0].Endpoint} up";
+        return Task.FromResult(up == _links.Length ? HealthCheckResult.Healthy(text) : up > 0 ? HealthCheckResult.Degraded(text) : HealthCheckResult.Unhealthy(text));
     }
 
     /// <summary>True while at least one connection to RabbitMQ is up.</summary>
@@ -103,7 +116,7 @@ internal sealed class RabbitMqRelay : IMessageBroker, IAsyncDisposable
                 // not passed on: cancelling a tracked publish corrupts the channel's confirm state in 7.x.
                 var properties = RelayMessages.ToProperties(message, _options.PersistentMessages);
                 await lane.Channel.BasicPublishAsync(exchange, routingKey, mandatory: isQueue, properties, message.Body, CancellationToken.None).ConfigureAwait(false);
-                _metrics.Published();
+                _metrics.Published(isQueue ? "queue" : "topic");
                 if (isQueue)
                 {
                     KnowQueue(routingKey);
@@ -181,7 +194,7 @@ internal sealed class RabbitMqRelay : IMessageBroker, IAsyncDisposable
         if (confirm.IsCompletedSuccessfully)
         {
             lane.Permits.Release();
-            _metrics.Published();
+            _metrics.Published(isQueue ? "queue" : "topic");
             return true;
         }
 
@@ -195,7 +208,7 @@ internal sealed class RabbitMqRelay : IMessageBroker, IAsyncDisposable
         try
         {
             await confirm.ConfigureAwait(false);
-            _metrics.Published();
+            _metrics.Published(message.Destination.StartsWith("/queue/", StringComparison.Ordinal) ? "queue" : "topic");
         }
         catch (Exception ex)
         {

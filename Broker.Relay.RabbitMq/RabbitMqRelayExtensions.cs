@@ -3,6 +3,7 @@ using Broker.Routing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Options;
 
 namespace Broker;
 
@@ -16,7 +17,8 @@ public static class RabbitMqRelayExtensions
     public static IStompBrokerBuilder AddRabbitMqRelay(this IStompBrokerBuilder builder, Action<RabbitMqRelayOptions>? configure = null)
     {
         ArgumentNullException.ThrowIfNull(builder);
-        var options = builder.Services.AddOptions<RabbitMqRelayOptions>();
+        var options = builder.Services.AddOptions<RabbitMqRelayOptions>().ValidateOnStart();
+        builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<RabbitMqRelayOptions>, RabbitMqRelayOptionsValidator>());
         if (configure is not null)
         {
             options.Configure(configure);

@@ -60,6 +60,8 @@ internal sealed class RelayLink : IAsyncDisposable
     /// <summary>Connected, with every subscription of this link consuming again.</summary>
     public bool IsConnected => _ready;
 
+    public int Index => _index;
+
     /// <summary>Where the link connects, without credentials (for logs and errors).</summary>
     public string Endpoint => $"{_factory.HostName}:{_factory.Port}{_factory.VirtualHost}";
 

@@ -1,56 +1,81 @@
 using System.Net;
 using Broker;
 using Broker.Durability;
+using Broker.Health;
 using Broker.Server;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
+using OpenTelemetry.Metrics;
+using OpenTelemetry.Resources;
 
-var builder = WebApplication.CreateBuilder(args);
-var settings = builder.Configuration.GetSection(ServerSettings.SectionName).Get<ServerSettings>() ?? new ServerSettings();
-
-var broker = builder.Services.AddStompBroker(options => builder.Configuration.GetSection("Broker").Bind(options))
-    .AddSessionStoreFromConfiguration(builder.Configuration.GetSection("Broker:Sessions"));
-
-// Broker:Relay:Kind = inprocess (default) | rabbitmq (with Broker:Relay:RabbitMq:Uri and the other relay options).
-switch (builder.Configuration["Broker:Relay:Kind"]?.Trim().ToLowerInvariant())
+var settings = new ServerSettings();
+try
 {
-    case null or "" or "inprocess":
-        break;
-    case "rabbitmq":
-        broker.AddRabbitMqRelay(options => builder.Configuration.GetSection("Broker:Relay:RabbitMq").Bind(options));
-        break;
-    case var other:
-        throw new InvalidOperationException($"Broker:Relay:Kind is '{other}'; expected 'inprocess' or 'rabbitmq'.");
+    var builder = WebApplication.CreateBuilder(args);
+    builder.Configuration.GetSection(ServerSettings.SectionName).Bind(settings);
+
+    // A failed start is reported below as one line; the host would log it again with its stack trace. (The
+    // category logs nothing else here: the broker runs no BackgroundService.)
+    builder.Logging.AddFilter("Microsoft.Extensions.Hosting.Internal.Host", LogLevel.None);
+
+    var broker = builder.Services.AddStompBroker(options => builder.Configuration.GetSection("Broker").Bind(options))
+        .AddSessionStoreFromConfiguration(builder.Configuration.GetSection("Broker:Sessions"));
+
+    // Broker:Relay:Kind = inprocess (default) | rabbitmq (with Broker:Relay:RabbitMq:Uri and the other relay options).
+    switch (builder.Configuration["Broker:Relay:Kind"]?.Trim().ToLowerInvariant())
+    {
+        case null or "" or "inprocess":
+            break;
+        case "rabbitmq":
+            broker.AddRabbitMqRelay(options => builder.Configuration.GetSection("Broker:Relay:RabbitMq").Bind(options));
+            break;
+        case var other:
+            throw new InvalidOperationException($"Broker:Relay:Kind is '{other}'; expected 'inprocess' or 'rabbitmq'.");
+    }
+
+    builder.Services.Configure<DurableSessionOptions>(builder.Configuration.GetSection("Broker:Sessions"));
+    builder.Services.AddHealthChecks().AddStompBroker();
+    builder.Services.AddOpenTelemetry().ConfigureResource(resource => resource.AddService("broker")).WithMetrics(metrics => metrics.AddMeter(BrokerMetrics.MeterName).AddPrometheusExporter());
+    builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(10));
+
+    if (!IPAddress.TryParse(settings.ListenAddress, out var address))
+    {
+        throw new InvalidOperationException($"Broker:Server:ListenAddress is '{settings.ListenAddress}'; expected an IP address such as 127.0.0.1 or 0.0.0.0.");
+    }
+
+    ListenOptions? http = null;
+    ListenOptions? tcp = null;
+    builder.WebHost.ConfigureKestrel(kestrel =>
+    {
+        kestrel.Listen(address, settings.HttpPort, listen => http = listen);
+        if (settings.TcpPort >= 0)
+        {
+            kestrel.Listen(address, settings.TcpPort, listen => tcp = listen.UseStomp());
+        }
+    });
+
+    var app = builder.Build();
+    app.MapStomp(settings.WebSocketPath);
+    app.MapStompHealthChecks("/health");
+    app.MapPrometheusScrapingEndpoint("/metrics");
+    app.MapGet("/", () => Results.Content(DemoPage.Html(settings.WebSocketPath), "text/html; charset=utf-8"));
+
+    app.Lifetime.ApplicationStarted.Register(() =>
+    {
+        if (!app.Logger.IsEnabled(LogLevel.Information))
+        {
+            return;
+        }
+
+        // The bound endpoints (a configured port 0 becomes the port the OS picked).
+        app.Logger.LogInformation("Broker listening: ws://{Http}{Path} tcp://{Tcp}", http?.IPEndPoint, settings.WebSocketPath, tcp?.IPEndPoint?.ToString() ?? "off");
+    });
+
+    await app.RunAsync();
+    return 0;
 }
-builder.Services.Configure<DurableSessionOptions>(builder.Configuration.GetSection("Broker:Sessions"));
-builder.Services.AddHealthChecks();
-builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(10));
-
-ListenOptions? http = null;
-ListenOptions? tcp = null;
-builder.WebHost.ConfigureKestrel(kestrel =>
+catch (Exception ex) when (StartupErrors.Describe(ex, settings) is { } line)
 {
-    var address = IPAddress.Parse(settings.ListenAddress);
-    kestrel.Listen(address, settings.HttpPort, listen => http = listen);
-    if (settings.TcpPort >= 0)
-    {
-        kestrel.Listen(address, settings.TcpPort, listen => tcp = listen.UseStomp());
-    }
-});
-
-var app = builder.Build();
-app.MapStomp(settings.WebSocketPath);
-app.MapHealthChecks("/health");
-app.MapGet("/", () => Results.Content(DemoPage.Html(settings.WebSocketPath), "text/html; charset=utf-8"));
-
-app.Lifetime.ApplicationStarted.Register(() =>
-{
-    if (!app.Logger.IsEnabled(LogLevel.Information))
-    {
-        return;
-    }
-
-    // The bound endpoints (a configured port 0 becomes the port the OS picked).
-    app.Logger.LogInformation("Broker listening: ws://{Http}{Path} tcp://{Tcp}", http?.IPEndPoint, settings.WebSocketPath, tcp?.IPEndPoint?.ToString() ?? "off");
-});
-
-await app.RunAsync();
+    // One line an operator can act on, instead of a stack trace.
+    Console.Error.WriteLine($"broker: cannot start: {line}");
+    return 1;
+}

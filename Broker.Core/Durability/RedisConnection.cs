@@ -25,6 +25,22 @@ internal sealed class RedisConnection : IDisposable
         _multiplexer = new(ConnectAsync, LazyThreadSafetyMode.ExecutionAndPublication);
     }
 
+    /// <summary>Whether <paramref name="configuration"/> is a configuration string StackExchange.Redis accepts with at least one endpoint.</summary>
+    public static bool TryParse(string configuration, out string? problem)
+    {
+        try
+        {
+            problem = ConfigurationOptions.Parse(configuration).EndPoints.Count == 0 ? "no endpoint" : null;
+        }
+        catch (ArgumentException ex)
+        {
+            // The message names the bad option, never the password's value.
+            problem = ex.Message;
+        }
+
+        return problem is null;
+    }
+
     /// <summary>The configured endpoints, for messages (the configuration string may hold a password).</summary>
     public string Endpoints { get; }
 

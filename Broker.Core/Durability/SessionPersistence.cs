@@ -30,11 +30,14 @@ internal sealed partial class SessionPersistence : IAsyncDisposable
     private readonly CancellationTokenSource _stopping = new();
     private readonly Task _writer;
     private readonly Task _cleanup;
+    private readonly BrokerMetrics? _metrics;
     private int _failures;
     private int _inFlight;
 
-    public SessionPersistence(ISessionStore store, IUserRegistry registry, StompSessionRegistry live, IOptions<DurableSessionOptions> options, ILogger<SessionPersistence> logger, TimeProvider? time = null)
+    public SessionPersistence(ISessionStore store, IUserRegistry registry, StompSessionRegistry live, IOptions<DurableSessionOptions> options, ILogger<SessionPersistence> logger, TimeProvider? time = null, BrokerMetrics? metrics = null)
     {
+        _metrics = metrics;
+        metrics?.Observe("store.backlog", "sessions", () => _pending.Count + Volatile.Read(ref _inFlight));
         _store = store;
         _registry = registry;
         _live = live;
@@ -144,7 +147,9 @@ internal sealed partial class SessionPersistence : IAsyncDisposable
                 {
                     try
                     {
+                        var started = _time.GetTimestamp();
                         await ApplyAsync(sessionId, write).ConfigureAwait(false);
+                        _metrics?.StoreWrite(_time.GetElapsedTime(started));
                         _applying.TryRemove(new KeyValuePair<string, PendingWrite>(sessionId, write));
                         Interlocked.Decrement(ref _inFlight);
                         if (_failures > 0)

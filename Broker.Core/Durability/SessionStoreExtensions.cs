@@ -52,6 +52,11 @@ public static class SessionStoreExtensions
             case "redis":
                 var redis = section["Redis"];
                 var prefix = section["RedisKeyPrefix"];
+                if (!string.IsNullOrWhiteSpace(redis) && !RedisConnection.TryParse(redis, out var problem))
+                {
+                    throw new InvalidOperationException($"{KeyOf(section, "Redis")} does not parse ({problem}); expected a StackExchange.Redis configuration string such as 'host:6379,password=...'.");
+                }
+
                 return builder.AddRedisSessionStore(o =>
                 {
                     o.Ttl = ttl ?? o.Ttl;

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Diagnostics.Metrics;
 
 namespace Broker.Routing;
 
@@ -23,6 +24,12 @@ internal sealed class InProcessBroker : IMessageBroker, IDisposable
         _metrics = metrics;
         _topics = new TopicRouter(new HistoryOptions(options.HistorySize, options.HistoryMaxAge), time);
         _sweeper = time.CreateTimer(static s => ((InProcessBroker)s!).Sweep(), this, TimeSpan.FromMinutes(1), TimeSpan.FromMinutes(1));
+        metrics.Observe("destinations.active", "inprocess", () =>
+        [
+            new Measurement<long>(_topics.TopicCount, new KeyValuePair<string, object?>("destination.kind", "topic")),
+            new Measurement<long>(_queues.Count, new KeyValuePair<string, object?>("destination.kind", "queue")),
+        ]);
+        metrics.Observe("queue.messages", "inprocess", () => _queues.Values.Sum(q => (long)q.ReadyCount));
     }
 
     /// <summary>
@@ -61,10 +68,10 @@ internal sealed class InProcessBroker : IMessageBroker, IDisposable
 
     public ValueTask PublishAsync(BrokerMessage message, CancellationToken cancellationToken = default)
     {
-        _metrics.Published();
         var destination = message.Destination;
         if (destination.StartsWith(QueuePrefix, StringComparison.Ordinal))
         {
+            _metrics.Published("queue");
             while (!GetQueue(destination).TryEnqueue(message))
             {
                 // Swept between lookup and lock; the next lookup makes a new queue.
@@ -72,6 +79,7 @@ internal sealed class InProcessBroker : IMessageBroker, IDisposable
         }
         else
         {
+            _metrics.Published("topic");
             _topics.Publish(message, destination[TopicPrefix.Length..]);
         }
 

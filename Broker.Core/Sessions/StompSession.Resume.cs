@@ -56,7 +56,7 @@ public sealed partial class StompSession
         if (presentedToken is not null && await FindResumableAsync(presentedToken).ConfigureAwait(false) is { } record)
         {
             var recovered = await RestoreAsync(record).ConfigureAwait(false);
-            _services.Metrics.Resumed();
+            _services.Metrics.Resumed(recovered);
             SaveSnapshot();
             if (Principal is not null)
             {

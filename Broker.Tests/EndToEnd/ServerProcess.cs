@@ -30,26 +30,34 @@ internal sealed partial class ServerProcess : IAsyncDisposable
 
     public int ExitCode => _process.ExitCode;
 
+    /// <summary>The server's HTTP base address (the WebSocket endpoint's host and port).</summary>
+    public Uri HttpUri => new($"http://{WebSocketUri.Authority}/");
+
+    /// <summary>Runs the server with <paramref name="args"/> (after the defaults of <see cref="StartAsync"/>) expecting it to exit by itself: its exit code, standard output and standard error.</summary>
+    public static async Task<(int ExitCode, string Output, string Error)> RunToExitAsync(IEnumerable<string> args, TimeSpan timeout)
+    {
+        var info = StartInfo(args);
+        using var process = Process.Start(info)!;
+        var output = process.StandardOutput.ReadToEndAsync();
+        var error = process.StandardError.ReadToEndAsync();
+        using var cancel = new CancellationTokenSource(timeout);
+        try
+        {
+            await process.WaitForExitAsync(cancel.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            process.Kill(entireProcessTree: true);
+            throw new TimeoutException($"the server did not exit within {timeout}:\n{await output}\n{await error}");
+        }
+
+        return (process.ExitCode, await output, await error);
+    }
+
     /// <summary>Starts the server on 127.0.0.1 with OS-picked ports plus <paramref name="args"/>; waits until it listens.</summary>
     public static async Task<ServerProcess> StartAsync(IEnumerable<string>? args = null, IDictionary<string, string>? environment = null)
     {
-        var testDir = new DirectoryInfo(NUnit.Framework.TestContext.CurrentContext.TestDirectory);
-        var configuration = testDir.Parent!.Name; // …/Broker.Tests/bin/<Configuration>/net10.0
-        var serverDir = Path.Combine(testDir.Parent!.Parent!.Parent!.Parent!.FullName, "Broker.Server", "bin", configuration, "net10.0");
-        var info = new ProcessStartInfo("dotnet")
-        {
-            WorkingDirectory = serverDir,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        info.ArgumentList.Add(Path.Combine(serverDir, "Broker.Server.dll"));
-        foreach (var arg in new[] { "--Broker:Server:ListenAddress=127.0.0.1", "--Broker:Server:HttpPort=0", "--Broker:Server:TcpPort=0" }.Concat(args ?? []))
-        {
-            info.ArgumentList.Add(arg);
-        }
-
-        info.Environment["Logging__Console__FormatterName"] = "simple";
+        var info = StartInfo(args);
         foreach (var (key, value) in environment ?? new Dictionary<string, string>())
         {
             info.Environment[key] = value;
@@ -136,6 +144,28 @@ internal sealed partial class ServerProcess : IAsyncDisposable
             _process.Kill(entireProcessTree: true);
             await _process.WaitForExitAsync();
         }
+    }
+
+    private static ProcessStartInfo StartInfo(IEnumerable<string>? args)
+    {
+        var testDir = new DirectoryInfo(NUnit.Framework.TestContext.CurrentContext.TestDirectory);
+        var configuration = testDir.Parent!.Name; // …/Broker.Tests/bin/<Configuration>/net10.0
+        var serverDir = Path.Combine(testDir.Parent!.Parent!.Parent!.Parent!.FullName, "Broker.Server", "bin", configuration, "net10.0");
+        var info = new ProcessStartInfo("dotnet")
+        {
+            WorkingDirectory = serverDir,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        info.ArgumentList.Add(Path.Combine(serverDir, "Broker.Server.dll"));
+        foreach (var arg in new[] { "--Broker:Server:ListenAddress=127.0.0.1", "--Broker:Server:HttpPort=0", "--Broker:Server:TcpPort=0" }.Concat(args ?? []))
+        {
+            info.ArgumentList.Add(arg);
+        }
+
+        info.Environment["Logging__Console__FormatterName"] = "simple";
+        return info;
     }
 
     public async ValueTask DisposeAsync()
