@@ -9,6 +9,8 @@ namespace Broker.Relay.RabbitMq;
 /// STOMP messages as AMQP messages and back. The body travels verbatim; <c>message-id</c> is the AMQP
 /// <c>message-id</c> property; the publisher's headers (content-type and user headers) travel, in
 /// order, in the AMQP header table, and <c>content-type</c> also as the AMQP property for AMQP clients.
+/// A header repeated on SEND (STOMP 1.2 "Repeated Header Entries") travels as an AMQP field array of its
+/// values in order, and comes back as the same repeated entries; the first is the value.
 /// </summary>
 internal static class RelayMessages
 {
@@ -31,8 +33,19 @@ internal static class RelayMessages
             var table = new Dictionary<string, object?>(message.Headers.Count, StringComparer.Ordinal);
             foreach (var (name, value) in message.Headers)
             {
-                table.TryAdd(name, value);
-                if (name == ContentType)
+                if (!table.TryAdd(name, value))
+                {
+                    // A repeat: the entry becomes the list of this header's values, in order.
+                    if (table[name] is List<object> repeats)
+                    {
+                        repeats.Add(value);
+                    }
+                    else
+                    {
+                        table[name] = new List<object> { table[name]!, value };
+                    }
+                }
+                else if (name == ContentType)
                 {
                     properties.ContentType = value;
                 }
@@ -51,7 +64,14 @@ internal static class RelayMessages
         {
             foreach (var (name, value) in table)
             {
-                if (value is not null && name != PublishSequenceHeader)
+                if (value is IList<object> repeats)
+                {
+                    foreach (var repeat in repeats)
+                    {
+                        headers.Add(new(name, ToText(repeat)));
+                    }
+                }
+                else if (value is not null && name != PublishSequenceHeader)
                 {
                     headers.Add(new(name, ToText(value)));
                 }

@@ -79,11 +79,8 @@ public sealed partial class StompSession
                 continue;
             }
 
-            var key = System.Text.Encoding.UTF8.GetString(name);
-            if (!headers.Exists(h => h.Key == key))
-            {
-                headers.Add(new(key, System.Text.Encoding.UTF8.GetString(frame.HeaderValue(i))));
-            }
+            // STOMP 1.2 "Repeated Header Entries": repeats travel in order (the first is the value).
+            headers.Add(new(System.Text.Encoding.UTF8.GetString(name), System.Text.Encoding.UTF8.GetString(frame.HeaderValue(i))));
         }
 
         return headers;

@@ -17,7 +17,7 @@ public sealed class MessagingTests
         await b.SubscribeAndWaitAsync("s2", "/topic/prices.eur");
         var publisher = await harness.OpenConnectedAsync();
 
-        await publisher.PublishAsync("/topic/prices.eur", "1.08", ("content-type", "text/plain"), ("x-trace", "  spaced value  "), ("x-trace", "second"));
+        await publisher.PublishAsync("/topic/prices.eur", "1.08", ("content-type", "text/plain"), ("x-trace", "  spaced value  "), ("x-trace", "second"), ("x-trace", "third"));
 
         foreach (var (client, id) in new[] { (a, "s1"), (b, "s2") })
         {
@@ -28,6 +28,7 @@ public sealed class MessagingTests
             Assert.That(message["message-id"], Is.Not.Empty);
             Assert.That(message["content-type"], Is.EqualTo("text/plain"));
             Assert.That(message["x-trace"], Is.EqualTo("  spaced value  "), "values are not trimmed; the first repeated header wins");
+            Assert.That(message.HeaderList.Where(h => h.Key == "x-trace").Select(h => h.Value), Is.EqualTo(new[] { "  spaced value  ", "second", "third" }), "repeats travel, in order");
             Assert.That(message["content-length"], Is.EqualTo("4"));
             Assert.That(message["ack"], Is.Null, "auto subscriptions carry no ack header");
             Assert.That(message.BodyText, Is.EqualTo("1.08"));
