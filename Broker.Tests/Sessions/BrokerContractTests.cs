@@ -31,7 +31,7 @@ public sealed class BrokerContractTests
             var (client, connected) = await harness.OpenConnectedAsync("1.2", "guest");
             await client.SubscribeAndWaitAsync("s", "/topic/t");
             await client.DisposeAsync();
-            await WaitUntil(() => durable.Subscriptions.Count == 1 && durable.Subscriptions.Single().Disposed);
+            await Eventually.That(() => durable.Subscriptions.Count == 1 && durable.Subscriptions.Single().Disposed, "the durable subscription disposed");
             var (_, resumed) = await harness.OpenConnectedAsync("1.2", "guest", connected["session-token"]);
             Assert.That(resumed["resumed"], Is.EqualTo("true"));
         }
@@ -56,7 +56,7 @@ public sealed class BrokerContractTests
         await dropper.SubscribeAndWaitAsync("dropped", "/topic/c");
         await dropper.DisposeAsync();
 
-        await WaitUntil(() => broker.Subscriptions.Count == 3 && broker.Subscriptions.All(s => s.Disposed));
+        await Eventually.That(() => broker.Subscriptions.Count == 3 && broker.Subscriptions.All(s => s.Disposed), "all three subscriptions disposed");
         var byId = broker.Subscriptions.ToDictionary(s => s.Request.SubscriptionId);
         Assert.That(byId["unsubscribed"].Unsubscribed, Is.True);
         Assert.That(byId["disconnected"].Unsubscribed, Is.True);
@@ -82,7 +82,7 @@ public sealed class BrokerContractTests
             Assert.That((await client.ReceiveAsync()).BodyText, Is.EqualTo($"m{i}"));
         }
 
-        await WaitUntil(() => subscription.Written.Count == 3);
+        await Eventually.That(() => subscription.Written.Count == 3, "three writes reported");
         Assert.That(subscription.Written, Is.EqualTo(new long[] { 1, 2, 3 }));
     }
 
@@ -99,22 +99,8 @@ public sealed class BrokerContractTests
         broker.ReleaseSubscribe.SetResult();
         await client.ExpectReceiptAsync("subscribed");
 
-        await WaitUntil(() => broker.Subscriptions.Single().Written.Count == 1);
+        await Eventually.That(() => broker.Subscriptions.Single().Written.Count == 1, "one write reported");
         Assert.That(broker.Subscriptions.Single().Written, Is.EqualTo(new long[] { 1 }));
-    }
-
-    private static async Task WaitUntil(Func<bool> condition)
-    {
-        var deadline = DateTime.UtcNow + StompTestClient.DefaultTimeout;
-        while (!condition())
-        {
-            if (DateTime.UtcNow > deadline)
-            {
-                throw new TimeoutException("condition not met in time");
-            }
-
-            await Task.Delay(5);
-        }
     }
 
     private sealed class RecordingBroker : IMessageBroker
