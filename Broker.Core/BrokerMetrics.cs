@@ -8,6 +8,7 @@ public sealed class BrokerMetrics
     public const string MeterName = "Broker";
 
     private readonly UpDownCounter<long> _connections;
+    private readonly Counter<long> _closed;
     private readonly Counter<long> _published;
     private readonly Counter<long> _delivered;
     private readonly Counter<long> _dropped;
@@ -18,6 +19,7 @@ public sealed class BrokerMetrics
     {
         var meter = meterFactory.Create(MeterName);
         _connections = meter.CreateUpDownCounter<long>("broker.connections.active", description: "Open STOMP connections");
+        _closed = meter.CreateCounter<long>("broker.connections.closed", description: "STOMP connections closed, by reason (tag 'reason')");
         _published = meter.CreateCounter<long>("broker.messages.published", description: "Messages accepted from SEND frames");
         _delivered = meter.CreateCounter<long>("broker.messages.delivered", description: "MESSAGE frames handed to subscribers");
         _dropped = meter.CreateCounter<long>("broker.messages.dropped", description: "Messages dropped by an overflow policy");
@@ -27,7 +29,11 @@ public sealed class BrokerMetrics
 
     public void ConnectionOpened() => _connections.Add(1);
 
-    public void ConnectionClosed() => _connections.Add(-1);
+    internal void ConnectionClosed(Sessions.CloseReason reason)
+    {
+        _connections.Add(-1);
+        _closed.Add(1, new KeyValuePair<string, object?>("reason", ReasonTag(reason)));
+    }
 
     public void Published() => _published.Add(1);
 
@@ -38,4 +44,17 @@ public sealed class BrokerMetrics
     public void Error() => _errors.Add(1);
 
     public void Resumed() => _resumed.Add(1);
+
+    // The reason tag's values: fixed strings, so tagging allocates nothing.
+    private static string ReasonTag(Sessions.CloseReason reason) => reason switch
+    {
+        Sessions.CloseReason.Disconnect => "disconnect",
+        Sessions.CloseReason.Error => "error",
+        Sessions.CloseReason.Timeout => "timeout",
+        Sessions.CloseReason.SlowConsumer => "slow_consumer",
+        Sessions.CloseReason.TakenOver => "taken_over",
+        Sessions.CloseReason.PeerGone => "peer_gone",
+        Sessions.CloseReason.ServerShutdown => "server_shutdown",
+        _ => "application",
+    };
 }

@@ -5,23 +5,12 @@ namespace Broker.Sessions;
 
 public sealed partial class StompSession
 {
-    private long _sendHeartbeatMs;
-    private long _receiveHeartbeatMs;
-
     // STOMP 1.2 "CONNECT or STOMP Frame", "Protocol Negotiation", "Heart-beating".
     private async ValueTask ConnectAsync(StompFrame frame)
     {
         if (!StompVersions.TryNegotiate(frame.GetString(StompHeaders.AcceptVersion), StompVersion.V12, out var version))
         {
-            EnqueueFrame(StompCommand.Error, w =>
-            {
-                w.Header(StompHeaders.Version, "1.0,1.1,1.2");
-                w.Header(StompHeaders.Message, "unsupported protocol version");
-                w.Header(StompHeaders.ContentType, "text/plain");
-            }, "Supported protocol versions are 1.0 1.1 1.2"u8.ToArray());
-            _errorSent = 1;
-            _closing = true;
-            _outbox.TryWrite(Outbound.CloseMarker);
+            SendUnsupportedVersion();
             return;
         }
 
@@ -44,7 +33,6 @@ public sealed partial class StompSession
         }
 
         Principal = result.Principal;
-        _connected = true;
         var (token, resumed, recovered) = await EstablishAsync(frame.GetString("session-token"u8)).ConfigureAwait(false);
         _services.Registry.IndexUser(this);
         EnqueueFrame(StompCommand.Connected, w =>
@@ -66,9 +54,28 @@ public sealed partial class StompSession
             }
         }, body: null);
         ReleaseHeld();
-        _established = true;
+        Interlocked.CompareExchange(ref _state, (int)SessionState.Connected, (int)SessionState.Connecting);
         RescheduleTimer();
         Log.Connected(_logger, Id, _transport.RemoteEndPoint?.ToString(), Principal ?? "anonymous", version.ToHeaderValue());
+    }
+
+    // STOMP 1.2 "Protocol Negotiation": the ERROR lists the versions this server speaks.
+    private void SendUnsupportedVersion()
+    {
+        if (!BeginClose(CloseReason.Error))
+        {
+            return;
+        }
+
+        _services.Metrics.Error();
+        Log.ProtocolError(_logger, Id, "unsupported protocol version");
+        EnqueueFrame(StompCommand.Error, w =>
+        {
+            w.Header(StompHeaders.Version, "1.0,1.1,1.2");
+            w.Header(StompHeaders.Message, "unsupported protocol version");
+            w.Header(StompHeaders.ContentType, "text/plain");
+        }, "Supported protocol versions are 1.0 1.1 1.2"u8.ToArray());
+        _outbox.TryWrite(Outbound.CloseMarker);
     }
 
     // heart-beat: "cx,cy" — what the client can send, what it wants to receive. Absent means 0,0.

@@ -103,6 +103,43 @@ public sealed class BrokerContractTests
         Assert.That(broker.Subscriptions.Single().Written, Is.EqualTo(new long[] { 1 }));
     }
 
+    [Test]
+    public async Task A_failing_broker_is_answered_with_internal_error_never_with_its_exception_message()
+    {
+        await using var harness = new SessionHarness(broker: b => b.Services.AddSingleton<IMessageBroker>(new FailingBroker()));
+        var awaited = await harness.OpenConnectedAsync();
+        await awaited.SendFrameAsync(StompCommand.Send, ("destination", "/queue/q"), ("receipt", "r"));
+        var pipelined = await harness.OpenConnectedAsync();
+        await pipelined.SendFrameAsync(StompCommand.Send, ("destination", "/queue/q"));
+
+        var awaitedError = await awaited.ReceiveAsync();
+        var pipelinedError = await pipelined.ReceiveAsync();
+
+        Assert.That((awaitedError.Command, awaitedError["message"], awaitedError["receipt-id"]), Is.EqualTo((StompCommand.Error, "internal error", "r")));
+        Assert.That((pipelinedError.Command, pipelinedError["message"]), Is.EqualTo((StompCommand.Error, "internal error")));
+        Assert.That(awaitedError.BodyText + pipelinedError.BodyText, Does.Not.Contain(FailingBroker.Secret));
+    }
+
+    private sealed class FailingBroker : IMessageBroker
+    {
+        public const string Secret = "password=hunter2 at db-7";
+
+        public string? ValidateDestination(string destination, bool forSubscribe) => null;
+
+        public ValueTask PublishAsync(BrokerMessage message, CancellationToken cancellationToken = default) =>
+            ValueTask.FromException(new InvalidOperationException(Secret));
+
+        // As the relay does: the SEND is on its way, and its failure is reported later.
+        public ValueTask<bool> PublishPipelinedAsync(BrokerMessage message, IPublisher publisher, CancellationToken cancellationToken = default)
+        {
+            _ = Task.Run(() => publisher.Failed(message, new IOException(Secret)), CancellationToken.None);
+            return new ValueTask<bool>(false);
+        }
+
+        public ValueTask<IBrokerSubscription> SubscribeAsync(SubscriptionRequest request, IMessageSink sink, CancellationToken cancellationToken = default) =>
+            throw new NotSupportedException();
+    }
+
     private sealed class RecordingBroker : IMessageBroker
     {
         public ConcurrentQueue<RecordedSubscription> Subscriptions { get; } = new();
