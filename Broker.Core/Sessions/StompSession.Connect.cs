@@ -18,8 +18,7 @@ public sealed partial class StompSession
         _reader.Version = version;
 
         var (clientSends, clientWants) = ParseHeartbeat(frame);
-        var serverSends = (long)_options.HeartbeatSend.TotalMilliseconds;
-        var serverWants = (long)_options.HeartbeatReceive.TotalMilliseconds;
+        var (serverSends, serverWants) = NegotiateHeartbeats(clientSends, clientWants);
         _sendHeartbeatMs = serverSends == 0 || clientWants == 0 ? 0 : Math.Max(serverSends, clientWants);
         _receiveHeartbeatMs = clientSends == 0 || serverWants == 0 ? 0 : Math.Max(clientSends, serverWants);
 
@@ -55,7 +54,8 @@ public sealed partial class StompSession
         }, body: null);
         ReleaseHeld();
         Interlocked.CompareExchange(ref _state, (int)SessionState.Connected, (int)SessionState.Connecting);
-        RescheduleTimer();
+        // The first visit finds the negotiated heart-beats (and the touch) and files their deadlines.
+        _keepAlive.Schedule(this, _keepAlive.NowMs() + _keepAlive.TickMs);
         Log.Connected(_logger, Id, _transport.RemoteEndPoint?.ToString(), Principal ?? "anonymous", version.ToHeaderValue());
     }
 
@@ -76,6 +76,21 @@ public sealed partial class StompSession
             w.Header(StompHeaders.ContentType, "text/plain");
         }, "Supported protocol versions are 1.0 1.1 1.2"u8.ToArray());
         _outbox.TryWrite(Outbound.CloseMarker);
+    }
+
+    // STOMP 1.2 "Heart-beating": CONNECTED's heart-beat is "sx,sy"; server→client runs every max(sx,cy) and
+    // client→server every max(cx,sy), each only when both are non-zero. The server honours what the client asks
+    // for down to HeartbeatMinimum (sx = cy, sy = cx), so a client wanting a heart-beat every second gets one; a
+    // client asking for none or for less than the minimum gets HeartbeatSend / HeartbeatReceive. Either set to 0
+    // turns that direction off whatever the client asks.
+    private (long ServerSends, long ServerWants) NegotiateHeartbeats(long clientSends, long clientWants)
+    {
+        var minimum = (long)_options.HeartbeatMinimum.TotalMilliseconds;
+        var send = (long)_options.HeartbeatSend.TotalMilliseconds;
+        var receive = (long)_options.HeartbeatReceive.TotalMilliseconds;
+        return (
+            send == 0 ? 0 : clientWants >= minimum ? clientWants : send,
+            receive == 0 ? 0 : clientSends >= minimum ? clientSends : receive);
     }
 
     // heart-beat: "cx,cy" — what the client can send, what it wants to receive. Absent means 0,0.

@@ -1,37 +1,17 @@
 namespace Broker.Sessions;
 
-// Time-driven work: the connect timeout, the send timeout, the durable-session touch and heart-beats.
+// Time-driven work, done when the KeepAliveMonitor visits the session at its next deadline: the connect
+// timeout, the send timeout, the durable-session touch, heart-beats in and out. Each visit returns the
+// next deadline; reads and writes only stamp times, and a visit that finds a deadline moved files it again.
 public sealed partial class StompSession
 {
-    private void StartTimer() => _timer = TimeProvider.System.CreateTimer(static s => ((StompSession)s!).OnTimer(), this, TimeSpan.FromMilliseconds(250), TimeSpan.FromMilliseconds(250));
-
-    // After CONNECT the tick follows the negotiated heart-beats (half the shortest interval), bounded for the send-timeout check.
-    private void RescheduleTimer()
+    /// <summary>Called by the monitor when a deadline of this session has come: acts, and returns the next one (or <see cref="KeepAliveMonitor.Never"/>).</summary>
+    internal long OnKeepAlive(long now)
     {
-        var period = (long)Math.Min(_options.SendTimeout.TotalMilliseconds / 2, 5000);
-        if (_sendHeartbeatMs > 0)
-        {
-            period = Math.Min(period, _sendHeartbeatMs / 2);
-        }
-
-        if (_receiveHeartbeatMs > 0)
-        {
-            period = Math.Min(period, _receiveHeartbeatMs / 2);
-        }
-
-        period = Math.Max(period, 10);
-        _tickMs = period;
-        _timer?.Change(TimeSpan.FromMilliseconds(period), TimeSpan.FromMilliseconds(period));
-    }
-
-    private void StopTimer() => _timer?.Dispose();
-
-    // A timer callback must never throw: an exception there would take the process down.
-    private void OnTimer()
-    {
+        // Runs on the monitor's timer: an exception must not escape (it would take the process down).
         try
         {
-            Tick();
+            return CheckDeadlines(now);
         }
         catch (Exception ex)
         {
@@ -43,62 +23,113 @@ public sealed partial class StompSession
             catch (ObjectDisposedException)
             {
             }
+
+            return KeepAliveMonitor.Never;
         }
     }
 
-    private void Tick()
+    private long CheckDeadlines(long now)
     {
         var state = State;
         if (state >= SessionState.Closing)
         {
-            return;
+            return KeepAliveMonitor.Never;
         }
 
-        var now = Environment.TickCount64;
         // Until CONNECTED is queued (a resume may wait on the store), only the connect timeout applies.
         if (state == SessionState.Connecting)
         {
-            if (now - _startedAt > _options.ConnectTimeout.TotalMilliseconds)
+            var connectDeadline = _startedAt + (long)_options.ConnectTimeout.TotalMilliseconds;
+            if (now < connectDeadline)
             {
-                SendError("limit exceeded: connect-timeout (no CONNECT frame received in time)", null, null, CloseReason.Timeout);
+                return connectDeadline;
             }
 
-            return;
+            SendError("limit exceeded: connect-timeout (no CONNECT frame received in time)", null, null, CloseReason.Timeout);
+            return KeepAliveMonitor.Never;
         }
 
+        var next = KeepAliveMonitor.Never;
         var flushStarted = Volatile.Read(ref _flushStartedAt);
-        if (flushStarted != 0 && now - flushStarted > _options.SendTimeout.TotalMilliseconds)
+        if (flushStarted != 0)
         {
-            if (BeginClose(CloseReason.SlowConsumer))
+            var sendDeadline = flushStarted + (long)_options.SendTimeout.TotalMilliseconds;
+            if (now >= sendDeadline)
             {
-                Log.SlowConsumer(_logger, Id, "limit exceeded: send-timeout");
-                _transport.Abort();
+                if (BeginClose(CloseReason.SlowConsumer))
+                {
+                    Log.SlowConsumer(_logger, Id, "limit exceeded: send-timeout");
+                    _transport.Abort();
+                }
+
+                return KeepAliveMonitor.Never;
             }
 
-            return;
+            next = sendDeadline;
         }
 
-        TouchIfDue(now);
+        if (_persistence is not null)
+        {
+            next = Math.Min(next, TouchIfDue(now));
+        }
+
+        var idle = Interlocked.Read(ref _pendingBytes) == 0;
+        var lastWrite = Volatile.Read(ref _lastWriteAt);
 
         // An idle connection gives back the outbox's array (kept between bursts while it is busy).
-        if (Interlocked.Read(ref _pendingBytes) == 0 && now - _lastWriteAt > 1000)
+        if (idle && now - lastWrite > 1000)
         {
             _outbox.TrimIfEmpty();
         }
 
-        // STOMP 1.2 "Heart-beating": allow a margin before declaring the client dead.
-        var silence = now - Volatile.Read(ref _lastReadAt);
-        if (_receiveHeartbeatMs > 0 && silence > _receiveHeartbeatMs * _options.HeartbeatTolerance)
+        // STOMP 1.2 "Heart-beating": allow a margin (HeartbeatTolerance intervals) before declaring the client dead.
+        if (_receiveHeartbeatMs > 0)
         {
-            Log.HeartbeatTimeout(_logger, Id, _transport.RemoteEndPoint?.ToString(), TimeSpan.FromMilliseconds(silence));
-            SendError($"heart-beat timeout: nothing received for {silence} ms (expected every {_receiveHeartbeatMs} ms)", null, null, CloseReason.Timeout);
-            return;
+            var silence = now - Volatile.Read(ref _lastReadAt);
+            var allowed = (long)(_receiveHeartbeatMs * _options.HeartbeatTolerance);
+            if (silence > allowed)
+            {
+                Log.HeartbeatTimeout(_logger, Id, _transport.RemoteEndPoint?.ToString(), TimeSpan.FromMilliseconds(silence));
+                SendError($"heart-beat timeout: nothing received for {silence} ms (expected every {_receiveHeartbeatMs} ms)", null, null, CloseReason.Timeout);
+                return KeepAliveMonitor.Never;
+            }
+
+            next = Math.Min(next, now - silence + allowed + 1);
         }
 
-        if (_sendHeartbeatMs > 0 && now - _lastWriteAt >= _sendHeartbeatMs - _tickMs && Interlocked.Read(ref _pendingBytes) == 0)
+        // A heart-beat is due when nothing was written for an interval; sent up to a tick early, never late.
+        if (_sendHeartbeatMs > 0)
         {
-            _lastWriteAt = now;
-            Enqueue(Outbound.Heartbeat);
+            var due = lastWrite + _sendHeartbeatMs - _keepAlive.TickMs;
+            if (now >= due)
+            {
+                if (idle)
+                {
+                    Volatile.Write(ref _lastWriteAt, now);
+                    Enqueue(Outbound.Heartbeat);
+                    due = now + _sendHeartbeatMs - _keepAlive.TickMs;
+                }
+                else
+                {
+                    due = now + _keepAlive.TickMs; // output is under way: it serves as the heart-beat
+                }
+            }
+
+            next = Math.Min(next, due);
+        }
+
+        return next;
+    }
+
+    // The send timeout needs a visit while a flush is under way: filed once per send-timeout, not per flush.
+    private void WatchFlush()
+    {
+        var started = _keepAlive.NowMs();
+        Volatile.Write(ref _flushStartedAt, started);
+        var deadline = started + (long)_options.SendTimeout.TotalMilliseconds;
+        if (Volatile.Read(ref _keepAliveEntry.Due) > deadline)
+        {
+            _keepAlive.Schedule(this, deadline);
         }
     }
 }

@@ -125,10 +125,10 @@ public sealed partial class StompSession
 
                 if (written > 0)
                 {
-                    Volatile.Write(ref _flushStartedAt, Environment.TickCount64);
+                    WatchFlush();
                     var ok = await _transport.FlushAsync(binary, CancellationToken.None).ConfigureAwait(false);
                     Volatile.Write(ref _flushStartedAt, 0);
-                    _lastWriteAt = Environment.TickCount64;
+                    Volatile.Write(ref _lastWriteAt, _keepAlive.NowMs());
                     if (!ok)
                     {
                         break;

@@ -35,8 +35,8 @@ public sealed partial class StompSession
             return (null, false, false);
         }
 
-        _createdAt = DateTimeOffset.UtcNow;
-        _lastTouchAt = Environment.TickCount64;
+        _createdAt = _keepAlive.Time.GetUtcNow();
+        _lastTouchAt = _keepAlive.NowMs();
         if (presentedToken is not null && await FindResumableAsync(presentedToken).ConfigureAwait(false) is { } record)
         {
             var recovered = await RestoreAsync(record).ConfigureAwait(false);
@@ -235,19 +235,26 @@ public sealed partial class StompSession
             Subscriptions = subscriptions,
             Metadata = _metadata,
             CreatedAt = _createdAt,
-            LastSeenAt = DateTimeOffset.UtcNow - TimeSpan.FromMilliseconds(Environment.TickCount64 - Volatile.Read(ref _lastReadAt)),
+            LastSeenAt = _keepAlive.Time.GetUtcNow() - TimeSpan.FromMilliseconds(_keepAlive.NowMs() - Volatile.Read(ref _lastReadAt)),
         };
     }
 
-    // Spring Session's rule: only client activity keeps a session alive.
-    private void TouchIfDue(long now)
+    // Spring Session's rule: only client activity keeps a session alive. Returns when to look again.
+    private long TouchIfDue(long now)
     {
-        if (_persistence is not null && Volatile.Read(ref _lastReadAt) > _lastTouchAt &&
-            now - _lastTouchAt >= _persistence.Options.TouchInterval.TotalMilliseconds)
+        var interval = (long)_persistence!.Options.TouchInterval.TotalMilliseconds;
+        if (now - _lastTouchAt < interval)
+        {
+            return _lastTouchAt + interval;
+        }
+
+        if (Volatile.Read(ref _lastReadAt) > _lastTouchAt)
         {
             _lastTouchAt = now;
-            _persistence.Touch(Id, DateTimeOffset.UtcNow);
+            _persistence.Touch(Id, _keepAlive.Time.GetUtcNow());
         }
+
+        return now + interval;
     }
 
     // A dropped connection leaves the session resumable; DISCONNECT ends it for good.

@@ -37,13 +37,13 @@ public sealed partial class StompSession
     private readonly StompFrame _frame = new();
     private string? _currentReceipt;
 
-    // Keep-alive (KeepAlive part): tick counts in milliseconds.
-    private readonly long _startedAt = Environment.TickCount64;
-    private long _lastReadAt = Environment.TickCount64;
+    // Keep-alive (KeepAlive part; visited by the KeepAliveMonitor): times in the monitor's milliseconds.
+    private readonly KeepAliveMonitor _keepAlive;
+    private KeepAliveEntry _keepAliveEntry = KeepAliveEntry.None;
+    private readonly long _startedAt;
+    private long _lastReadAt;
     private long _sendHeartbeatMs;
     private long _receiveHeartbeatMs;
-    private ITimer? _timer;
-    private long _tickMs = 250;
 
     // Publish: SENDs handed to the broker without waiting, not yet confirmed.
     private int _unconfirmed;
@@ -78,7 +78,7 @@ public sealed partial class StompSession
     private readonly Outbox<Outbound> _outbox = new();
     private readonly List<(SessionSubscription Subscription, BrokerMessage Message)> _batch = [];
     private long _pendingBytes;
-    private long _lastWriteAt = Environment.TickCount64;
+    private long _lastWriteAt;
     private long _flushStartedAt;
 
     internal StompSession(IStompTransport transport, StompSessionServices services)
@@ -88,6 +88,8 @@ public sealed partial class StompSession
         _options = services.Options;
         _logger = services.Logger;
         _reader = new StompFrameReader(services.ReaderLimits);
+        _keepAlive = services.KeepAlive;
+        _startedAt = _lastReadAt = _lastWriteAt = _keepAlive.NowMs();
         Id = StompSessionServices.NewSessionId();
     }
 
@@ -110,6 +112,9 @@ public sealed partial class StompSession
 
     internal ReadOnlySpan<byte> TokenHash => _tokenHash;
 
+    /// <summary>Where the keep-alive monitor has filed this session (the monitor's, under its lock).</summary>
+    internal ref KeepAliveEntry KeepAliveEntry => ref _keepAliveEntry;
+
     private bool IsClosing => Volatile.Read(ref _state) >= (int)SessionState.Closing;
 
     // A slow consumer's backlog is dropped: only its ERROR still goes out.
@@ -121,7 +126,7 @@ public sealed partial class StompSession
         _services.Registry.Add(this);
         _services.Metrics.ConnectionOpened();
         var writer = Task.Run(WriteLoopAsync, CancellationToken.None);
-        StartTimer();
+        _keepAlive.Schedule(this, _startedAt + (long)_options.ConnectTimeout.TotalMilliseconds);
         using var registration = cancellationToken.Register(static s => ((StompSession)s!).Close(CloseReason.ServerShutdown, "server shutting down"), this);
         try
         {
@@ -137,7 +142,7 @@ public sealed partial class StompSession
         finally
         {
             BeginClose(CloseReason.PeerGone);
-            StopTimer();
+            _keepAlive.Remove(this);
             _transactions?.Clear();
             _outbox.TryWrite(Outbound.CloseMarker);
             _outbox.TryComplete();
@@ -174,7 +179,7 @@ public sealed partial class StompSession
         while (!IsClosing)
         {
             var result = await input.ReadAsync().ConfigureAwait(false);
-            _lastReadAt = Environment.TickCount64;
+            Volatile.Write(ref _lastReadAt, _keepAlive.NowMs());
             if (result.IsCanceled)
             {
                 return;
