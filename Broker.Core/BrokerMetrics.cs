@@ -13,6 +13,7 @@ public sealed class BrokerMetrics
     public const string MeterName = "Broker";
 
     private readonly UpDownCounter<long> _connections;
+    private readonly Counter<long> _closed;
     private readonly Counter<long> _published;
     private readonly Counter<long> _delivered;
     private readonly Counter<long> _dropped;
@@ -29,6 +30,7 @@ public sealed class BrokerMetrics
     {
         var meter = meterFactory.Create(MeterName);
         _connections = meter.CreateUpDownCounter<long>("broker.connections.active", "{connection}", "Open STOMP connections, by transport");
+        _closed = meter.CreateCounter<long>("broker.connections.closed", "{connection}", "STOMP connections closed, by reason and transport");
         _published = meter.CreateCounter<long>("broker.messages.published", "{message}", "Messages accepted from SEND frames, by destination kind");
         _delivered = meter.CreateCounter<long>("broker.messages.delivered", "{message}", "MESSAGE frames written to subscribers");
         _dropped = meter.CreateCounter<long>("broker.messages.dropped", "{message}", "Messages dropped by an overflow policy, by destination kind");
@@ -53,9 +55,13 @@ public sealed class BrokerMetrics
         public const string Tcp = "tcp";
     }
 
-    public void ConnectionOpened(string transport = "unknown") => _connections.Add(1, new KeyValuePair<string, object?>("transport", transport));
+    public void ConnectionOpened(string transport) => _connections.Add(1, new KeyValuePair<string, object?>("transport", transport));
 
-    public void ConnectionClosed(string transport = "unknown") => _connections.Add(-1, new KeyValuePair<string, object?>("transport", transport));
+    internal void ConnectionClosed(string transport, Sessions.CloseReason reason)
+    {
+        _connections.Add(-1, new KeyValuePair<string, object?>("transport", transport));
+        _closed.Add(1, new KeyValuePair<string, object?>("reason", ReasonTag(reason)), new KeyValuePair<string, object?>("transport", transport));
+    }
 
     public void Published(string kind = "topic") => _published.Add(1, new KeyValuePair<string, object?>("destination.kind", kind));
 
@@ -111,4 +117,17 @@ public sealed class BrokerMetrics
 
         return result;
     }
+
+    // The reason tag's values: fixed strings, so tagging allocates nothing.
+    private static string ReasonTag(Sessions.CloseReason reason) => reason switch
+    {
+        Sessions.CloseReason.Disconnect => "disconnect",
+        Sessions.CloseReason.Error => "error",
+        Sessions.CloseReason.Timeout => "timeout",
+        Sessions.CloseReason.SlowConsumer => "slow_consumer",
+        Sessions.CloseReason.TakenOver => "taken_over",
+        Sessions.CloseReason.PeerGone => "peer_gone",
+        Sessions.CloseReason.ServerShutdown => "server_shutdown",
+        _ => "application",
+    };
 }

@@ -34,6 +34,9 @@ public static class StompBrokerExtensions
             sp.GetRequiredService<BrokerMetrics>().Observe("sessions.connected", "registry", () => registry.Count);
             return registry;
         });
+        services.TryAddSingleton(TimeProvider.System);
+        services.TryAddSingleton<KeepAliveMonitor>();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, KeepAliveMonitor>(sp => sp.GetRequiredService<KeepAliveMonitor>()));
         services.TryAddSingleton<IStompAuthenticator, ConfiguredUsersAuthenticator>();
         services.TryAddSingleton<IMessageBroker>(sp => new InProcessBroker(sp.GetRequiredService<IOptions<StompBrokerOptions>>().Value, sp.GetRequiredService<BrokerMetrics>()));
         services.AddOptions<DurableSessionOptions>();
@@ -46,6 +49,7 @@ public static class StompBrokerExtensions
             sp.GetRequiredService<BrokerMetrics>(),
             sp.GetRequiredService<StompSessionRegistry>(),
             sp.GetRequiredService<Microsoft.Extensions.Logging.ILoggerFactory>(),
+            sp.GetRequiredService<KeepAliveMonitor>(),
             // Durable sessions are on when a session store is registered (AddSqliteSessionStore, AddRedisSessionStore, ...).
             sp.GetService<ISessionStore>() is null ? null : sp.GetRequiredService<SessionPersistence>()));
         services.TryAddSingleton<StompWebSocketEndpoint>();

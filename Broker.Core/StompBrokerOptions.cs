@@ -40,10 +40,22 @@ public sealed class StompBrokerOptions
     /// <summary>How long a new connection has to send CONNECT (<c>connect-timeout</c>).</summary>
     public TimeSpan ConnectTimeout { get; set; } = TimeSpan.FromSeconds(10);
 
-    /// <summary>The server's heart-beat offer: how often it can send (first value of CONNECTED's heart-beat). 0 = never.</summary>
+    /// <summary>
+    /// The shortest heart-beat interval a client may ask for: the server sends heart-beats as often as the
+    /// client's CONNECT asks, and expects them as often as it offers, down to this.
+    /// </summary>
+    public TimeSpan HeartbeatMinimum { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>
+    /// How often the server sends heart-beats when the client asks for none or for less than <see cref="HeartbeatMinimum"/>
+    /// (CONNECTED's first heart-beat value then). 0 = never, whatever the client asks.
+    /// </summary>
     public TimeSpan HeartbeatSend { get; set; } = TimeSpan.FromSeconds(10);
 
-    /// <summary>The server's heart-beat request: how often it wants to hear from the client. 0 = never.</summary>
+    /// <summary>
+    /// How often the server wants the client's heart-beats when the client offers none or less than <see cref="HeartbeatMinimum"/>
+    /// (CONNECTED's second heart-beat value then). 0 = never, whatever the client offers.
+    /// </summary>
     public TimeSpan HeartbeatReceive { get; set; } = TimeSpan.FromSeconds(10);
 
     /// <summary>How many receive intervals of silence are tolerated before the client is declared dead.</summary>

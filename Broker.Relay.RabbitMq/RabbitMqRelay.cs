@@ -245,8 +245,8 @@ internal sealed class RabbitMqRelay : IMessageBroker, IHealthCheck, IAsyncDispos
 
     private static (string Exchange, string RoutingKey, bool IsQueue) Target(BrokerMessage message)
     {
-        var isQueue = RelayDestinations.IsQueue(message.Destination);
-        var routingKey = message.Destination[(isQueue ? RelayDestinations.QueuePrefix : RelayDestinations.TopicPrefix).Length..];
+        var isQueue = Destinations.IsQueue(message.Destination);
+        var routingKey = Destinations.Name(message.Destination);
         return (isQueue ? string.Empty : RelayDestinations.TopicExchange, routingKey, isQueue);
     }
 
@@ -273,10 +273,17 @@ internal sealed class RabbitMqRelay : IMessageBroker, IHealthCheck, IAsyncDispos
             // Recovered only when it is known: the queue held what was sent while the client was away.
             subscription.Recovered = await link.AttachAsync(subscription).ConfigureAwait(false);
         }
-        catch (Exception ex) when (ex is OperationInterruptedException { ShutdownReason.ReplyCode: Constants.AccessRefused or Constants.PreconditionFailed or Constants.ResourceLocked })
+        catch (OperationInterruptedException ex) when (ex.ShutdownReason?.ReplyCode is Constants.AccessRefused or Constants.PreconditionFailed or Constants.ResourceLocked)
         {
             subscription.Unsubscribe();
-            throw new StompProtocolException($"RabbitMQ refused the subscription to '{request.Destination}': {ex.Message}", ex);
+            // RabbitMQ's own reply text (vhost, user, arguments) is for the log, not for the client.
+            var refusal = ex.ShutdownReason!.ReplyCode switch
+            {
+                Constants.AccessRefused => "access refused",
+                Constants.PreconditionFailed => "precondition failed",
+                _ => "resource locked",
+            };
+            throw new StompProtocolException($"RabbitMQ refused the subscription to '{request.Destination}': {refusal}", ex);
         }
         catch (Exception ex) when (ex is AlreadyClosedException or OperationInterruptedException or IOException or TimeoutException)
         {

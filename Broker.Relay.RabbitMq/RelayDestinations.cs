@@ -11,53 +11,24 @@ namespace Broker.Relay.RabbitMq;
 /// </summary>
 internal static class RelayDestinations
 {
-    public const string TopicPrefix = "/topic/";
-    public const string QueuePrefix = "/queue/";
     public const string TopicExchange = "amq.topic";
 
     // AMQP short strings (queue names, routing keys) hold at most 255 bytes.
-    private const int MaxShortString = 255;
+    private static readonly DestinationLimits s_amqpLimits = new(MaxNameBytes: 255);
 
-    public static bool IsQueue(string destination) => destination.StartsWith(QueuePrefix, StringComparison.Ordinal);
-
+    /// <summary>The shared rules (<see cref="Destinations.Validate"/>) within AMQP's limits, and no RabbitMQ-reserved queue name.</summary>
     public static string? Validate(string destination, bool forSubscribe, string reservedPrefix)
     {
-        if (destination.StartsWith(TopicPrefix, StringComparison.Ordinal))
+        if (Destinations.Validate(destination, forSubscribe, s_amqpLimits) is { } problem)
         {
-            var key = destination.AsSpan(TopicPrefix.Length);
-            if (key.IsEmpty)
-            {
-                return "destination has an empty topic key";
-            }
-
-            if (!forSubscribe && IsWildcard(key))
-            {
-                return $"cannot send to a wildcard destination '{destination}'";
-            }
-
-            return Encoding.UTF8.GetByteCount(key) > MaxShortString ? $"topic key longer than {MaxShortString} bytes: '{destination}'" : null;
+            return problem;
         }
 
-        if (IsQueue(destination))
-        {
-            var name = destination.AsSpan(QueuePrefix.Length);
-            if (name.IsEmpty)
-            {
-                return "destination has an empty queue name";
-            }
-
-            if (Encoding.UTF8.GetByteCount(name) > MaxShortString)
-            {
-                return $"queue name longer than {MaxShortString} bytes: '{destination}'";
-            }
-
-            // amq.* is RabbitMQ's own; the prefix names other sessions' subscription queues.
-            return name.StartsWith("amq.", StringComparison.Ordinal) || name.StartsWith(reservedPrefix, StringComparison.Ordinal)
-                ? $"queue name '{name}' is reserved"
-                : null;
-        }
-
-        return $"unknown destination '{destination}': use /topic/<key> or /queue/<name>";
+        // amq.* is RabbitMQ's own; the prefix names other sessions' subscription queues.
+        var name = destination.AsSpan(Destinations.QueuePrefix.Length);
+        return Destinations.IsQueue(destination) && (name.StartsWith("amq.", StringComparison.Ordinal) || name.StartsWith(reservedPrefix, StringComparison.Ordinal))
+            ? $"queue name '{name}' is reserved"
+            : null;
     }
 
     /// <summary>The queue that holds a durable session's subscription: the same on every node, for the same session and subscription id.</summary>
@@ -66,18 +37,5 @@ internal static class RelayDestinations
         // Subscription ids are any header value: hash them into a name that is always valid and short.
         var hash = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(subscriptionId)).AsSpan(0, 12));
         return $"{prefix}{sessionId}.{hash}";
-    }
-
-    public static bool IsWildcard(ReadOnlySpan<char> key)
-    {
-        foreach (var range in key.Split('.'))
-        {
-            if (key[range] is "*" or "#")
-            {
-                return true;
-            }
-        }
-
-        return false;
     }
 }

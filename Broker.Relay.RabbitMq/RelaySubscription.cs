@@ -33,9 +33,9 @@ internal sealed class RelaySubscription : IBrokerSubscription
         Request = request;
         _sink = sink;
         Link = link;
-        IsQueue = RelayDestinations.IsQueue(request.Destination);
-        Key = request.Destination[(IsQueue ? RelayDestinations.QueuePrefix : RelayDestinations.TopicPrefix).Length..];
-        _wildcard = !IsQueue && RelayDestinations.IsWildcard(Key);
+        IsQueue = Destinations.IsQueue(request.Destination);
+        Key = Destinations.Name(request.Destination);
+        _wildcard = !IsQueue && Destinations.IsWildcard(Key);
         Durable = !IsQueue && request.Durable;
         FixedQueueName = IsQueue ? Key : Durable ? RelayDestinations.DurableQueueName(options.QueuePrefix, request.SessionId, request.SubscriptionId) : null;
         Prefetch = (ushort)Math.Clamp(request.Prefetch > 0 ? request.Prefetch : options.DefaultPrefetch, 1, ushort.MaxValue);
@@ -210,7 +210,7 @@ internal sealed class RelaySubscription : IBrokerSubscription
         // Consecutive deliveries often share a key: reuse the string.
         if (routingKey != _lastRoutingKey)
         {
-            _lastDestination = RelayDestinations.TopicPrefix + routingKey;
+            _lastDestination = Destinations.Topic(routingKey);
             _lastRoutingKey = routingKey;
         }
 

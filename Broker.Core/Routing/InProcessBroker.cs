@@ -9,9 +9,6 @@ namespace Broker.Routing;
 /// </summary>
 internal sealed class InProcessBroker : IMessageBroker, IDisposable
 {
-    public const string TopicPrefix = "/topic/";
-    public const string QueuePrefix = "/queue/";
-
     private readonly int _maxQueueLength;
     private readonly BrokerMetrics _metrics;
     private readonly TopicRouter _topics;
@@ -40,36 +37,12 @@ internal sealed class InProcessBroker : IMessageBroker, IDisposable
 
     private readonly ConcurrentDictionary<string, MessageQueue> _queues = new(StringComparer.Ordinal);
 
-    public string? ValidateDestination(string destination, bool forSubscribe)
-    {
-        if (destination.StartsWith(TopicPrefix, StringComparison.Ordinal))
-        {
-            var key = destination[TopicPrefix.Length..];
-            if (key.Length == 0)
-            {
-                return "destination has an empty topic key";
-            }
-
-            if (!forSubscribe && TopicPattern.IsWildcard(key))
-            {
-                return $"cannot send to a wildcard destination '{destination}'";
-            }
-
-            return null;
-        }
-
-        if (destination.StartsWith(QueuePrefix, StringComparison.Ordinal))
-        {
-            return destination.Length == QueuePrefix.Length ? "destination has an empty queue name" : null;
-        }
-
-        return $"unknown destination '{destination}': use /topic/<key> or /queue/<name>";
-    }
+    public string? ValidateDestination(string destination, bool forSubscribe) => Destinations.Validate(destination, forSubscribe, DestinationLimits.None);
 
     public ValueTask PublishAsync(BrokerMessage message, CancellationToken cancellationToken = default)
     {
         var destination = message.Destination;
-        if (destination.StartsWith(QueuePrefix, StringComparison.Ordinal))
+        if (Destinations.IsQueue(destination))
         {
             _metrics.Published("queue");
             while (!GetQueue(destination).TryEnqueue(message))
@@ -80,7 +53,7 @@ internal sealed class InProcessBroker : IMessageBroker, IDisposable
         else
         {
             _metrics.Published("topic");
-            _topics.Publish(message, destination[TopicPrefix.Length..]);
+            _topics.Publish(message, Destinations.Name(destination));
         }
 
         return ValueTask.CompletedTask;
@@ -89,7 +62,7 @@ internal sealed class InProcessBroker : IMessageBroker, IDisposable
     public ValueTask<IBrokerSubscription> SubscribeAsync(SubscriptionRequest request, IMessageSink sink, CancellationToken cancellationToken = default)
     {
         IBrokerSubscription subscription;
-        if (request.Destination.StartsWith(QueuePrefix, StringComparison.Ordinal))
+        if (Destinations.IsQueue(request.Destination))
         {
             var recovered = request.ResumeFrom?.Epoch == InstanceEpoch;
             QueueConsumer? consumer;
@@ -101,7 +74,7 @@ internal sealed class InProcessBroker : IMessageBroker, IDisposable
         }
         else
         {
-            subscription = _topics.Subscribe(request.Destination[TopicPrefix.Length..], sink, request.ResumeFrom);
+            subscription = _topics.Subscribe(Destinations.Name(request.Destination), sink, request.ResumeFrom);
         }
 
         return ValueTask.FromResult(subscription);

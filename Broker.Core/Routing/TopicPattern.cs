@@ -17,20 +17,6 @@ internal sealed class TopicPattern
 
     public string Pattern { get; }
 
-    // On every SEND: scans words in place, allocates nothing.
-    public static bool IsWildcard(ReadOnlySpan<char> key)
-    {
-        foreach (var range in key.Split('.'))
-        {
-            if (key[range] is "*" or "#")
-            {
-                return true;
-            }
-        }
-
-        return false;
-    }
-
     public bool Matches(ReadOnlySpan<char> key)
     {
         var count = key.Count('.') + 1;

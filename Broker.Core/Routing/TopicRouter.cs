@@ -29,7 +29,7 @@ internal sealed class TopicRouter(HistoryOptions history, TimeProvider time)
 
     public TopicSubscription Subscribe(string key, IMessageSink sink, StreamPosition? resumeFrom)
     {
-        if (TopicPattern.IsWildcard(key))
+        if (Destinations.IsWildcard(key))
         {
             sink.Start(null);
             var wildcard = new TopicSubscription(this, null, key, sink, recovered: false);

@@ -7,8 +7,8 @@ internal static partial class Log
     [LoggerMessage(1, LogLevel.Debug, "STOMP session {SessionId} connected from {Remote} as {Principal} (STOMP {Version})")]
     public static partial void Connected(ILogger logger, string sessionId, string? remote, string principal, string version);
 
-    [LoggerMessage(2, LogLevel.Debug, "STOMP session {SessionId} closed")]
-    public static partial void Closed(ILogger logger, string sessionId);
+    [LoggerMessage(2, LogLevel.Debug, "STOMP session {SessionId} closed ({Reason})")]
+    public static partial void Closed(ILogger logger, string sessionId, CloseReason reason);
 
     [LoggerMessage(3, LogLevel.Information, "STOMP session {SessionId}: ERROR sent: {Message}")]
     public static partial void ProtocolError(ILogger logger, string sessionId, string message);
@@ -36,4 +36,7 @@ internal static partial class Log
 
     [LoggerMessage(11, LogLevel.Warning, "STOMP session {SessionId}: a SEND to {Destination} without receipt failed after it was handed to the broker; closing with ERROR")]
     public static partial void PipelinedPublishFailed(ILogger logger, Exception exception, string sessionId, string destination);
+
+    [LoggerMessage(12, LogLevel.Warning, "STOMP session {SessionId}: the broker refused a request; ERROR sent: {Message}")]
+    public static partial void BrokerRefused(ILogger logger, Exception exception, string sessionId, string message);
 }

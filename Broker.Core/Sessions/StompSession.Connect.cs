@@ -5,23 +5,12 @@ namespace Broker.Sessions;
 
 public sealed partial class StompSession
 {
-    private long _sendHeartbeatMs;
-    private long _receiveHeartbeatMs;
-
     // STOMP 1.2 "CONNECT or STOMP Frame", "Protocol Negotiation", "Heart-beating".
     private async ValueTask ConnectAsync(StompFrame frame)
     {
         if (!StompVersions.TryNegotiate(frame.GetString(StompHeaders.AcceptVersion), StompVersion.V12, out var version))
         {
-            EnqueueFrame(StompCommand.Error, w =>
-            {
-                w.Header(StompHeaders.Version, "1.0,1.1,1.2");
-                w.Header(StompHeaders.Message, "unsupported protocol version");
-                w.Header(StompHeaders.ContentType, "text/plain");
-            }, "Supported protocol versions are 1.0 1.1 1.2"u8.ToArray());
-            _errorSent = 1;
-            _closing = true;
-            _outbox.TryWrite(Outbound.CloseMarker);
+            SendUnsupportedVersion();
             return;
         }
 
@@ -29,8 +18,7 @@ public sealed partial class StompSession
         _reader.Version = version;
 
         var (clientSends, clientWants) = ParseHeartbeat(frame);
-        var serverSends = (long)_options.HeartbeatSend.TotalMilliseconds;
-        var serverWants = (long)_options.HeartbeatReceive.TotalMilliseconds;
+        var (serverSends, serverWants) = NegotiateHeartbeats(clientSends, clientWants);
         _sendHeartbeatMs = serverSends == 0 || clientWants == 0 ? 0 : Math.Max(serverSends, clientWants);
         _receiveHeartbeatMs = clientSends == 0 || serverWants == 0 ? 0 : Math.Max(clientSends, serverWants);
 
@@ -44,7 +32,6 @@ public sealed partial class StompSession
         }
 
         Principal = result.Principal;
-        _connected = true;
         var (token, resumed, recovered) = await EstablishAsync(frame.GetString("session-token"u8)).ConfigureAwait(false);
         _services.Registry.IndexUser(this);
         EnqueueFrame(StompCommand.Connected, w =>
@@ -66,9 +53,44 @@ public sealed partial class StompSession
             }
         }, body: null);
         ReleaseHeld();
-        _established = true;
-        RescheduleTimer();
+        Interlocked.CompareExchange(ref _state, (int)SessionState.Connected, (int)SessionState.Connecting);
+        // The first visit finds the negotiated heart-beats (and the touch) and files their deadlines.
+        _keepAlive.Schedule(this, _keepAlive.NowMs() + _keepAlive.TickMs);
         Log.Connected(_logger, Id, _transport.RemoteEndPoint?.ToString(), Principal ?? "anonymous", version.ToHeaderValue());
+    }
+
+    // STOMP 1.2 "Protocol Negotiation": the ERROR lists the versions this server speaks.
+    private void SendUnsupportedVersion()
+    {
+        if (!BeginClose(CloseReason.Error))
+        {
+            return;
+        }
+
+        _services.Metrics.Error();
+        Log.ProtocolError(_logger, Id, "unsupported protocol version");
+        EnqueueFrame(StompCommand.Error, w =>
+        {
+            w.Header(StompHeaders.Version, "1.0,1.1,1.2");
+            w.Header(StompHeaders.Message, "unsupported protocol version");
+            w.Header(StompHeaders.ContentType, "text/plain");
+        }, "Supported protocol versions are 1.0 1.1 1.2"u8.ToArray());
+        _outbox.TryWrite(Outbound.CloseMarker);
+    }
+
+    // STOMP 1.2 "Heart-beating": CONNECTED's heart-beat is "sx,sy"; server→client runs every max(sx,cy) and
+    // client→server every max(cx,sy), each only when both are non-zero. The server honours what the client asks
+    // for down to HeartbeatMinimum (sx = cy, sy = cx), so a client wanting a heart-beat every second gets one; a
+    // client asking for none or for less than the minimum gets HeartbeatSend / HeartbeatReceive. Either set to 0
+    // turns that direction off whatever the client asks.
+    private (long ServerSends, long ServerWants) NegotiateHeartbeats(long clientSends, long clientWants)
+    {
+        var minimum = (long)_options.HeartbeatMinimum.TotalMilliseconds;
+        var send = (long)_options.HeartbeatSend.TotalMilliseconds;
+        var receive = (long)_options.HeartbeatReceive.TotalMilliseconds;
+        return (
+            send == 0 ? 0 : clientWants >= minimum ? clientWants : send,
+            receive == 0 ? 0 : clientSends >= minimum ? clientSends : receive);
     }
 
     // heart-beat: "cx,cy" — what the client can send, what it wants to receive. Absent means 0,0.

@@ -1,30 +1,18 @@
 using System.Buffers;
 using System.Buffers.Text;
 using Broker.Protocol;
-using Microsoft.Extensions.Logging;
+using Broker.Routing;
 
 namespace Broker.Sessions;
 
+// The writer loop: one per connection. Producers (broker threads delivering, the read loop, the keep-alive
+// tick) queue Outbound items; the loop writes them in batches and flushes once per batch.
 public sealed partial class StompSession
 {
-    // A batch is flushed once it reaches this many bytes, so one slow peer cannot make us buffer without end.
-    private const int FlushThreshold = 64 * 1024;
-
-    private readonly Outbox<Outbound> _outbox = new();
-
-    // The current batch's deliveries: their positions move on only once the batch is flushed.
-    private readonly List<(SessionSubscription Subscription, Routing.BrokerMessage Message)> _batch = [];
-    private long _pendingBytes;
-    private volatile bool _slowConsumer;
-    private long _lastWriteAt = Environment.TickCount64;
-    private long _flushStartedAt;
-    private ITimer? _timer;
-    private long _tickMs = 250;
-
     /// <summary>Queues an item for the writer loop; false when the session is closed or the peer is a slow consumer.</summary>
     private bool Enqueue(in Outbound item)
     {
-        if (_slowConsumer)
+        if (IsSlowConsumer)
         {
             return false;
         }
@@ -33,7 +21,7 @@ public sealed partial class StompSession
         if (Interlocked.Add(ref _pendingBytes, size) > _options.MaxPendingBytes && item.Message is not null)
         {
             Interlocked.Add(ref _pendingBytes, -size);
-            SlowConsumer($"limit exceeded: max-pending-bytes ({_options.MaxPendingBytes} bytes queued for this client)");
+            SlowConsumer("max-pending-bytes", $"limit exceeded: max-pending-bytes ({_options.MaxPendingBytes} bytes queued for this client)");
             return false;
         }
 
@@ -46,16 +34,24 @@ public sealed partial class StompSession
         return true;
     }
 
-    private void SlowConsumer(string reason)
+    /// <summary>Queues an item past the slow-consumer check (the ERROR that closes the session).</summary>
+    private void WriteToOutbox(in Outbound item)
     {
-        if (_slowConsumer)
+        Interlocked.Add(ref _pendingBytes, item.Size);
+        if (!_outbox.TryWrite(item))
         {
-            return;
+            Interlocked.Add(ref _pendingBytes, -item.Size);
         }
+    }
 
-        Log.SlowConsumer(_logger, Id, reason);
-        SendError("slow consumer: " + reason, null, null);
-        _slowConsumer = true;
+    private void SlowConsumer(string limit, string reason)
+    {
+        if (BeginClose(CloseReason.SlowConsumer))
+        {
+            _services.Metrics.LimitExceeded(limit);
+            Log.SlowConsumer(_logger, Id, reason);
+            SendErrorFrame("slow consumer: " + reason, null, null);
+        }
     }
 
     private async Task WriteLoopAsync()
@@ -92,7 +88,7 @@ public sealed partial class StompSession
                     {
                         // A slow consumer's backlog is dropped: only its ERROR still goes out. Queue
                         // messages in auto mode were handed over for good, so they go back to the queue.
-                        if (_slowConsumer || !item.Subscription!.Active)
+                        if (IsSlowConsumer || !item.Subscription!.Active)
                         {
                             Requeue(item);
                             continue;
@@ -130,10 +126,11 @@ public sealed partial class StompSession
 
                 if (written > 0)
                 {
-                    Volatile.Write(ref _flushStartedAt, Environment.TickCount64);
+                    WatchFlush();
                     var ok = await _transport.FlushAsync(binary, CancellationToken.None).ConfigureAwait(false);
+                    _services.Metrics.BytesSent(written);
                     Volatile.Write(ref _flushStartedAt, 0);
-                    _lastWriteAt = Environment.TickCount64;
+                    Volatile.Write(ref _lastWriteAt, _keepAlive.NowMs());
                     if (!ok)
                     {
                         break;
@@ -153,13 +150,13 @@ public sealed partial class StompSession
                 }
             }
         }
-        catch (Exception ex) when (ex is IOException or OperationCanceledException or ObjectDisposedException or InvalidOperationException or System.Net.WebSockets.WebSocketException)
+        catch (Exception ex) when (IsPeerGone(ex) || ex is InvalidOperationException)
         {
-            // The peer is gone; the read loop ends too.
+            // The peer is gone (InvalidOperationException: a write after the transport completed its output); the read loop ends too.
         }
         finally
         {
-            _closing = true;
+            BeginClose(CloseReason.PeerGone);
             _outbox.TryComplete();
             _transport.Input.CancelPendingRead();
         }
@@ -169,13 +166,13 @@ public sealed partial class StompSession
     // subscriber and is never published again.
     private void Requeue(in Outbound item)
     {
-        if (item.Subscription!.AckMode == Routing.AckMode.Auto && item.Message!.Offset == 0)
+        if (item.Subscription!.AckMode == AckMode.Auto && item.Message!.Offset == 0)
         {
             _ = RequeueAsync(item.Message);
         }
     }
 
-    private async Task RequeueAsync(Routing.BrokerMessage message)
+    private async Task RequeueAsync(BrokerMessage message)
     {
         try
         {
@@ -188,7 +185,7 @@ public sealed partial class StompSession
     }
 
     // "MESSAGE\nsubscription:<id>\n" [ack:<n>\n] + the message's shared, once-serialised tail.
-    private long WriteMessage(System.Buffers.IBufferWriter<byte> output, in Outbound item)
+    private long WriteMessage(IBufferWriter<byte> output, in Outbound item)
     {
         var subscription = item.Subscription!;
         output.Write(subscription.HeaderBytes);
@@ -211,131 +208,5 @@ public sealed partial class StompSession
         var tail = subscription.EncodedTail(item.Message);
         output.Write(tail);
         return length + tail.Length;
-    }
-
-    private void StartTimer() => _timer = TimeProvider.System.CreateTimer(static s => ((StompSession)s!).OnTimer(), this, TimeSpan.FromMilliseconds(250), TimeSpan.FromMilliseconds(250));
-
-    // After CONNECT the tick follows the negotiated heart-beats (half the shortest interval), bounded for the send-timeout check.
-    private void RescheduleTimer()
-    {
-        var period = (long)Math.Min(_options.SendTimeout.TotalMilliseconds / 2, 5000);
-        if (_sendHeartbeatMs > 0)
-        {
-            period = Math.Min(period, _sendHeartbeatMs / 2);
-        }
-
-        if (_receiveHeartbeatMs > 0)
-        {
-            period = Math.Min(period, _receiveHeartbeatMs / 2);
-        }
-
-        period = Math.Max(period, 10);
-        _tickMs = period;
-        _timer?.Change(TimeSpan.FromMilliseconds(period), TimeSpan.FromMilliseconds(period));
-    }
-
-    private void StopTimer() => _timer?.Dispose();
-
-    // A timer callback must never throw: an exception there would take the process down.
-    private void OnTimer()
-    {
-        try
-        {
-            Tick();
-        }
-        catch (Exception ex)
-        {
-            Log.SessionFailed(_logger, ex, Id);
-            try
-            {
-                _transport.Abort();
-            }
-            catch (ObjectDisposedException)
-            {
-            }
-        }
-    }
-
-    private void Tick()
-    {
-        if (_closing)
-        {
-            return;
-        }
-
-        var now = Environment.TickCount64;
-        // Until CONNECTED is queued (a resume may wait on the store), only the connect timeout applies.
-        if (!_established)
-        {
-            if (now - _startedAt > _options.ConnectTimeout.TotalMilliseconds)
-            {
-                SendError("limit exceeded: connect-timeout (no CONNECT frame received in time)", null, null);
-            }
-
-            return;
-        }
-
-        var flushStarted = Volatile.Read(ref _flushStartedAt);
-        if (flushStarted != 0 && now - flushStarted > _options.SendTimeout.TotalMilliseconds)
-        {
-            Log.SlowConsumer(_logger, Id, "limit exceeded: send-timeout");
-            _slowConsumer = true;
-            _closing = true;
-            _transport.Abort();
-            return;
-        }
-
-        TouchIfDue(now);
-
-        // An idle connection gives back the outbox's array (kept between bursts while it is busy).
-        if (Interlocked.Read(ref _pendingBytes) == 0 && now - _lastWriteAt > 1000)
-        {
-            _outbox.TrimIfEmpty();
-        }
-
-        // STOMP 1.2 "Heart-beating": allow a margin before declaring the client dead.
-        var silence = now - Volatile.Read(ref _lastReadAt);
-        if (_receiveHeartbeatMs > 0 && silence > _receiveHeartbeatMs * _options.HeartbeatTolerance)
-        {
-            Log.HeartbeatTimeout(_logger, Id, _transport.RemoteEndPoint?.ToString(), TimeSpan.FromMilliseconds(silence));
-            SendError($"heart-beat timeout: nothing received for {silence} ms (expected every {_receiveHeartbeatMs} ms)", null, null);
-            return;
-        }
-
-        if (_sendHeartbeatMs > 0 && now - _lastWriteAt >= _sendHeartbeatMs - _tickMs && Interlocked.Read(ref _pendingBytes) == 0)
-        {
-            _lastWriteAt = now;
-            Enqueue(Outbound.Heartbeat);
-        }
-    }
-
-    /// <summary>An item for the writer loop: a delivery, a serialised frame, a heart-beat, or the close marker.</summary>
-    private readonly struct Outbound
-    {
-        public static readonly Outbound CloseMarker = default;
-        public static readonly Outbound Heartbeat = new(isHeartbeat: true);
-
-        public Outbound(Routing.BrokerMessage message, SessionSubscription subscription, long ackId)
-        {
-            Message = message;
-            Subscription = subscription;
-            AckId = ackId;
-        }
-
-        public Outbound(byte[] bytes) => Bytes = bytes;
-
-        private Outbound(bool isHeartbeat) => IsHeartbeat = isHeartbeat;
-
-        public Routing.BrokerMessage? Message { get; }
-
-        public SessionSubscription? Subscription { get; }
-
-        public long AckId { get; }
-
-        public byte[]? Bytes { get; }
-
-        public bool IsHeartbeat { get; }
-
-        public int Size => Message is not null ? Message.Body.Length + 64 : Bytes?.Length ?? 1;
     }
 }

@@ -10,22 +10,6 @@ namespace Broker.Sessions;
 // CONNECT with session-token gets its subscriptions back and the messages it missed.
 public sealed partial class StompSession
 {
-    private readonly Lock _holdGate = new();
-    private List<Outbound>? _held;
-    private volatile bool _holding;
-    private SessionPersistence? _persistence;
-    private DateTimeOffset _createdAt;
-    // Replaced, never changed in place (see SetMetadata), so every session can start with the same empty one.
-    private static readonly Dictionary<string, string> NoMetadata = new(StringComparer.Ordinal);
-    private Dictionary<string, string> _metadata = NoMetadata;
-    private long _lastTouchAt;
-    private bool _disconnected;
-    private volatile bool _takenOver;
-    private readonly TaskCompletionSource _finished = new(TaskCreationOptions.RunContinuationsAsynchronously);
-
-    /// <summary>Application data kept with the durable session.</summary>
-    public IReadOnlyDictionary<string, string> Metadata => _metadata;
-
     /// <summary>Sets application data on the session; it is stored with the session record.</summary>
     public void SetMetadata(string key, string value)
     {
@@ -51,8 +35,8 @@ public sealed partial class StompSession
             return (null, false, false);
         }
 
-        _createdAt = DateTimeOffset.UtcNow;
-        _lastTouchAt = Environment.TickCount64;
+        _createdAt = _keepAlive.Time.GetUtcNow();
+        _lastTouchAt = _keepAlive.NowMs();
         if (presentedToken is not null && await FindResumableAsync(presentedToken).ConfigureAwait(false) is { } record)
         {
             var recovered = await RestoreAsync(record).ConfigureAwait(false);
@@ -77,8 +61,6 @@ public sealed partial class StompSession
 
         return (token, false, false);
     }
-
-    private byte[] _tokenHash = [];
 
     // Unknown, expired or foreign tokens give a fresh session, never someone else's.
     private async ValueTask<SessionRecord?> FindResumableAsync(string token)
@@ -195,8 +177,8 @@ public sealed partial class StompSession
     /// </summary>
     internal async Task<SessionRecord?> TakeOverAsync()
     {
-        _takenOver = true;
-        SendError("session resumed on another connection", null, null);
+        _handingOver = true;
+        SendError("session resumed on another connection", null, null, CloseReason.TakenOver);
         try
         {
             // A connection that cannot even take its ERROR (the network is gone) is cut at once.
@@ -215,17 +197,15 @@ public sealed partial class StompSession
         catch (TimeoutException)
         {
             // Not taken after all: let the old connection save its own state when it finally closes.
-            _takenOver = false;
+            _handingOver = false;
             return null;
         }
     }
 
-    internal ReadOnlySpan<byte> TokenHash => _tokenHash;
-
     /// <summary>Queues the session's current state for the store (write-behind; never awaited).</summary>
     private void SaveSnapshot()
     {
-        if (_persistence is not null && _connected && !_disconnected && !_takenOver)
+        if (_persistence is not null && ClosedBecause != CloseReason.Disconnect && !_handingOver)
         {
             _persistence.Save(Snapshot());
         }
@@ -242,7 +222,7 @@ public sealed partial class StompSession
         var subscriptions = new List<SubscriptionRecord>(current.Length);
         foreach (var s in current)
         {
-            var (epoch, position) = s.ResumePosition();
+            var (epoch, position) = ResumePosition(s);
             subscriptions.Add(new SubscriptionRecord(s.Id, s.Destination, s.AckMode, s.Prefetch, epoch, position));
         }
 
@@ -255,44 +235,50 @@ public sealed partial class StompSession
             Subscriptions = subscriptions,
             Metadata = _metadata,
             CreatedAt = _createdAt,
-            LastSeenAt = DateTimeOffset.UtcNow - TimeSpan.FromMilliseconds(Environment.TickCount64 - Volatile.Read(ref _lastReadAt)),
+            LastSeenAt = _keepAlive.Time.GetUtcNow() - TimeSpan.FromMilliseconds(_keepAlive.NowMs() - Volatile.Read(ref _lastReadAt)),
         };
     }
 
-    // Spring Session's rule: only client activity keeps a session alive.
-    private void TouchIfDue(long now)
+    // Spring Session's rule: only client activity keeps a session alive. Returns when to look again.
+    private long TouchIfDue(long now)
     {
-        if (_persistence is not null && _connected && Volatile.Read(ref _lastReadAt) > _lastTouchAt &&
-            now - _lastTouchAt >= _persistence.Options.TouchInterval.TotalMilliseconds)
+        var interval = (long)_persistence!.Options.TouchInterval.TotalMilliseconds;
+        if (now - _lastTouchAt < interval)
+        {
+            return _lastTouchAt + interval;
+        }
+
+        if (Volatile.Read(ref _lastReadAt) > _lastTouchAt)
         {
             _lastTouchAt = now;
-            _persistence.Touch(Id, DateTimeOffset.UtcNow);
+            _persistence.Touch(Id, _keepAlive.Time.GetUtcNow());
         }
+
+        return now + interval;
     }
 
     // A dropped connection leaves the session resumable; DISCONNECT ends it for good.
-    private SessionRecord? _finalState;
-
     private void PersistOnClose()
     {
-        if (_persistence is null || !_connected)
+        if (_persistence is null)
         {
             return;
         }
 
+        var disconnected = ClosedBecause == CloseReason.Disconnect;
         _finalState = Snapshot();
-        if (!_disconnected)
+        if (!disconnected)
         {
             // Until it resumes (the taking connection included), messages to its user wait for it.
             ParkUserDestinations(_finalState);
         }
 
-        if (_takenOver)
+        if (_handingOver)
         {
             return; // the taking session carries this state on
         }
 
-        if (_disconnected)
+        if (disconnected)
         {
             _persistence.Remove(_finalState);
         }
@@ -305,5 +291,25 @@ public sealed partial class StompSession
         {
             _persistence.SetLive(Id, Principal, _services.NodeId, live: false);
         }
+    }
+
+    // A dropped durable session may resume here: messages sent to its user meanwhile wait in its queues.
+    private void ParkUserDestinations(SessionRecord record)
+    {
+        if (Principal is null)
+        {
+            return;
+        }
+
+        var destinations = new List<string>();
+        foreach (var subscription in record.Subscriptions)
+        {
+            if (Destinations.IsUser(subscription.Destination))
+            {
+                destinations.Add(subscription.Destination);
+            }
+        }
+
+        _services.Registry.Park(Principal, Id, [.. destinations], Environment.TickCount64 + (long)_persistence!.Options.Ttl.TotalMilliseconds);
     }
 }

@@ -5,9 +5,6 @@ namespace Broker.Sessions;
 
 public sealed partial class StompSession
 {
-    // Made on the first BEGIN: most connections never use a transaction.
-    private Dictionary<string, List<TransactionAction>>? _transactions;
-
     // STOMP 1.2 "BEGIN": transaction ids are unique per connection.
     private void Begin(StompFrame frame)
     {

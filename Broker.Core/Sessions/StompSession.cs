@@ -1,26 +1,85 @@
 using System.Buffers;
+using Broker.Durability;
 using Broker.Protocol;
+using Broker.Routing;
 using Microsoft.Extensions.Logging;
 
 namespace Broker.Sessions;
 
 /// <summary>
-/// One STOMP connection's protocol state machine. A single read loop parses frames and handles
-/// them in order; deliveries from the broker are queued to one writer loop (see the Output part).
+/// One STOMP connection's protocol state machine. A single read loop parses frames and handles them in
+/// order; deliveries from the broker are queued to one writer loop. This file holds every field and the
+/// session's state; each other part is one operation along a message's path: Connect (CONNECT, negotiation),
+/// Publish (SEND, routing, pipelining), Subscriptions (SUBSCRIBE, UNSUBSCRIBE, deliveries), Acks (ACK, NACK),
+/// Transactions, Resume (durable sessions), KeepAlive (timeouts and heart-beats) and Output (the writer loop).
 /// </summary>
 public sealed partial class StompSession
 {
+    // A batch is flushed once it reaches this many bytes, so one slow peer cannot make us buffer without end.
+    private const int FlushThreshold = 64 * 1024;
+
+    // Replaced, never changed in place (see SetMetadata), so every session can start with the same empty one.
+    private static readonly Dictionary<string, string> NoMetadata = new(StringComparer.Ordinal);
+
+    // What every session shares.
     private readonly IStompTransport _transport;
     private readonly StompSessionServices _services;
     private readonly StompBrokerOptions _options;
     private readonly ILogger _logger;
+
+    // State: a SessionState and, once closing, the CloseReason (both int-backed; read across threads).
+    private int _state;
+    private int _closeReason;
+    private readonly TaskCompletionSource _finished = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    // Read loop (Connect, Publish, Subscriptions, Acks, Transactions run on it, one frame at a time).
     private readonly StompFrameReader _reader;
     private readonly StompFrame _frame = new();
-    private readonly long _startedAt = Environment.TickCount64;
-    private volatile bool _closing;
-    private bool _connected;
-    private volatile bool _established;
-    private long _lastReadAt = Environment.TickCount64;
+    private string? _currentReceipt;
+
+    // Keep-alive (KeepAlive part; visited by the KeepAliveMonitor): times in the monitor's milliseconds.
+    private readonly KeepAliveMonitor _keepAlive;
+    private KeepAliveEntry _keepAliveEntry = KeepAliveEntry.None;
+    private readonly long _startedAt;
+    private long _lastReadAt;
+    private long _sendHeartbeatMs;
+    private long _receiveHeartbeatMs;
+
+    // Publish: SENDs handed to the broker without waiting, not yet confirmed.
+    private int _unconfirmed;
+    private TaskCompletionSource? _confirmedAll;
+    private SessionPublisher? _publisher;
+
+    // Subscriptions: owned by the read loop; the gate only lets other threads (snapshots, user routing) read them.
+    private readonly Dictionary<string, SessionSubscription> _subscriptions = new(StringComparer.Ordinal);
+    private readonly Lock _subscriptionsGate = new();
+
+    // Acks: deliveries awaiting ACK/NACK in the client ack modes, by the ack id sent in MESSAGE.
+    private readonly Lock _ackGate = new();
+    private readonly Dictionary<long, LinkedListNode<PendingAck>> _pendingAcks = [];
+    private long _lastAckId;
+
+    // Transactions: made on the first BEGIN, as most connections never use one.
+    private Dictionary<string, List<TransactionAction>>? _transactions;
+
+    // Resume (durable sessions): persistence is null when they are off.
+    private SessionPersistence? _persistence;
+    private byte[] _tokenHash = [];
+    private DateTimeOffset _createdAt;
+    private Dictionary<string, string> _metadata = NoMetadata;
+    private long _lastTouchAt;
+    private readonly Lock _holdGate = new();
+    private List<Outbound>? _held;
+    private volatile bool _holding;
+    private volatile bool _handingOver;
+    private SessionRecord? _finalState;
+
+    // Output: the queue to the writer loop, and the current batch's deliveries (their positions move on once flushed).
+    private readonly Outbox<Outbound> _outbox = new();
+    private readonly List<(SessionSubscription Subscription, BrokerMessage Message)> _batch = [];
+    private long _pendingBytes;
+    private long _lastWriteAt;
+    private long _flushStartedAt;
 
     internal StompSession(IStompTransport transport, StompSessionServices services)
     {
@@ -29,6 +88,8 @@ public sealed partial class StompSession
         _options = services.Options;
         _logger = services.Logger;
         _reader = new StompFrameReader(services.ReaderLimits);
+        _keepAlive = services.KeepAlive;
+        _startedAt = _lastReadAt = _lastWriteAt = _keepAlive.NowMs();
         Id = StompSessionServices.NewSessionId();
     }
 
@@ -41,35 +102,50 @@ public sealed partial class StompSession
     /// <summary>The negotiated protocol version.</summary>
     public StompVersion Version { get; private set; } = StompVersion.V12;
 
+    /// <summary>Application data kept with the durable session.</summary>
+    public IReadOnlyDictionary<string, string> Metadata => _metadata;
+
+    internal SessionState State => (SessionState)Volatile.Read(ref _state);
+
+    /// <summary>Why the session closed; null while it is open.</summary>
+    internal CloseReason? ClosedBecause => Volatile.Read(ref _closeReason) is var reason and not 0 ? (CloseReason)reason : null;
+
+    internal ReadOnlySpan<byte> TokenHash => _tokenHash;
+
+    /// <summary>Where the keep-alive monitor has filed this session (the monitor's, under its lock).</summary>
+    internal ref KeepAliveEntry KeepAliveEntry => ref _keepAliveEntry;
+
+    private bool IsClosing => Volatile.Read(ref _state) >= (int)SessionState.Closing;
+
+    // The metrics' transport tag.
+    private string TransportKind => _transport is Hosting.WebSocketTransport ? BrokerMetrics.Transports.WebSocket : BrokerMetrics.Transports.Tcp;
+
+    // A slow consumer's backlog is dropped: only its ERROR still goes out.
+    private bool IsSlowConsumer => Volatile.Read(ref _closeReason) == (int)CloseReason.SlowConsumer;
+
     /// <summary>Runs the session until the peer leaves, the session is closed, or an error ends it.</summary>
     internal async Task RunAsync(CancellationToken cancellationToken)
     {
         _services.Registry.Add(this);
-        _services.Metrics.ConnectionOpened();
+        _services.Metrics.ConnectionOpened(TransportKind);
         var writer = Task.Run(WriteLoopAsync, CancellationToken.None);
-        StartTimer();
-        using var registration = cancellationToken.Register(static s => ((StompSession)s!).Close("server shutting down"), this);
+        _keepAlive.Schedule(this, _startedAt + (long)_options.ConnectTimeout.TotalMilliseconds);
+        using var registration = cancellationToken.Register(static s => ((StompSession)s!).Close(CloseReason.ServerShutdown, "server shutting down"), this);
         try
         {
             await ReadLoopAsync().ConfigureAwait(false);
         }
-        catch (StompProtocolException ex)
+        catch (Exception ex) when (IsPeerGone(ex))
         {
-            SendError(ex.Message, ex.Limit is null ? null : $"The '{ex.Limit}' limit was exceeded.", _currentReceipt);
-        }
-        catch (Exception ex) when (ex is IOException or OperationCanceledException or ObjectDisposedException or System.Net.WebSockets.WebSocketException or Microsoft.AspNetCore.Connections.ConnectionResetException)
-        {
-            // The peer went away.
         }
         catch (Exception ex)
         {
-            Log.SessionFailed(_logger, ex, Id);
-            SendError("internal error", null, _currentReceipt);
+            Fail(ex, _currentReceipt);
         }
         finally
         {
-            _closing = true;
-            StopTimer();
+            BeginClose(CloseReason.PeerGone);
+            _keepAlive.Remove(this);
             _transactions?.Clear();
             _outbox.TryWrite(Outbound.CloseMarker);
             _outbox.TryComplete();
@@ -82,40 +158,41 @@ public sealed partial class StompSession
             PersistOnClose();
             ReleaseSubscriptions();
             await _transport.CloseAsync().ConfigureAwait(false);
+            var reason = ClosedBecause ?? CloseReason.PeerGone;
+            Volatile.Write(ref _state, (int)SessionState.Closed);
             _services.Registry.Remove(this);
-            _services.Metrics.ConnectionClosed();
+            _services.Metrics.ConnectionClosed(TransportKind, reason);
             _finished.TrySetResult();
-            Log.Closed(_logger, Id);
+            Log.Closed(_logger, Id, reason);
         }
     }
 
     /// <summary>Sends ERROR with <paramref name="reason"/> and closes the connection.</summary>
-    public void Close(string reason)
-    {
-        if (_closing)
-        {
-            return;
-        }
+    public void Close(string reason) => Close(CloseReason.Application, reason);
 
-        SendError(reason, null, null);
-    }
+    internal void Close(CloseReason reason, string message) => SendError(message, null, null, reason);
+
+    /// <summary>True when <paramref name="exception"/> only says that the peer or its connection went away.</summary>
+    internal static bool IsPeerGone(Exception exception) =>
+        exception is IOException or OperationCanceledException or ObjectDisposedException or System.Net.WebSockets.WebSocketException;
 
     private async Task ReadLoopAsync()
     {
         var input = _transport.Input;
-        while (!_closing)
+        while (!IsClosing)
         {
             var result = await input.ReadAsync().ConfigureAwait(false);
-            _lastReadAt = Environment.TickCount64;
+            Volatile.Write(ref _lastReadAt, _keepAlive.NowMs());
             if (result.IsCanceled)
             {
                 return;
             }
 
             var buffer = result.Buffer;
+            var length = buffer.Length;
             try
             {
-                while (!_closing && _reader.TryRead(ref buffer, _frame))
+                while (!IsClosing && _reader.TryRead(ref buffer, _frame))
                 {
                     var handled = HandleFrameAsync(_frame);
                     if (!handled.IsCompletedSuccessfully)
@@ -127,11 +204,12 @@ public sealed partial class StompSession
             finally
             {
                 input.AdvanceTo(buffer.Start, buffer.End);
+                _services.Metrics.BytesReceived(length - buffer.Length);
             }
 
             if (result.IsCompleted)
             {
-                if (!buffer.IsEmpty && !_closing)
+                if (!buffer.IsEmpty && !IsClosing)
                 {
                     throw new StompProtocolException("connection closed in the middle of a frame");
                 }
@@ -141,14 +219,12 @@ public sealed partial class StompSession
         }
     }
 
-    private string? _currentReceipt;
-
     private ValueTask HandleFrameAsync(StompFrame frame)
     {
         Log.FrameReceived(_logger, Id, frame.Command);
         _currentReceipt = frame.Command is StompCommand.Connect or StompCommand.Stomp ? null : frame.GetString(StompHeaders.Receipt);
 
-        if (!_connected)
+        if (State == SessionState.Connecting)
         {
             return frame.Command is StompCommand.Connect or StompCommand.Stomp
                 ? ConnectAsync(frame)
@@ -168,7 +244,7 @@ public sealed partial class StompSession
     private async ValueTask HandleAfterConfirmationsAsync(StompFrame frame)
     {
         await AwaitConfirmationsAsync().ConfigureAwait(false);
-        if (!_closing)
+        if (!IsClosing)
         {
             await HandleConnectedFrameAsync(frame).ConfigureAwait(false);
         }
@@ -215,8 +291,7 @@ public sealed partial class StompSession
     private void Disconnect()
     {
         SendReceiptIfRequested();
-        _disconnected = true;
-        _closing = true;
+        BeginClose(CloseReason.Disconnect);
         _outbox.TryWrite(Outbound.CloseMarker);
     }
 
@@ -229,18 +304,63 @@ public sealed partial class StompSession
         }
     }
 
-    // STOMP 1.2 "ERROR": message header, receipt-id when the culprit had a receipt; then close.
-    private void SendError(string message, string? detail, string? receiptId)
+    /// <summary>Moves the session to Closing and records why; false when it was already closing (the first reason stands).</summary>
+    private bool BeginClose(CloseReason reason)
     {
-        if (Interlocked.Exchange(ref _errorSent, 1) != 0)
+        var state = Volatile.Read(ref _state);
+        while (state < (int)SessionState.Closing)
         {
-            return;
+            var seen = Interlocked.CompareExchange(ref _state, (int)SessionState.Closing, state);
+            if (seen == state)
+            {
+                Volatile.Write(ref _closeReason, (int)reason);
+                return true;
+            }
+
+            state = seen;
         }
 
+        return false;
+    }
+
+    // The one place a failure becomes an ERROR: see ErrorReply for what the client is told.
+    private void Fail(Exception exception, string? receiptId)
+    {
+        var reply = ErrorReply.For(exception);
+        if (exception is not StompProtocolException)
+        {
+            Log.SessionFailed(_logger, exception, Id);
+        }
+        else if (exception.InnerException is { } cause)
+        {
+            Log.BrokerRefused(_logger, cause, Id, reply.Message);
+        }
+
+        if (exception is StompProtocolException { Limit: { } limit })
+        {
+            _services.Metrics.LimitExceeded(limit);
+        }
+
+        SendError(reply.Message, reply.Detail, receiptId);
+    }
+
+    // STOMP 1.2 "ERROR": message header, receipt-id when the culprit had a receipt; then close.
+    private void SendError(string message, string? detail, string? receiptId, CloseReason reason = CloseReason.Error)
+    {
+        if (BeginClose(reason))
+        {
+            SendErrorFrame(message, detail, receiptId);
+        }
+    }
+
+    // Queues the ERROR and the close marker behind it, for a session BeginClose has moved to Closing.
+    private void SendErrorFrame(string message, string? detail, string? receiptId)
+    {
         _services.Metrics.Error();
         Log.ProtocolError(_logger, Id, message);
         var body = System.Text.Encoding.UTF8.GetBytes(detail ?? message);
-        EnqueueFrame(StompCommand.Error, w =>
+        // Past Enqueue's slow-consumer check: the ERROR is what a slow consumer still gets.
+        WriteToOutbox(new Outbound(Serialize(StompCommand.Error, w =>
         {
             w.Header(StompHeaders.Message, message);
             if (receiptId is not null)
@@ -249,13 +369,10 @@ public sealed partial class StompSession
             }
 
             w.Header(StompHeaders.ContentType, "text/plain");
-        }, body);
-        _closing = true;
+        }, body)));
         _outbox.TryWrite(Outbound.CloseMarker);
         _transport.Input.CancelPendingRead();
     }
-
-    private int _errorSent;
 
     private static string Name(StompCommand command) => command.ToString().ToUpperInvariant();
 
@@ -272,7 +389,9 @@ public sealed partial class StompSession
 
     private delegate void HeaderWriter(StompFrameWriter writer);
 
-    private void EnqueueFrame(StompCommand command, HeaderWriter headers, byte[]? body)
+    private void EnqueueFrame(StompCommand command, HeaderWriter headers, byte[]? body) => Enqueue(new Outbound(Serialize(command, headers, body)));
+
+    private byte[] Serialize(StompCommand command, HeaderWriter headers, byte[]? body)
     {
         var buffer = new ArrayBufferWriter<byte>(128 + (body?.Length ?? 0));
         var writer = new StompFrameWriter(buffer, Version).Command(command);
@@ -286,6 +405,6 @@ public sealed partial class StompSession
             writer.End(body);
         }
 
-        Enqueue(new Outbound(buffer.WrittenSpan.ToArray()));
+        return buffer.WrittenSpan.ToArray();
     }
 }

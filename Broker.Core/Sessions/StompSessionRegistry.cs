@@ -176,7 +176,7 @@ public sealed class StompSessionRegistry
     {
         foreach (var session in _sessions.Values)
         {
-            session.Close(reason);
+            session.Close(CloseReason.ServerShutdown, reason);
         }
     }
 

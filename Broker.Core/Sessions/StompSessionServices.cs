@@ -4,7 +4,7 @@ using Microsoft.Extensions.Options;
 
 namespace Broker.Sessions;
 
-/// <summary>What every session shares: options, broker, authenticator, metrics, logging and the live-session registry.</summary>
+/// <summary>What every session shares: options, broker, authenticator, metrics, logging, the live-session registry and the keep-alive monitor.</summary>
 internal sealed class StompSessionServices(
     IOptions<StompBrokerOptions> options,
     IMessageBroker broker,
@@ -12,6 +12,7 @@ internal sealed class StompSessionServices(
     BrokerMetrics metrics,
     StompSessionRegistry registry,
     ILoggerFactory loggerFactory,
+    KeepAliveMonitor keepAlive,
     Durability.SessionPersistence? persistence = null)
 {
     private static long s_messageIds;
@@ -26,6 +27,9 @@ internal sealed class StompSessionServices(
     public BrokerMetrics Metrics { get; } = metrics;
 
     public StompSessionRegistry Registry { get; } = registry;
+
+    /// <summary>The clock and timer of every session: heart-beats, timeouts, the durable-session touch.</summary>
+    public KeepAliveMonitor KeepAlive { get; } = keepAlive;
 
     /// <summary>Durable-session writes; null when durable sessions are off.</summary>
     public Durability.SessionPersistence? Persistence { get; } = persistence;

@@ -1,3 +1,5 @@
+using Broker.Routing;
+
 namespace Broker.Sessions;
 
 /// <summary>
@@ -8,7 +10,7 @@ namespace Broker.Sessions;
 /// </summary>
 internal static class UserDestinations
 {
-    public const string Prefix = "/user/";
+    private const string Prefix = Destinations.UserPrefix;
     private const string QueuePart = "queue/";
     private const string SessionSuffix = "-user";
 
@@ -16,8 +18,6 @@ internal static class UserDestinations
     private const int SessionIdLength = 24;
 
     private static readonly System.Buffers.SearchValues<char> s_hexDigits = System.Buffers.SearchValues.Create("0123456789abcdef");
-
-    public static bool IsUserDestination(string destination) => destination.StartsWith(Prefix, StringComparison.Ordinal);
 
     /// <summary>Checks a SUBSCRIBE destination; an error message, or null when it is valid (or not a user destination).</summary>
     public static string? CheckSubscribe(string destination)
@@ -27,7 +27,7 @@ internal static class UserDestinations
             return ReservedMessage(destination);
         }
 
-        if (!IsUserDestination(destination))
+        if (!Destinations.IsUser(destination))
         {
             return null;
         }
@@ -54,7 +54,7 @@ internal static class UserDestinations
             return ReservedMessage(destination);
         }
 
-        if (!IsUserDestination(destination) || TryParseSend(destination, out _, out _))
+        if (!Destinations.IsUser(destination) || TryParseSend(destination, out _, out _))
         {
             return null;
         }
@@ -73,7 +73,7 @@ internal static class UserDestinations
     public static bool TryParseSend(string destination, out string login, out string queueName)
     {
         login = queueName = "";
-        if (!IsUserDestination(destination))
+        if (!Destinations.IsUser(destination))
         {
             return false;
         }
@@ -105,7 +105,7 @@ internal static class UserDestinations
     public static string SubscribeForm(string queueName) => Prefix + QueuePart + queueName;
 
     /// <summary>The broker destination behind <c>/user/queue/&lt;name&gt;</c> for one session.</summary>
-    public static string SessionQueue(string queueName, string sessionId) => $"/queue/{queueName}{SessionSuffix}{sessionId}";
+    public static string SessionQueue(string queueName, string sessionId) => Destinations.Queue($"{queueName}{SessionSuffix}{sessionId}");
 
     /// <summary>The broker destination behind a (valid) subscribed user destination for one session.</summary>
     public static string ResolveSubscribe(string userDestination, string sessionId) =>
@@ -114,7 +114,7 @@ internal static class UserDestinations
     // "/queue/<name>-user<24 hex digits>": a session's own queue, reachable only through /user/.
     private static bool IsReserved(string destination)
     {
-        if (!destination.StartsWith("/queue/", StringComparison.Ordinal) || destination.Length < SessionSuffix.Length + SessionIdLength + "/queue/".Length)
+        if (!Destinations.IsQueue(destination) || destination.Length < Destinations.QueuePrefix.Length + SessionSuffix.Length + SessionIdLength)
         {
             return false;
         }

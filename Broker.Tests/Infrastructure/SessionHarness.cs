@@ -27,6 +27,9 @@ internal sealed class SessionHarness : IAsyncDisposable
 
     public StompSessionRegistry Registry => _provider.GetRequiredService<StompSessionRegistry>();
 
+    /// <summary>Waits until the session has noticed its dropped connection and let go (it left the registry).</summary>
+    public Task WaitSessionGoneAsync(string sessionId) => Eventually.That(() => Registry.Find(sessionId) is null, $"session {sessionId} released");
+
     /// <summary>A new client with its session running.</summary>
     public StompTestClient Open()
     {

@@ -52,13 +52,13 @@ public sealed class RabbitMqRestartTests
         await away.SubscribeAndWaitAsync(Topic, topic);
         using (var store = new RedisSessionStore(new RedisSessionStoreOptions { Configuration = redis.Configuration, KeyPrefix = keyPrefix }))
         {
-            await WaitUntilAsync(async () => (await store.FindByTokenHashAsync(Broker.Sessions.StompSession.HashToken(awaySession["session-token"]!)))?.Subscriptions.Count == 1, "the away session reached Redis");
+            await Eventually.That(async () => (await store.FindByTokenHashAsync(Broker.Sessions.StompSession.HashToken(awaySession["session-token"]!)))?.Subscriptions.Count == 1, "the away session reached Redis", RelayTesting.Patience);
         }
 
         await away.DisposeAsync(); // the socket drops: the session stays resumable, its queue keeps what comes
         var awayQueue = RelayDestinations.DurableQueueName(new RabbitMqRelayOptions().QueuePrefix, awaySession["session"]!, Topic);
-        await WaitUntilAsync(async () => (await rabbit.CtlAsync("list_queues", "-q", "--no-table-headers", "name", "consumers"))
-            .Split('\n').Any(line => line.StartsWith(awayQueue + "\t", StringComparison.Ordinal) && line.TrimEnd().EndsWith("\t0", StringComparison.Ordinal)), "the away session's queue without a consumer");
+        await Eventually.That(async () => (await rabbit.CtlAsync("list_queues", "-q", "--no-table-headers", "name", "consumers"))
+            .Split('\n').Any(line => line.StartsWith(awayQueue + "\t", StringComparison.Ordinal) && line.TrimEnd().EndsWith("\t0", StringComparison.Ordinal)), "the away session's queue without a consumer", RelayTesting.Patience);
 
         await using var publisher = new SequencedPublisher(plainNode, topic);
         await publisher.WaitConfirmedAsync(50);
@@ -185,7 +185,7 @@ public sealed class RabbitMqRestartTests
         /// <summary>Waits until <paramref name="count"/> messages numbered above <paramref name="after"/> were confirmed.</summary>
         public async Task WaitConfirmedAsync(int count, int after = 0)
         {
-            await WaitUntilAsync(() => Task.FromResult(_publishing.IsCompleted || Confirmed.Count(n => n > after) >= count), $"{count} messages confirmed after #{after}");
+            await Eventually.That(() => _publishing.IsCompleted || Confirmed.Count(n => n > after) >= count, $"{count} messages confirmed after #{after}", RelayTesting.Patience);
             if (_publishing.IsCompleted)
             {
                 await _publishing; // the publisher failed: say why

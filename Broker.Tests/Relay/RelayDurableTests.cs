@@ -33,7 +33,7 @@ public sealed class RelayDurableTests
         await publisher.PublishAsync(topic, "m0");
         Assert.That((await first.ReceiveAsync()).BodyText, Is.EqualTo("m0"));
         await first.DisposeAsync(); // no DISCONNECT: the connection just drops
-        await WaitSessionGoneAsync(harness, connected["session"]!);
+        await harness.WaitSessionGoneAsync(connected["session"]!);
 
         for (var i = 1; i <= 100; i++)
         {
@@ -65,9 +65,9 @@ public sealed class RelayDurableTests
         var (first, connected) = await nodeA.OpenConnectedAsync("1.2", "guest");
         await first.SubscribeAndWaitAsync("orders", topic, "client-individual");
         await first.DisposeAsync();
-        await WaitSessionGoneAsync(nodeA, connected["session"]!);
-        await WaitUntilAsync(async () => (await store.FindByTokenHashAsync(StompSession.HashToken(connected["session-token"]!)))?.Subscriptions.Count == 1,
-            "node A's write-behind stored the subscription");
+        await nodeA.WaitSessionGoneAsync(connected["session"]!);
+        await Eventually.That(async () => (await store.FindByTokenHashAsync(StompSession.HashToken(connected["session-token"]!)))?.Subscriptions.Count == 1,
+            "node A's write-behind stored the subscription", RelayTesting.Patience);
 
         var publisher = await nodeA.OpenConnectedAsync();
         for (var i = 1; i <= 50; i++)
@@ -109,7 +109,7 @@ public sealed class RelayDurableTests
         await first.SendFrameAsync(StompCommand.Ack, ("id", received[1]["ack"]!), ("receipt", "acked"));
         await first.ExpectReceiptAsync("acked");
         await first.DisposeAsync();
-        await WaitSessionGoneAsync(harness, connected["session"]!);
+        await harness.WaitSessionGoneAsync(connected["session"]!);
         await publisher.PublishConfirmedAsync(topic, "j4");
 
         var (resumed, again) = await harness.OpenConnectedAsync("1.2", "guest", connected["session-token"]);
@@ -128,7 +128,7 @@ public sealed class RelayDurableTests
         var (first, connected) = await harness.OpenConnectedAsync("1.2", "guest");
         await first.SubscribeAndWaitAsync("chat", topic);
         await first.DisposeAsync();
-        await WaitSessionGoneAsync(harness, connected["session"]!);
+        await harness.WaitSessionGoneAsync(connected["session"]!);
         var publisher = await harness.OpenConnectedAsync();
         await publisher.PublishConfirmedAsync(topic, "while away");
 
@@ -162,12 +162,12 @@ public sealed class RelayDurableTests
 
         await client.SendFrameAsync(StompCommand.Unsubscribe, ("id", "unsubscribed"), ("receipt", "u"));
         await client.ExpectReceiptAsync("u");
-        await WaitUntilAsync(async () => !await QueueExistsAsync(_server, RelayDestinations.DurableQueueName(prefix, session, "unsubscribed")), "UNSUBSCRIBE deleted the queue");
+        await Eventually.That(async () => !await QueueExistsAsync(_server, RelayDestinations.DurableQueueName(prefix, session, "unsubscribed")), "UNSUBSCRIBE deleted the queue", RelayTesting.Patience);
         await client.SendFrameAsync(StompCommand.Disconnect, ("receipt", "bye"));
         await client.ExpectReceiptAsync("bye");
-        await WaitUntilAsync(async () => !await QueueExistsAsync(_server, RelayDestinations.DurableQueueName(prefix, session, "disconnected")), "DISCONNECT deleted the queue");
+        await Eventually.That(async () => !await QueueExistsAsync(_server, RelayDestinations.DurableQueueName(prefix, session, "disconnected")), "DISCONNECT deleted the queue", RelayTesting.Patience);
         await dropper.DisposeAsync();
-        await WaitSessionGoneAsync(harness, dropped["session"]!);
+        await harness.WaitSessionGoneAsync(dropped["session"]!);
 
         Assert.That(await QueueExistsAsync(_server, RelayDestinations.DurableQueueName(prefix, dropped["session"]!, "dropped")), Is.True, "kept for a resume");
     }
@@ -181,7 +181,7 @@ public sealed class RelayDurableTests
         var (first, connected) = await harness.OpenConnectedAsync("1.2", "guest");
         await first.SubscribeAndWaitAsync("s", topic);
         await first.DisposeAsync();
-        await WaitSessionGoneAsync(harness, connected["session"]!);
+        await harness.WaitSessionGoneAsync(connected["session"]!);
 
         // The queue expired (x-expires) or an operator deleted it.
         var (connection, channel) = await OpenAmqpAsync(_server);
@@ -214,9 +214,6 @@ public sealed class RelayDurableTests
 
         // A passive declare would renew the queue's lease, so look from the side (rabbitmqctl); RabbitMQ
         // checks expiry on its own timer, hence a bounded wait, not a timing assertion.
-        await WaitUntilAsync(async () => !(await _server.CtlAsync("list_queues", "-q", "name")).Contains(name, StringComparison.Ordinal), "the unused queue expired");
+        await Eventually.That(async () => !(await _server.CtlAsync("list_queues", "-q", "name")).Contains(name, StringComparison.Ordinal), "the unused queue expired", RelayTesting.Patience);
     }
-
-    private static async Task WaitSessionGoneAsync(SessionHarness harness, string sessionId) =>
-        await WaitUntilAsync(() => Task.FromResult(harness.Registry.Find(sessionId) is null), $"session {sessionId} released");
 }

@@ -53,7 +53,7 @@ public sealed class RelayFailureTests
                 }
             }
         });
-        await WaitUntilAsync(() => Task.FromResult(Volatile.Read(ref published) >= 50 || publishing.IsCompleted), "traffic flowing");
+        await Eventually.That(() => Volatile.Read(ref published) >= 50 || publishing.IsCompleted, "traffic flowing", RelayTesting.Patience);
         await _server.CloseAllConnectionsAsync();
         Volatile.Write(ref closed, true);
         await publishing.WaitAsync(TimeSpan.FromSeconds(60));
@@ -83,7 +83,7 @@ public sealed class RelayFailureTests
         var (away, connected) = await harness.OpenConnectedAsync("1.2", "guest");
         await away.SubscribeAndWaitAsync("events", topic, "client");
         await away.DisposeAsync();
-        await WaitUntilAsync(() => Task.FromResult(harness.Registry.Find(connected["session"]!) is null), "session released");
+        await Eventually.That(() => harness.Registry.Find(connected["session"]!) is null, "session released", RelayTesting.Patience);
         var publisher = await harness.OpenConnectedAsync();
         for (var i = 1; i <= 10; i++)
         {

@@ -364,7 +364,7 @@ public sealed class RelayMessagingTests
         }
 
         // Nothing is written, so nothing is acknowledged: RabbitMQ stops at the prefetch.
-        await WaitUntilAsync(() => Task.FromResult(sink.Count == 5), "five deliveries");
+        await Eventually.That(() => sink.Count == 5, "five deliveries", RelayTesting.Patience);
         var (connection, channel) = await OpenAmqpAsync(_server);
         await using (connection)
         {
@@ -373,8 +373,8 @@ public sealed class RelayMessagingTests
 
             // Written: settled, and five more come.
             subscription.Written(sink.Last!);
-            await WaitUntilAsync(() => Task.FromResult(sink.Count == 10), "ten deliveries");
-            await WaitUntilAsync(async () => await channel.MessageCountAsync(name) == 10u, "ten left in the queue");
+            await Eventually.That(() => sink.Count == 10, "ten deliveries", RelayTesting.Patience);
+            await Eventually.That(async () => await channel.MessageCountAsync(name) == 10u, "ten left in the queue", RelayTesting.Patience);
         }
     }
 

@@ -145,7 +145,7 @@ public sealed class RelayServerExecutableTests
         // is written behind the CONNECT: wait until Redis lists her session on B.
         using (var registry = cluster.OpenStore())
         {
-            await WaitUntilAsync(async () => (await registry.GetSessionsAsync("alice")).Any(s => s.SessionId == aliceOnBSession), "alice's session on B registered");
+            await Eventually.That(async () => (await registry.GetSessionsAsync("alice")).Any(s => s.SessionId == aliceOnBSession), "alice's session on B registered", RelayTesting.Patience);
         }
 
         var (bobOnA, _) = await cluster.ConnectAsAsync(cluster.A, "bob");
@@ -185,12 +185,12 @@ public sealed class RelayServerExecutableTests
         // RabbitMQ once written; wait for both, as the test is about what comes after.
         using (var store = cluster.OpenStore())
         {
-            await WaitUntilAsync(async () => (await store.FindByTokenHashAsync(Broker.Sessions.StompSession.HashToken(connected["session-token"]!)))?.Subscriptions.Count == 1, "the session reached Redis");
+            await Eventually.That(async () => (await store.FindByTokenHashAsync(Broker.Sessions.StompSession.HashToken(connected["session-token"]!)))?.Subscriptions.Count == 1, "the session reached Redis", RelayTesting.Patience);
         }
 
         var queue = RelayDestinations.DurableQueueName(new RabbitMqRelayOptions().QueuePrefix, connected["session"]!, "seq");
-        await WaitUntilAsync(async () => (await _rabbit.CtlAsync("list_queues", "-q", "--no-table-headers", "name", "messages_unacknowledged"))
-            .Split('\n').Any(line => line.StartsWith(queue, StringComparison.Ordinal) && line.TrimEnd().EndsWith("\t0", StringComparison.Ordinal)), "the delivery on A acknowledged");
+        await Eventually.That(async () => (await _rabbit.CtlAsync("list_queues", "-q", "--no-table-headers", "name", "messages_unacknowledged"))
+            .Split('\n').Any(line => line.StartsWith(queue, StringComparison.Ordinal) && line.TrimEnd().EndsWith("\t0", StringComparison.Ordinal)), "the delivery on A acknowledged", RelayTesting.Patience);
         await cluster.A.KillAsync();
 
         for (var i = 1; i <= Count; i++)

@@ -9,6 +9,9 @@ namespace Broker.Tests.Relay;
 /// <summary>Sessions over in-memory pipes with the RabbitMQ relay as their broker, against the shared real node.</summary>
 internal static class RelayTesting
 {
+    /// <summary>How long the relay tests wait for RabbitMQ to get somewhere (a queue deleted or expired, a consumer attached).</summary>
+    public static readonly TimeSpan Patience = TimeSpan.FromSeconds(20);
+
     /// <summary>A harness whose broker is a relay connected to <paramref name="server"/> (all its connections up).</summary>
     public static async Task<SessionHarness> StartAsync(RabbitMqServer server, bool durable = false, Action<RabbitMqRelayOptions>? relay = null,
         Action<IServiceCollection>? services = null, bool waitConnected = true)
@@ -94,18 +97,4 @@ internal static class RelayTesting
     public static Task WaitRelayConnectedAsync(this EndToEnd.ServerProcess node, int times, int connections = 2) =>
         node.WaitForOutputAsync(line => line.Contains("RabbitMQ relay connection", StringComparison.Ordinal) && line.Contains(" connected to ", StringComparison.Ordinal),
             connections * times, $"the relay's {connections} connection(s) to RabbitMQ connected {times} time(s)", TimeSpan.FromSeconds(60));
-
-    public static async Task WaitUntilAsync(Func<Task<bool>> condition, string what)
-    {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
-        while (!await condition())
-        {
-            if (DateTime.UtcNow > deadline)
-            {
-                throw new TimeoutException($"{what}: not within 20 s");
-            }
-
-            await Task.Delay(20);
-        }
-    }
 }

@@ -31,7 +31,7 @@ public sealed class BrokerContractTests
             var (client, connected) = await harness.OpenConnectedAsync("1.2", "guest");
             await client.SubscribeAndWaitAsync("s", "/topic/t");
             await client.DisposeAsync();
-            await WaitUntil(() => durable.Subscriptions.Count == 1 && durable.Subscriptions.Single().Disposed);
+            await Eventually.That(() => durable.Subscriptions.Count == 1 && durable.Subscriptions.Single().Disposed, "the durable subscription disposed");
             var (_, resumed) = await harness.OpenConnectedAsync("1.2", "guest", connected["session-token"]);
             Assert.That(resumed["resumed"], Is.EqualTo("true"));
         }
@@ -56,7 +56,7 @@ public sealed class BrokerContractTests
         await dropper.SubscribeAndWaitAsync("dropped", "/topic/c");
         await dropper.DisposeAsync();
 
-        await WaitUntil(() => broker.Subscriptions.Count == 3 && broker.Subscriptions.All(s => s.Disposed));
+        await Eventually.That(() => broker.Subscriptions.Count == 3 && broker.Subscriptions.All(s => s.Disposed), "all three subscriptions disposed");
         var byId = broker.Subscriptions.ToDictionary(s => s.Request.SubscriptionId);
         Assert.That(byId["unsubscribed"].Unsubscribed, Is.True);
         Assert.That(byId["disconnected"].Unsubscribed, Is.True);
@@ -82,7 +82,7 @@ public sealed class BrokerContractTests
             Assert.That((await client.ReceiveAsync()).BodyText, Is.EqualTo($"m{i}"));
         }
 
-        await WaitUntil(() => subscription.Written.Count == 3);
+        await Eventually.That(() => subscription.Written.Count == 3, "three writes reported");
         Assert.That(subscription.Written, Is.EqualTo(new long[] { 1, 2, 3 }));
     }
 
@@ -99,22 +99,45 @@ public sealed class BrokerContractTests
         broker.ReleaseSubscribe.SetResult();
         await client.ExpectReceiptAsync("subscribed");
 
-        await WaitUntil(() => broker.Subscriptions.Single().Written.Count == 1);
+        await Eventually.That(() => broker.Subscriptions.Single().Written.Count == 1, "one write reported");
         Assert.That(broker.Subscriptions.Single().Written, Is.EqualTo(new long[] { 1 }));
     }
 
-    private static async Task WaitUntil(Func<bool> condition)
+    [Test]
+    public async Task A_failing_broker_is_answered_with_internal_error_never_with_its_exception_message()
     {
-        var deadline = DateTime.UtcNow + StompTestClient.DefaultTimeout;
-        while (!condition())
-        {
-            if (DateTime.UtcNow > deadline)
-            {
-                throw new TimeoutException("condition not met in time");
-            }
+        await using var harness = new SessionHarness(broker: b => b.Services.AddSingleton<IMessageBroker>(new FailingBroker()));
+        var awaited = await harness.OpenConnectedAsync();
+        await awaited.SendFrameAsync(StompCommand.Send, ("destination", "/queue/q"), ("receipt", "r"));
+        var pipelined = await harness.OpenConnectedAsync();
+        await pipelined.SendFrameAsync(StompCommand.Send, ("destination", "/queue/q"));
 
-            await Task.Delay(5);
+        var awaitedError = await awaited.ReceiveAsync();
+        var pipelinedError = await pipelined.ReceiveAsync();
+
+        Assert.That((awaitedError.Command, awaitedError["message"], awaitedError["receipt-id"]), Is.EqualTo((StompCommand.Error, "internal error", "r")));
+        Assert.That((pipelinedError.Command, pipelinedError["message"]), Is.EqualTo((StompCommand.Error, "internal error")));
+        Assert.That(awaitedError.BodyText + pipelinedError.BodyText, Does.Not.Contain(FailingBroker.Secret));
+    }
+
+    private sealed class FailingBroker : IMessageBroker
+    {
+        public const string Secret = "password=hunter2 at db-7";
+
+        public string? ValidateDestination(string destination, bool forSubscribe) => null;
+
+        public ValueTask PublishAsync(BrokerMessage message, CancellationToken cancellationToken = default) =>
+            ValueTask.FromException(new InvalidOperationException(Secret));
+
+        // As the relay does: the SEND is on its way, and its failure is reported later.
+        public ValueTask<bool> PublishPipelinedAsync(BrokerMessage message, IPublisher publisher, CancellationToken cancellationToken = default)
+        {
+            _ = Task.Run(() => publisher.Failed(message, new IOException(Secret)), CancellationToken.None);
+            return new ValueTask<bool>(false);
         }
+
+        public ValueTask<IBrokerSubscription> SubscribeAsync(SubscriptionRequest request, IMessageSink sink, CancellationToken cancellationToken = default) =>
+            throw new NotSupportedException();
     }
 
     private sealed class RecordingBroker : IMessageBroker

@@ -53,7 +53,7 @@ public sealed class UserDestinationResumeTests(string store)
         await bob.PublishAsync("/user/alice/queue/inbox", "unacked");
         Assert.That((await alice.ReceiveAsync()).BodyText, Is.EqualTo("unacked"));
         await alice.DisposeAsync(); // dropped, not DISCONNECTed, and the message not acknowledged
-        await WaitGoneAsync(harness, connected["session"]!);
+        await harness.WaitSessionGoneAsync(connected["session"]!);
 
         // While alice is away, a message waits in her session's queue.
         await bob.PublishAsync("/user/alice/queue/inbox", "while away", ("receipt", "r"));
@@ -106,19 +106,5 @@ public sealed class UserDestinationResumeTests(string store)
         Assert.That((connected["resumed"], connected["session"]), Is.EqualTo(("true", sessionId)));
         var message = await alice.ReceiveAsync();
         Assert.That((message["destination"], message["subscription"], message.BodyText), Is.EqualTo(("/user/queue/inbox", "in", "across nodes")));
-    }
-
-    private static async Task WaitGoneAsync(SessionHarness harness, string sessionId)
-    {
-        var deadline = DateTime.UtcNow + StompTestClient.DefaultTimeout;
-        while (harness.Registry.Find(sessionId) is not null)
-        {
-            if (DateTime.UtcNow > deadline)
-            {
-                throw new TimeoutException($"session {sessionId} is still live");
-            }
-
-            await Task.Delay(5);
-        }
     }
 }

@@ -259,26 +259,12 @@ public sealed class UserDestinationTests(string store)
         await other.SubscribeAndWaitAsync("in", "/user/queue/inbox");
         await alice.SendFrameAsync(StompCommand.Disconnect, ("receipt", "bye"));
         await alice.ExpectReceiptAsync("bye");
-        await WaitGoneAsync(harness, connected["session"]!);
+        await harness.WaitSessionGoneAsync(connected["session"]!);
 
         await bob.PublishAsync("/user/alice/queue/inbox", "to whoever is left", ("receipt", "r"));
         await bob.ExpectReceiptAsync("r");
 
         Assert.That((await other.ReceiveAsync()).BodyText, Is.EqualTo("to whoever is left"));
         Assert.That(harness.Services.GetRequiredService<StompSessionRegistry>().DormantSubscribers("alice", "/user/queue/inbox"), Is.Empty);
-    }
-
-    private static async Task WaitGoneAsync(SessionHarness harness, string sessionId)
-    {
-        var deadline = DateTime.UtcNow + StompTestClient.DefaultTimeout;
-        while (harness.Registry.Find(sessionId) is not null)
-        {
-            if (DateTime.UtcNow > deadline)
-            {
-                throw new TimeoutException($"session {sessionId} is still live");
-            }
-
-            await Task.Delay(5);
-        }
     }
 }

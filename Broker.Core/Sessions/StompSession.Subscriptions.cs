@@ -1,0 +1,187 @@
+using System.Buffers.Text;
+using Broker.Protocol;
+using Broker.Routing;
+
+namespace Broker.Sessions;
+
+public sealed partial class StompSession
+{
+    // STOMP 1.2 "SUBSCRIBE": id unique per connection; ack auto | client | client-individual.
+    private async ValueTask SubscribeAsync(StompFrame frame)
+    {
+        var destination = RequireHeader(frame, StompHeaders.Destination);
+        var id = Version == StompVersion.V10 ? frame.GetString(StompHeaders.Id) ?? destination : RequireHeader(frame, StompHeaders.Id);
+        var ackMode = (frame.GetString(StompHeaders.Ack) ?? "auto") switch
+        {
+            "auto" => AckMode.Auto,
+            "client" => AckMode.Client,
+            "client-individual" => AckMode.ClientIndividual,
+            var other => throw new StompProtocolException($"invalid ack mode '{other}': use auto, client or client-individual"),
+        };
+        var prefetch = _options.DefaultPrefetch;
+        if (frame.TryGetHeader("prefetch-count"u8, out var prefetchText) &&
+            (!Utf8Parser.TryParse(prefetchText, out prefetch, out var used) || used != prefetchText.Length || prefetch < 0))
+        {
+            throw new StompProtocolException("invalid prefetch-count header");
+        }
+
+        if (_subscriptions.TryGetValue(id, out var existing))
+        {
+            if (!existing.Restored)
+            {
+                throw new StompProtocolException($"subscription id '{id}' is already in use on this connection");
+            }
+
+            // A resumed client re-sending SUBSCRIBE (stomp.js apps do, in onConnect) attaches to the
+            // restored subscription: no second subscription, no duplicate message.
+            existing.Restored = false;
+            if (existing.Destination == destination && existing.AckMode == ackMode)
+            {
+                SendReceiptIfRequested();
+                return;
+            }
+
+            lock (_subscriptionsGate)
+            {
+                _subscriptions.Remove(id);
+            }
+
+            End(existing);
+        }
+
+        if (_subscriptions.Count >= _options.MaxSubscriptionsPerConnection)
+        {
+            throw StompProtocolException.LimitExceeded("max-subscriptions", _subscriptions.Count + 1, _options.MaxSubscriptionsPerConnection);
+        }
+
+        if (ValidateSubscribeDestination(destination) is { } problem)
+        {
+            throw new StompProtocolException(problem);
+        }
+
+        var subscription = new SessionSubscription(this, id, destination, ackMode, prefetch);
+        lock (_subscriptionsGate)
+        {
+            _subscriptions.Add(id, subscription);
+        }
+
+        subscription.Handle = await _services.Broker.SubscribeAsync(new SubscriptionRequest(Id, id, subscription.Route, ackMode, prefetch, Durable: _persistence is not null), subscription).ConfigureAwait(false);
+        SaveSnapshot();
+        SendReceiptIfRequested();
+    }
+
+    // A user destination is this session's own queue; the broker judges its name as it would any queue's.
+    private string? ValidateSubscribeDestination(string destination) =>
+        UserDestinations.CheckSubscribe(destination) ?? _services.Broker.ValidateDestination(
+            Destinations.IsUser(destination) ? UserDestinations.ResolveSubscribe(destination, Id) : destination, forSubscribe: true);
+
+    // STOMP 1.2 "UNSUBSCRIBE".
+    private void Unsubscribe(StompFrame frame)
+    {
+        var id = Version == StompVersion.V10 ? frame.GetString(StompHeaders.Id) ?? RequireHeader(frame, StompHeaders.Destination) : RequireHeader(frame, StompHeaders.Id);
+        SessionSubscription? subscription;
+        lock (_subscriptionsGate)
+        {
+            _subscriptions.Remove(id, out subscription);
+        }
+
+        if (subscription is null)
+        {
+            throw new StompProtocolException($"no subscription with id '{id}'");
+        }
+
+        End(subscription);
+        SaveSnapshot();
+    }
+
+    /// <summary>A message from the broker for <paramref name="subscription"/>: tracked for ACK in the client modes, then queued for the writer.</summary>
+    internal bool Deliver(SessionSubscription subscription, BrokerMessage message, ulong deliveryTag)
+    {
+        if (!subscription.Active || IsClosing)
+        {
+            return false;
+        }
+
+        long ackId = 0;
+        if (subscription.AckMode != AckMode.Auto && !TrackPending(subscription, message, deliveryTag, out ackId))
+        {
+            return false;
+        }
+
+        return HoldOrEnqueue(new Outbound(message, subscription, ackId));
+    }
+
+    // At close: DISCONNECT ends the subscriptions for good; a dropped connection leaves them resumable.
+    private void ReleaseSubscriptions()
+    {
+        var disconnected = ClosedBecause == CloseReason.Disconnect;
+        foreach (var subscription in _subscriptions.Values)
+        {
+            if (disconnected)
+            {
+                End(subscription);
+            }
+            else
+            {
+                Detach(subscription);
+            }
+        }
+
+        lock (_subscriptionsGate)
+        {
+            _subscriptions.Clear();
+        }
+    }
+
+    /// <summary>Ends a subscription for good (UNSUBSCRIBE, DISCONNECT): the broker forgets it, a durable one included.</summary>
+    private void End(SessionSubscription subscription)
+    {
+        StopDeliveries(subscription);
+        subscription.Handle?.Unsubscribe();
+    }
+
+    /// <summary>Lets go of a subscription a resume may take up again: the broker keeps what it needs for that.</summary>
+    private void Detach(SessionSubscription subscription)
+    {
+        StopDeliveries(subscription);
+        subscription.Handle?.Dispose();
+    }
+
+    // Unacknowledged queue messages go back to the queue for other consumers.
+    private void StopDeliveries(SessionSubscription subscription)
+    {
+        subscription.Active = false;
+        lock (_ackGate)
+        {
+            foreach (var pending in subscription.Pending)
+            {
+                _pendingAcks.Remove(pending.AckId);
+            }
+
+            subscription.Pending.Clear();
+        }
+    }
+
+    // For user destinations: does this session take messages sent to its user's /user/queue/<name>?
+    private bool IsSubscribedTo(string destination)
+    {
+        // A closing session that cannot resume would leave the message in a queue nobody reads.
+        if (IsClosing && (_persistence is null || ClosedBecause == CloseReason.Disconnect))
+        {
+            return false;
+        }
+
+        lock (_subscriptionsGate)
+        {
+            foreach (var subscription in _subscriptions.Values)
+            {
+                if (subscription.Destination == destination)
+                {
+                    return true;
+                }
+            }
+        }
+
+        return false;
+    }
+}
