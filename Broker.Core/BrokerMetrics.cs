@@ -13,6 +13,7 @@ public sealed class BrokerMetrics
     private readonly Counter<long> _dropped;
     private readonly Counter<long> _errors;
     private readonly Counter<long> _resumed;
+    private readonly Counter<long> _refused;
 
     public BrokerMetrics(IMeterFactory meterFactory)
     {
@@ -23,6 +24,7 @@ public sealed class BrokerMetrics
         _dropped = meter.CreateCounter<long>("broker.messages.dropped", description: "Messages dropped by an overflow policy");
         _errors = meter.CreateCounter<long>("broker.errors", description: "ERROR frames sent");
         _resumed = meter.CreateCounter<long>("broker.sessions.resumed", description: "Durable sessions resumed with a session token");
+        _refused = meter.CreateCounter<long>("broker.connections.refused", description: "Connections refused before a session started, tagged with the reason (a limit's name, or origin)");
     }
 
     public void ConnectionOpened() => _connections.Add(1);
@@ -38,4 +40,7 @@ public sealed class BrokerMetrics
     public void Error() => _errors.Add(1);
 
     public void Resumed() => _resumed.Add(1);
+
+    /// <summary>A connection refused before its session started; <paramref name="reason"/> is a limit's name or <c>origin</c>.</summary>
+    public void ConnectionRefused(string reason) => _refused.Add(1, new KeyValuePair<string, object?>("reason", reason));
 }

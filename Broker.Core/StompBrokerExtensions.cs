@@ -42,6 +42,9 @@ public static class StompBrokerExtensions
             sp.GetRequiredService<Microsoft.Extensions.Logging.ILoggerFactory>(),
             // Durable sessions are on when a session store is registered (AddSqliteSessionStore, AddRedisSessionStore, ...).
             sp.GetService<ISessionStore>() is null ? null : sp.GetRequiredService<SessionPersistence>()));
+        services.TryAddSingleton(sp => new OriginPolicy(sp.GetRequiredService<IOptions<StompBrokerOptions>>().Value));
+        services.TryAddSingleton<ConnectionLimiter>();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, SecurityStartupLog>());
         services.TryAddSingleton<StompWebSocketEndpoint>();
         services.TryAddSingleton<StompTcpConnectionHandler>();
         return new StompBrokerBuilder(services);

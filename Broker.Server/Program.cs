@@ -2,6 +2,7 @@ using System.Net;
 using Broker;
 using Broker.Durability;
 using Broker.Server;
+using Microsoft.AspNetCore.HttpOverrides;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 
 var builder = WebApplication.CreateBuilder(args);
@@ -25,19 +26,54 @@ builder.Services.Configure<DurableSessionOptions>(builder.Configuration.GetSecti
 builder.Services.AddHealthChecks();
 builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(10));
 
+// Broker:Server:Tls: wss:// on the HTTP port and STOMP over TLS on the TCP port, from one certificate.
+var certificate = settings.Tls.Enabled ? ServerTls.LoadCertificate(settings.Tls) : null;
 ListenOptions? http = null;
 ListenOptions? tcp = null;
 builder.WebHost.ConfigureKestrel(kestrel =>
 {
     var address = IPAddress.Parse(settings.ListenAddress);
-    kestrel.Listen(address, settings.HttpPort, listen => http = listen);
+    var tlsLogger = kestrel.ApplicationServices.GetRequiredService<ILoggerFactory>().CreateLogger("Broker.Server.Tls");
+    kestrel.Listen(address, settings.HttpPort, listen =>
+    {
+        http = listen;
+        if (certificate is not null)
+        {
+            ServerTls.UseTls(listen, certificate, tlsLogger, alpn: true);
+        }
+    });
     if (settings.TcpPort >= 0)
     {
-        kestrel.Listen(address, settings.TcpPort, listen => tcp = listen.UseStomp());
+        kestrel.Listen(address, settings.TcpPort, listen =>
+        {
+            if (certificate is not null)
+            {
+                ServerTls.UseTls(listen, certificate, tlsLogger, alpn: false);
+            }
+
+            tcp = listen.UseStomp();
+        });
     }
 });
 
+if (settings.ForwardedHeaders)
+{
+    builder.Services.Configure<ForwardedHeadersOptions>(o =>
+    {
+        o.ForwardedHeaders = ForwardedHeaders.XForwardedFor | ForwardedHeaders.XForwardedProto | ForwardedHeaders.XForwardedHost;
+        foreach (var proxy in settings.KnownProxies)
+        {
+            o.KnownProxies.Add(IPAddress.Parse(proxy));
+        }
+    });
+}
+
 var app = builder.Build();
+if (settings.ForwardedHeaders)
+{
+    app.UseForwardedHeaders();
+}
+
 app.MapStomp(settings.WebSocketPath);
 app.MapHealthChecks("/health");
 app.MapGet("/", () => Results.Content(DemoPage.Html(settings.WebSocketPath), "text/html; charset=utf-8"));
@@ -50,7 +86,8 @@ app.Lifetime.ApplicationStarted.Register(() =>
     }
 
     // The bound endpoints (a configured port 0 becomes the port the OS picked).
-    app.Logger.LogInformation("Broker listening: ws://{Http}{Path} tcp://{Tcp}", http?.IPEndPoint, settings.WebSocketPath, tcp?.IPEndPoint?.ToString() ?? "off");
+    app.Logger.LogInformation("Broker listening: {WebSocket}://{Http}{Path} {Tcp}://{TcpEndPoint}",
+        certificate is null ? "ws" : "wss", http?.IPEndPoint, settings.WebSocketPath, certificate is null ? "tcp" : "tcp+tls", tcp?.IPEndPoint?.ToString() ?? "off");
 });
 
 await app.RunAsync();
