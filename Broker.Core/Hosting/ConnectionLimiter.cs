@@ -130,7 +130,7 @@ internal sealed partial class ConnectionLimiter
     {
         var now = Environment.TickCount64;
         var last = Interlocked.Read(ref _lastRefusalLoggedAt);
-        if (now - last < 1000 || Interlocked.CompareExchange(ref _lastRefusalLoggedAt, now, last) != last)
+        if ((last != long.MinValue && now - last < 1000) || Interlocked.CompareExchange(ref _lastRefusalLoggedAt, now, last) != last)
         {
             Interlocked.Increment(ref _refusalsNotLogged);
             return;
