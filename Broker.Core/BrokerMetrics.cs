@@ -25,6 +25,7 @@ public sealed class BrokerMetrics
     private readonly Histogram<double> _storeWrite;
     private readonly Lock _gate = new();
     private readonly Dictionary<string, Func<IEnumerable<Measurement<long>>>> _observed = new(StringComparer.Ordinal);
+    private readonly Counter<long> _refused;
 
     public BrokerMetrics(IMeterFactory meterFactory)
     {
@@ -46,6 +47,7 @@ public sealed class BrokerMetrics
         meter.CreateObservableGauge("broker.queue.messages", () => Observe("queue.messages"), "{message}", "Messages waiting in queues for a consumer, all queues together");
         meter.CreateObservableGauge("broker.store.backlog", () => Observe("store.backlog"), "{write}", "Session writes queued for the store");
         meter.CreateObservableGauge("broker.link.up", () => Observe("link.up"), "{link}", "Links to backing services that are up (1) or down (0), by link (relay, cluster)");
+        _refused = meter.CreateCounter<long>("broker.connections.refused", "{connection}", "Connections refused before a session started, by reason (a limit's name, or origin)");
     }
 
     /// <summary>Tag values for <c>transport</c>.</summary>
@@ -130,4 +132,7 @@ public sealed class BrokerMetrics
         Sessions.CloseReason.ServerShutdown => "server_shutdown",
         _ => "application",
     };
+
+    /// <summary>A connection refused before its session started; <paramref name="reason"/> is a limit's name or <c>origin</c>.</summary>
+    public void ConnectionRefused(string reason) => _refused.Add(1, new KeyValuePair<string, object?>("reason", reason));
 }

@@ -52,6 +52,9 @@ public static class StompBrokerExtensions
             sp.GetRequiredService<KeepAliveMonitor>(),
             // Durable sessions are on when a session store is registered (AddSqliteSessionStore, AddRedisSessionStore, ...).
             sp.GetService<ISessionStore>() is null ? null : sp.GetRequiredService<SessionPersistence>()));
+        services.TryAddSingleton(sp => new OriginPolicy(sp.GetRequiredService<IOptions<StompBrokerOptions>>().Value));
+        services.TryAddSingleton<ConnectionLimiter>();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, SecurityStartupLog>());
         services.TryAddSingleton<StompWebSocketEndpoint>();
         services.TryAddSingleton<StompTcpConnectionHandler>();
         return new StompBrokerBuilder(services);

@@ -7,8 +7,28 @@ namespace Broker;
 /// </summary>
 public sealed class StompBrokerOptions
 {
-    /// <summary>Accept clients that present no login (or any login when <see cref="Users"/> is empty).</summary>
-    public bool AllowAnonymous { get; set; } = true;
+    /// <summary>
+    /// Anonymous clients (no login, or any login while <see cref="Users"/> is empty): <c>true</c> accepts them
+    /// from anywhere, <c>false</c> refuses them; <c>null</c> (the default) accepts them from loopback only, and
+    /// not at all once a user is configured. See <see cref="Hosting.AnonymousAccessPolicy"/>.
+    /// </summary>
+    public bool? AllowAnonymous { get; set; }
+
+    /// <summary>
+    /// Web page origins allowed to open a WebSocket: exact origins (<c>https://app.example.com</c>), patterns
+    /// (<c>https://*.example.com</c>, <c>http://localhost:*</c>) or <c>*</c>. Requests without an <c>Origin</c>
+    /// header and same-origin requests are always accepted; any other origin gets 403.
+    /// </summary>
+    public List<string> AllowedOrigins { get; set; } = [];
+
+    /// <summary>
+    /// Most STOMP connections (WebSocket and TCP together) the node holds (<c>max-connections</c>); 0 = no limit.
+    /// Null (the default): the process's open-file limit less a reserve for the server's own files.
+    /// </summary>
+    public int? MaxConnections { get; set; }
+
+    /// <summary>Most STOMP connections from one IP address (<c>max-connections-per-address</c>); 0 (the default) = no limit.</summary>
+    public int MaxConnectionsPerAddress { get; set; }
 
     /// <summary>login → passcode. When non-empty, a presented login must match one of these.</summary>
     public Dictionary<string, string> Users { get; set; } = new(StringComparer.Ordinal);

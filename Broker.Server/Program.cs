@@ -3,6 +3,7 @@ using Broker;
 using Broker.Durability;
 using Broker.Health;
 using Broker.Server;
+using Microsoft.AspNetCore.HttpOverrides;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using OpenTelemetry.Metrics;
 using OpenTelemetry.Resources;
@@ -42,18 +43,54 @@ try
         throw new InvalidOperationException($"Broker:Server:ListenAddress is '{settings.ListenAddress}'; expected an IP address such as 127.0.0.1 or 0.0.0.0.");
     }
 
+    // Broker:Server:Tls: wss:// on the HTTP port and STOMP over TLS on the TCP port, from one certificate.
+    var certificate = settings.Tls.Enabled ? ServerTls.LoadCertificate(settings.Tls) : null;
     ListenOptions? http = null;
     ListenOptions? tcp = null;
     builder.WebHost.ConfigureKestrel(kestrel =>
     {
-        kestrel.Listen(address, settings.HttpPort, listen => http = listen);
+        var tlsLogger = kestrel.ApplicationServices.GetRequiredService<ILoggerFactory>().CreateLogger("Broker.Server.Tls");
+        kestrel.Listen(address, settings.HttpPort, listen =>
+        {
+            http = listen;
+            if (certificate is not null)
+            {
+                ServerTls.UseTls(listen, certificate, tlsLogger, alpn: true);
+            }
+        });
         if (settings.TcpPort >= 0)
         {
-            kestrel.Listen(address, settings.TcpPort, listen => tcp = listen.UseStomp());
+            kestrel.Listen(address, settings.TcpPort, listen =>
+            {
+                if (certificate is not null)
+                {
+                    ServerTls.UseTls(listen, certificate, tlsLogger, alpn: false);
+                }
+
+                tcp = listen.UseStomp();
+            });
         }
     });
 
+    if (settings.ForwardedHeaders)
+    {
+        builder.Services.Configure<ForwardedHeadersOptions>(o =>
+        {
+            o.ForwardedHeaders = ForwardedHeaders.XForwardedFor | ForwardedHeaders.XForwardedProto | ForwardedHeaders.XForwardedHost;
+            foreach (var proxy in settings.KnownProxies)
+            {
+                o.KnownProxies.Add(IPAddress.TryParse(proxy, out var known) ? known
+                    : throw new InvalidOperationException($"Broker:Server:KnownProxies has '{proxy}'; expected IP addresses."));
+            }
+        });
+    }
+
     var app = builder.Build();
+    if (settings.ForwardedHeaders)
+    {
+        app.UseForwardedHeaders();
+    }
+
     app.MapStomp(settings.WebSocketPath);
     app.MapStompHealthChecks("/health");
     app.MapPrometheusScrapingEndpoint("/metrics");
@@ -67,7 +104,8 @@ try
         }
 
         // The bound endpoints (a configured port 0 becomes the port the OS picked).
-        app.Logger.LogInformation("Broker listening: ws://{Http}{Path} tcp://{Tcp}", http?.IPEndPoint, settings.WebSocketPath, tcp?.IPEndPoint?.ToString() ?? "off");
+        app.Logger.LogInformation("Broker listening: {WebSocket}://{Http}{Path} {Tcp}://{TcpEndPoint}",
+            certificate is null ? "ws" : "wss", http?.IPEndPoint, settings.WebSocketPath, certificate is null ? "tcp" : "tcp+tls", tcp?.IPEndPoint?.ToString() ?? "off");
     });
 
     await app.RunAsync();

@@ -1,11 +1,22 @@
 using Broker.Sessions;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
 
 namespace Broker.Hosting;
 
-/// <summary>Accepts STOMP over WebSocket, negotiating the <c>v1x.stomp</c> subprotocols.</summary>
-internal sealed class StompWebSocketEndpoint(StompSessionServices services, IHostApplicationLifetime lifetime)
+/// <summary>
+/// Accepts STOMP over WebSocket, negotiating the <c>v1x.stomp</c> subprotocols. Before the upgrade:
+/// the page's origin (<see cref="OriginPolicy"/>, else 403) and the connection limits
+/// (<see cref="ConnectionLimiter"/>, else 503).
+/// </summary>
+internal sealed partial class StompWebSocketEndpoint(
+    StompSessionServices services,
+    OriginPolicy origins,
+    ConnectionLimiter limiter,
+    BrokerMetrics metrics,
+    ILogger<StompWebSocketEndpoint> logger,
+    IHostApplicationLifetime lifetime)
 {
     // Highest first: the server picks the best subprotocol the client offers; a client offering none is accepted too.
     private static readonly string[] s_subprotocols = ["v12.stomp", "v11.stomp", "v10.stomp"];
@@ -19,13 +30,35 @@ internal sealed class StompWebSocketEndpoint(StompSessionServices services, IHos
             return;
         }
 
+        var remote = context.Connection.RemoteIpAddress is { } ip ? new System.Net.IPEndPoint(ip, context.Connection.RemotePort) : null;
+        if (!origins.IsAllowed(context.Request))
+        {
+            metrics.ConnectionRefused("origin");
+            OriginRefused(logger, Truncate(context.Request.Headers.Origin.ToString()), $"{context.Request.Scheme}://{context.Request.Host}", remote?.ToString());
+            context.Response.StatusCode = StatusCodes.Status403Forbidden;
+            await context.Response.WriteAsync("This page's origin may not open a STOMP WebSocket here (Broker:AllowedOrigins).\n").ConfigureAwait(false);
+            return;
+        }
+
+        using var lease = limiter.TryAcquire(remote, out var refusal);
+        if (lease is null)
+        {
+            context.Response.StatusCode = StatusCodes.Status503ServiceUnavailable;
+            await context.Response.WriteAsync(refusal + "\n").ConfigureAwait(false);
+            return;
+        }
+
         var offered = context.WebSockets.WebSocketRequestedProtocols;
         var chosen = s_subprotocols.FirstOrDefault(p => offered.Contains(p, StringComparer.OrdinalIgnoreCase));
         using var socket = await context.WebSockets.AcceptWebSocketAsync(new WebSocketAcceptContext { SubProtocol = chosen }).ConfigureAwait(false);
-        var remote = context.Connection.RemoteIpAddress is { } ip ? new System.Net.IPEndPoint(ip, context.Connection.RemotePort) : null;
         using var transport = new WebSocketTransport(socket, services.Options.MaxFrameSize, remote, context.User);
         transport.Start();
         var session = new StompSession(transport, services);
         await session.RunAsync(lifetime.ApplicationStopping).ConfigureAwait(false);
     }
+
+    private static string Truncate(string value) => value.Length <= 200 ? value : string.Concat(value.AsSpan(0, 200), "…");
+
+    [LoggerMessage(102, LogLevel.Information, "WebSocket upgrade refused with 403: origin {Origin} is neither {Self} nor listed in Broker:AllowedOrigins (from {Remote})")]
+    private static partial void OriginRefused(ILogger logger, string origin, string self, string? remote);
 }

@@ -7,7 +7,7 @@ namespace Broker.Sessions;
 /// <summary>
 /// The default authenticator: the ASP.NET user of the request wins when authenticated; otherwise
 /// <c>login</c>/<c>passcode</c> are checked against <see cref="StompBrokerOptions.Users"/>; a client
-/// without credentials is anonymous when <see cref="StompBrokerOptions.AllowAnonymous"/> is set.
+/// without credentials is anonymous (and <see cref="Hosting.AnonymousAccessPolicy"/> decides whether it may stay).
 /// </summary>
 internal sealed class ConfiguredUsersAuthenticator(IOptions<StompBrokerOptions> options) : IStompAuthenticator
 {
@@ -19,11 +19,10 @@ internal sealed class ConfiguredUsersAuthenticator(IOptions<StompBrokerOptions> 
             return ValueTask.FromResult(StompAuthResult.Authenticated(name));
         }
 
+        // Whether an anonymous client is let in is Hosting.AnonymousAccessPolicy's decision.
         if (o.Users.Count == 0 || request.Login is null)
         {
-            return ValueTask.FromResult(o.AllowAnonymous
-                ? StompAuthResult.Anonymous()
-                : StompAuthResult.Fail("authentication required: send login and passcode"));
+            return ValueTask.FromResult(StompAuthResult.Anonymous());
         }
 
         if (o.Users.TryGetValue(request.Login, out var expected) &&

@@ -25,6 +25,7 @@ public sealed partial class StompSession
         var login = frame.GetString(StompHeaders.Login);
         var request = new StompConnectRequest(login, frame.GetString(StompHeaders.Passcode), frame.GetString(StompHeaders.Host), _transport.User, _transport.RemoteEndPoint);
         var result = await _services.Authenticator.AuthenticateAsync(request, CancellationToken.None).ConfigureAwait(false);
+        result = _services.AnonymousAccess.Apply(result, _transport.RemoteEndPoint);
         if (!result.Succeeded)
         {
             Log.AuthenticationFailed(_logger, Id, login, _transport.RemoteEndPoint?.ToString());

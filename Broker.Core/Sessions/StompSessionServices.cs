@@ -24,6 +24,8 @@ internal sealed class StompSessionServices(
 
     public IStompAuthenticator Authenticator { get; } = authenticator;
 
+    public Hosting.AnonymousAccessPolicy AnonymousAccess { get; } = new(options.Value);
+
     public BrokerMetrics Metrics { get; } = metrics;
 
     public StompSessionRegistry Registry { get; } = registry;

@@ -96,7 +96,7 @@ internal sealed partial class ServerProcess : IAsyncDisposable
         }
 
         var m = listening.Task.Result;
-        server.WebSocketUri = new Uri($"ws://{m.Groups["http"].Value}{m.Groups["path"].Value}");
+        server.WebSocketUri = new Uri($"{m.Groups["ws"].Value}://{m.Groups["http"].Value}{m.Groups["path"].Value}");
         server.TcpPort = int.Parse(m.Groups["tcp"].Value, System.Globalization.CultureInfo.InvariantCulture);
         return server;
     }
@@ -182,6 +182,6 @@ internal sealed partial class ServerProcess : IAsyncDisposable
 
     private bool _disposed;
 
-    [GeneratedRegex(@"Broker listening: ws://(?<http>[^/\s]+)(?<path>/\S*) tcp://[^:\s]+:(?<tcp>\d+)")]
+    [GeneratedRegex(@"Broker listening: (?<ws>wss?)://(?<http>[^/\s]+)(?<path>/\S*) tcp(?:\+tls)?://\S+:(?<tcp>\d+)")]
     private static partial Regex ListeningLine();
 }

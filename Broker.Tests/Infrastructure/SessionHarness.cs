@@ -17,6 +17,8 @@ internal sealed class SessionHarness : IAsyncDisposable
         {
             o.Users["guest"] = "guest";
             o.Users["mallory"] = "mallory";
+            // With users configured, anonymous clients are refused unless allowed outright; these tests use both.
+            o.AllowAnonymous = true;
             configure?.Invoke(o);
         });
         broker?.Invoke(builder);

@@ -38,24 +38,40 @@ internal sealed class StompTestClient : IAsyncDisposable
     /// <summary>Completed when the server closed the connection.</summary>
     public Task Closed => _receiveLoop;
 
-    public static async Task<StompTestClient> ConnectTcpAsync(int port)
+    public static Task<StompTestClient> ConnectTcpAsync(int port) => ConnectTcpAsync(System.Net.IPAddress.Loopback, port);
+
+    /// <summary>A TCP client to <paramref name="address"/>, optionally from the local address <paramref name="from"/>.</summary>
+    public static async Task<StompTestClient> ConnectTcpAsync(System.Net.IPAddress address, int port, System.Net.IPAddress? from = null)
     {
-        var socket = new TcpClient { NoDelay = true };
-        await socket.ConnectAsync("127.0.0.1", port);
-        var stream = socket.GetStream();
-        return new StompTestClient(
-            async bytes => await stream.WriteAsync(bytes),
-            () => { socket.Dispose(); return Task.CompletedTask; },
-            client => client.PumpAsync(PipeReader.Create(stream)));
+        var socket = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        if (from is not null)
+        {
+            socket.Bind(new System.Net.IPEndPoint(from, 0));
+        }
+
+        await socket.ConnectAsync(address, port);
+        return OverStream(new NetworkStream(socket, ownsSocket: true));
     }
 
-    public static async Task<(StompTestClient Client, string? Subprotocol)> ConnectWebSocketAsync(Uri uri, params string[] subprotocols)
+    /// <summary>A client over a connected stream (an <see cref="System.Net.Security.SslStream"/>, say); disposing the client disposes it.</summary>
+    public static StompTestClient OverStream(Stream stream) =>
+        new(async bytes => await stream.WriteAsync(bytes),
+            async () => await stream.DisposeAsync(),
+            client => client.PumpAsync(PipeReader.Create(stream)));
+
+    public static Task<(StompTestClient Client, string? Subprotocol)> ConnectWebSocketAsync(Uri uri, params string[] subprotocols) =>
+        ConnectWebSocketAsync(uri, null, subprotocols);
+
+    /// <summary>A WebSocket client; <paramref name="configure"/> sets request headers, certificate checks and the like.</summary>
+    public static async Task<(StompTestClient Client, string? Subprotocol)> ConnectWebSocketAsync(Uri uri, Action<ClientWebSocketOptions>? configure, params string[] subprotocols)
     {
         var socket = new ClientWebSocket();
         foreach (var p in subprotocols)
         {
             socket.Options.AddSubProtocol(p);
         }
+
+        configure?.Invoke(socket.Options);
 
         await socket.ConnectAsync(uri, CancellationToken.None);
         var client = new StompTestClient(

@@ -251,6 +251,8 @@ public sealed class RelayServerExecutableTests
                 "--Broker:Sessions:Store=redis", $"--Broker:Sessions:Redis={redis.Configuration}", $"--Broker:Sessions:RedisKeyPrefix={keyPrefix}",
                 "--Broker:Relay:Kind=rabbitmq", $"--Broker:Relay:RabbitMq:Uri={rabbit.Uri}",
                 "--Broker:Users:alice=alice-secret", "--Broker:Users:bob=bob-secret",
+                // Users are configured and the tests also connect anonymously, which must then be allowed outright.
+                "--Broker:AllowAnonymous=true",
             ];
             var a = await ServerProcess.StartAsync(args);
             ServerProcess? b = null;

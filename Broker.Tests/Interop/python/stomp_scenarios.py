@@ -2,6 +2,7 @@
 """Interop scenarios for the broker driven by stomp.py 8 (Debian's python3-stomp) over TCP.
 
     /usr/bin/python3 stomp_scenarios.py <host> <port> <scenario>
+    STOMP_TLS_CA=ca.pem /usr/bin/python3 stomp_scenarios.py <host> <tls-port> <scenario>   (over TLS)
 
 Prints exactly one JSON line on stdout: {"ok": true, ...} (exit 0) or {"ok": false, "error": "..."}
 (exit 1). On failure the recent stomp.py log goes to stderr (all of it, live, with STOMP_DEBUG=1).
@@ -177,6 +178,9 @@ class Connection:
             if os.environ.get("STOMP_VHOST"):
                 kwargs["vhost"] = os.environ["STOMP_VHOST"]
         self.conn = self.CLASSES[version]([(host, port)], **kwargs)
+        # STOMP_TLS_CA=<PEM file>: connect over TLS, verifying the server's certificate against that file.
+        if os.environ.get("STOMP_TLS_CA"):
+            self.conn.set_ssl(for_hosts=[(host, port)], ca_certs=os.environ["STOMP_TLS_CA"])
         self.listener = Collector(label)
         self.conn.set_listener("collector", self.listener)
         self._counter = 0
