@@ -20,6 +20,7 @@ internal sealed class TopicPattern
 
     private readonly string[] _words;
     private readonly WordKind[] _kinds;
+    private readonly bool _hasHash;
 
     public TopicPattern(string pattern)
     {
@@ -38,6 +39,7 @@ internal sealed class TopicPattern
 
         _words = [.. words];
         _kinds = [.. words.Select(w => w switch { "*" => WordKind.Star, "#" => WordKind.Hash, _ => WordKind.Literal })];
+        _hasHash = _kinds.Contains(WordKind.Hash);
     }
 
     private enum WordKind : byte
@@ -69,6 +71,11 @@ internal sealed class TopicPattern
     internal bool Matches(ReadOnlySpan<char> key, out long steps)
     {
         steps = 0;
+        if (!_hasHash)
+        {
+            return MatchesWordForWord(key, ref steps);
+        }
+
         var states = _words.Length + 1;
         bool[]? rented = null;
         var buffer = states <= MaxStackStates / 2
@@ -133,6 +140,24 @@ internal sealed class TopicPattern
                 ArrayPool<bool>.Shared.Return(rented);
             }
         }
+    }
+
+    // Without '#', key word i meets pattern word i: one pass.
+    private bool MatchesWordForWord(ReadOnlySpan<char> key, ref long steps)
+    {
+        var i = 0;
+        foreach (var range in key.Split('.'))
+        {
+            steps++;
+            if (i == _words.Length || (_kinds[i] == WordKind.Literal && !key[range].SequenceEqual(_words[i])))
+            {
+                return false;
+            }
+
+            i++;
+        }
+
+        return i == _words.Length;
     }
 
     // A '#' also matches zero words: reaching the position before it reaches the one after it.

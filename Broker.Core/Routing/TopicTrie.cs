@@ -109,7 +109,7 @@ internal sealed class TopicTrie<T>
         foreach (var range in key.Split('.'))
         {
             var word = key[range];
-            var hash = string.GetHashCode(word);
+            int? hash = null; // computed once per word, and only if some node has literal children
             foreach (var node in walk.Current)
             {
                 walk.Steps++;
@@ -119,7 +119,8 @@ internal sealed class TopicTrie<T>
                 }
 
                 walk.Add(Volatile.Read(ref node.Star));
-                if (Volatile.Read(ref node.LiteralChildren) > 0 && _lookup.TryGetValue(new EdgeProbe(node, word, hash), out var child))
+                if (Volatile.Read(ref node.LiteralChildren) > 0
+                    && _lookup.TryGetValue(new EdgeProbe(node, word, hash ??= string.GetHashCode(word)), out var child))
                 {
                     walk.Add(child);
                 }
