@@ -2,6 +2,7 @@ using BenchmarkDotNet.Running;
 using Broker.Benchmarks.Codec;
 using Broker.Benchmarks.Durability;
 using Broker.Benchmarks.Load;
+using Broker.Benchmarks.Routing;
 
 // dotnet run -c Release --project Broker.Benchmarks -- <mode> [arguments]
 switch (args.Length > 0 ? args[0] : null)
@@ -14,6 +15,11 @@ switch (args.Length > 0 ? args[0] : null)
     case "stores":
         // Session store SaveAsync / FindByTokenHashAsync (SQLite temp file, private redis-server).
         BenchmarkSwitcher.FromTypes([typeof(StoreBenchmarks)]).Run(args[1..], StoreBenchmarks.Config());
+        return 0;
+
+    case "routing":
+        // Wildcard topic matching, before and after issue 11 (old backtracking scan, linear matcher, trie).
+        BenchmarkSwitcher.FromTypes([typeof(TopicMatchBenchmarks)]).Run(args[1..]);
         return 0;
 
     case "resume":
@@ -35,6 +41,8 @@ switch (args.Length > 0 ? args[0] : null)
                                                   e.g. codec --filter '*' --job short
               stores [BenchmarkDotNet arguments]  session store SaveAsync / FindByTokenHashAsync
                                                   (SQLite temp file, private redis-server)
+              routing [BenchmarkDotNet arguments] wildcard topic matching: old scan vs linear matcher
+                                                  vs trie, 1,000 patterns and a hostile one
               resume [--store sqlite|redis|memory|all] [--iterations N] [--warmup N]
                                                   resume latency percentiles (CONNECT with a token
                                                   to CONNECTED, and to the first live MESSAGE)

@@ -6,22 +6,22 @@ namespace Broker.Routing;
 /// Topic routing with per-destination history. Each exact key is a <see cref="Topic"/> that numbers
 /// its messages, keeps a bounded history and fans out under its own lock, so a destination's
 /// subscribers see its messages in offset order and a resumed subscription can be replayed from
-/// its last position with no gap and no duplicate. Wildcard subscriptions live in one
-/// copy-on-write array read without locking.
+/// its last position with no gap and no duplicate. Wildcard subscriptions live in a
+/// <see cref="TopicTrie{T}"/> that publishes walk without locking, under the topic's lock so that
+/// they too see one topic's messages in offset order.
 /// </summary>
 internal sealed class TopicRouter(HistoryOptions history, TimeProvider time)
 {
     private readonly HistoryOptions _history = history;
     private readonly TimeProvider _time = time;
     private readonly ConcurrentDictionary<string, Topic> _topics = new(StringComparer.Ordinal);
-    private readonly Lock _wildcardLock = new();
-    private TopicSubscription[] _wildcards = [];
+    private readonly TopicTrie<TopicSubscription> _wildcards = new();
 
     public int TopicCount => _topics.Count;
 
     public void Publish(BrokerMessage message, string key)
     {
-        while (!GetTopic(key).TryPublish(message, Volatile.Read(ref _wildcards)))
+        while (!GetTopic(key).TryPublish(message, _wildcards))
         {
             // The topic was evicted between lookup and lock; the next lookup makes a new one.
         }
@@ -33,11 +33,7 @@ internal sealed class TopicRouter(HistoryOptions history, TimeProvider time)
         {
             sink.Start(null);
             var wildcard = new TopicSubscription(this, null, key, sink, recovered: false);
-            lock (_wildcardLock)
-            {
-                _wildcards = [.. _wildcards, wildcard];
-            }
-
+            wildcard.Binding = _wildcards.Add(key, wildcard);
             return wildcard;
         }
 
@@ -50,13 +46,7 @@ internal sealed class TopicRouter(HistoryOptions history, TimeProvider time)
         }
     }
 
-    public void RemoveWildcard(TopicSubscription subscription)
-    {
-        lock (_wildcardLock)
-        {
-            _wildcards = Array.FindAll(_wildcards, s => s != subscription);
-        }
-    }
+    public void RemoveWildcard(TopicSubscription subscription) => _wildcards.Remove(subscription.Binding!);
 
     /// <summary>Drops topics with no subscribers whose history has aged out; their epoch ends with them.</summary>
     public int Sweep()
@@ -83,6 +73,8 @@ public sealed record HistoryOptions(int Size, TimeSpan MaxAge);
 /// <summary>One exact topic key: its subscribers, its offsets and its bounded history.</summary>
 internal sealed class Topic(string key, HistoryOptions options, TimeProvider time)
 {
+    private static readonly Action<TopicSubscription, BrokerMessage> s_deliver = static (subscription, message) => subscription.Deliver(message);
+
     private readonly Lock _gate = new();
     private readonly (BrokerMessage Message, long Timestamp)[] _history = new (BrokerMessage, long)[Math.Max(options.Size, 0)];
     private int _head;
@@ -101,7 +93,7 @@ internal sealed class Topic(string key, HistoryOptions options, TimeProvider tim
     /// <summary>Changes whenever history is lost: a new process, or this topic evicted and made again.</summary>
     public string Epoch { get; } = Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(8));
 
-    public bool TryPublish(BrokerMessage message, TopicSubscription[] wildcards)
+    public bool TryPublish(BrokerMessage message, TopicTrie<TopicSubscription> wildcards)
     {
         lock (_gate)
         {
@@ -128,13 +120,7 @@ internal sealed class Topic(string key, HistoryOptions options, TimeProvider tim
                 _delivering = false;
             }
 
-            foreach (var subscription in wildcards)
-            {
-                if (subscription.Pattern!.Matches(Key))
-                {
-                    subscription.Deliver(message);
-                }
-            }
+            wildcards.Match(Key, message, s_deliver);
 
             return true;
         }
@@ -281,12 +267,12 @@ internal sealed class TopicSubscription : IBrokerSubscription
         _sink = sink;
         Key = key;
         Recovered = recovered;
-        Pattern = topic is null ? new TopicPattern(key) : null;
     }
 
     public string Key { get; }
 
-    public TopicPattern? Pattern { get; }
+    /// <summary>A wildcard subscription's place in the router's trie (null for an exact key).</summary>
+    internal TopicTrie<TopicSubscription>.Binding? Binding { get; set; }
 
     /// <summary>This subscription's index in its topic's subscriber array (guarded by the topic's lock).</summary>
     internal int Slot { get; set; } = -1;
