@@ -45,6 +45,7 @@ public sealed partial class StompSession
 
         Principal = result.Principal;
         _connected = true;
+        _reader.Connected();
         var (token, resumed, recovered) = await EstablishAsync(frame.GetString("session-token"u8)).ConfigureAwait(false);
         _services.Registry.IndexUser(this);
         EnqueueFrame(StompCommand.Connected, w =>
