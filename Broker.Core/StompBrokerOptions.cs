@@ -36,6 +36,12 @@ public sealed class StompBrokerOptions
     /// <summary>Largest frame, in bytes (limit name <c>max-frame-size</c>). Default 4 MiB.</summary>
     public int MaxFrameSize { get; set; } = 4 * 1024 * 1024;
 
+    /// <summary>
+    /// Largest frame, in bytes, a connection may send before it is CONNECTED (limit name
+    /// <c>max-frame-size-before-connect</c>), so that unauthenticated clients cannot make the server hold much. Default 64 KiB.
+    /// </summary>
+    public int MaxFrameSizeBeforeConnect { get; set; } = 64 * 1024;
+
     /// <summary>Most headers in a frame (<c>max-headers</c>).</summary>
     public int MaxHeaders { get; set; } = 64;
 

@@ -17,6 +17,7 @@ internal sealed class StompBrokerOptionsValidator : IValidateOptions<StompBroker
     private static readonly HashSet<string> MustBePositive = new(StringComparer.Ordinal)
     {
         nameof(StompBrokerOptions.MaxFrameSize),
+        nameof(StompBrokerOptions.MaxFrameSizeBeforeConnect),
         nameof(StompBrokerOptions.MaxHeaders),
         nameof(StompBrokerOptions.MaxHeaderLineLength),
         nameof(StompBrokerOptions.MaxPendingBytes),

@@ -16,15 +16,71 @@ namespace Broker.Protocol;
 /// </code>
 /// On a partial frame <paramref name="buffer"/> keeps the partial frame, so examining up to
 /// <c>buffer.End</c> makes the loop wait for more data instead of spinning.
+/// <para>
+/// A partial frame is resumed, not read again: when the next call presents the same frame start
+/// (the same position, as a pipe hands back what was not consumed) and the same
+/// <see cref="StompFrame"/>, the header lines already read and the bytes already searched for an
+/// EOL or the NUL are not examined again, so a frame trickled in byte by byte costs time in
+/// proportion to its size. Any other buffer starts a new frame.
+/// </para>
 /// </remarks>
 public sealed class StompFrameReader
 {
     private readonly StompReaderLimits _limits;
+    private int _maxFrameSize;
+    private string _maxFrameSizeName;
 
-    public StompFrameReader(StompReaderLimits? limits = null) => _limits = limits ?? StompReaderLimits.Default;
+    // The partial frame being read across calls. _lineStart is the first byte not yet taken by a whole
+    // line (after the headers: the body's first byte); the bytes from _scanned on have not yet been
+    // searched for the LF ending that line (headers) or for the NUL (body). Offsets count from the frame start.
+    private StompFrame? _pendingFrame;
+    private SequencePosition _frameStart;
+    private long _bufferedLength;
+    private SequencePosition _lineStart;
+    private long _lineOffset;
+    private SequencePosition _scanned;
+    private long _scannedOffset;
+    private bool _headersRead;
+    private bool _escaped;
+    private long _contentLength;
+
+    public StompFrameReader(StompReaderLimits? limits = null)
+    {
+        _limits = limits ?? StompReaderLimits.Default;
+        if (_limits.MaxFrameSizeBeforeConnect is { } beforeConnect && beforeConnect < _limits.MaxFrameSize)
+        {
+            _maxFrameSize = beforeConnect;
+            _maxFrameSizeName = StompReaderLimits.MaxFrameSizeBeforeConnectName;
+        }
+        else
+        {
+            _maxFrameSize = _limits.MaxFrameSize;
+            _maxFrameSizeName = StompReaderLimits.MaxFrameSizeName;
+        }
+    }
 
     /// <summary>The version whose header escaping applies to frames other than CONNECT/CONNECTED.</summary>
     public StompVersion Version { get; set; } = StompVersion.V12;
+
+    /// <summary>
+    /// Bytes of an unfinished frame (or a heart-beat's CR still waiting for its LF) that the last
+    /// <see cref="TryRead"/> left unconsumed in the input: what the connection holds on the peer's
+    /// behalf until the rest arrives. 0 when the last read ended at a frame boundary.
+    /// </summary>
+    public long PartialFrameBytes { get; private set; }
+
+    /// <summary>Every byte the reader has searched or copied so far: its work, which tests bound.</summary>
+    internal long BytesExamined { get; private set; }
+
+    /// <summary>
+    /// The session is CONNECTED: from now on frames may be as large as
+    /// <see cref="StompReaderLimits.MaxFrameSize"/> rather than <see cref="StompReaderLimits.MaxFrameSizeBeforeConnect"/>.
+    /// </summary>
+    public void Connected()
+    {
+        _maxFrameSize = _limits.MaxFrameSize;
+        _maxFrameSizeName = StompReaderLimits.MaxFrameSizeName;
+    }
 
     /// <summary>
     /// Reads the next frame. Heart-beat EOLs before it are consumed. Returns false when no whole
@@ -32,28 +88,71 @@ public sealed class StompFrameReader
     /// </summary>
     public bool TryRead(ref ReadOnlySequence<byte> buffer, StompFrame frame)
     {
+        try
+        {
+            return TryReadFrame(ref buffer, frame);
+        }
+        catch (StompProtocolException)
+        {
+            Forget();
+            throw;
+        }
+    }
+
+    private bool TryReadFrame(ref ReadOnlySequence<byte> buffer, StompFrame frame)
+    {
         if (!SkipHeartbeats(ref buffer))
         {
+            Forget();
+            PartialFrameBytes = buffer.Length;
             return false;
         }
 
-        frame.Reset();
-
-        // Fast path: the command and headers lie in the first span (Kestrel's HttpParser does the
-        // same). When they run past it, parse them again from the sequence.
-        var headerSize = ReadHeaders(buffer.FirstSpan, buffer.IsSingleSegment, frame);
-        if (headerSize < 0)
+        if (!Resumes(buffer, frame))
         {
-            frame.Reset();
-            headerSize = ReadHeaders(buffer, frame);
+            Begin(buffer, frame);
         }
 
-        if (headerSize == 0)
+        if (!_headersRead && !ReadHeaders(buffer, frame))
         {
             return Incomplete(buffer);
         }
 
-        return ReadBody(ref buffer, headerSize, frame);
+        if (!ReadBody(ref buffer, frame))
+        {
+            return Incomplete(buffer);
+        }
+
+        Forget();
+        PartialFrameBytes = 0;
+        return true;
+    }
+
+    // The same frame as last time, with at least as many bytes: a pipe presenting what was not consumed.
+    private bool Resumes(in ReadOnlySequence<byte> buffer, StompFrame frame) =>
+        ReferenceEquals(_pendingFrame, frame) && buffer.Start.Equals(_frameStart) && buffer.Length >= _bufferedLength;
+
+    private void Begin(in ReadOnlySequence<byte> buffer, StompFrame frame)
+    {
+        frame.Reset();
+        _pendingFrame = frame;
+        _frameStart = buffer.Start;
+        _bufferedLength = 0;
+        _lineStart = buffer.Start;
+        _lineOffset = 0;
+        _scanned = buffer.Start;
+        _scannedOffset = 0;
+        _headersRead = false;
+        _escaped = false;
+        _contentLength = -1;
+    }
+
+    private void Forget()
+    {
+        _pendingFrame = null;
+        _frameStart = default;
+        _lineStart = default;
+        _scanned = default;
     }
 
     // STOMP 1.2 "Heart-beating": EOLs between frames are heart-beats. False when nothing else is buffered.
@@ -65,6 +164,7 @@ public sealed class StompFrameReader
             return true;
         }
 
+        // Also steps over empty segments, so a frame's start position is the same on every call.
         var reader = new SequenceReader<byte>(buffer);
         while (reader.TryPeek(out var b) && (b == (byte)'\n' || b == (byte)'\r'))
         {
@@ -90,93 +190,148 @@ public sealed class StompFrameReader
         return !reader.End;
     }
 
-    // STOMP 1.2 "STOMP Frames": the command line and header lines up to the blank line, from one span.
-    // Returns the bytes they take, 0 when more input is needed, -1 when they continue past the span
-    // (only when it is not the whole buffer).
-    private long ReadHeaders(ReadOnlySpan<byte> span, bool isWholeBuffer, StompFrame frame)
+    // STOMP 1.2 "STOMP Frames": the command line and header lines up to the blank line. Whole lines are
+    // taken from the span at the current line start (the fast path: usually the whole header section);
+    // a line running past that span is found in the rest of the sequence. True once the blank line is read.
+    private bool ReadHeaders(in ReadOnlySequence<byte> buffer, StompFrame frame)
     {
-        var position = 0;
-        var escaped = false;
         while (true)
         {
-            var rest = span[position..];
-            var lf = rest.IndexOf((byte)'\n');
-            if (lf < 0)
+            var span = buffer.Slice(_lineStart).FirstSpan;
+            var searched = _scannedOffset - _lineOffset;
+            if (searched < span.Length)
             {
-                if (!isWholeBuffer)
+                var taken = 0;
+                var from = (int)searched;
+                var blank = false;
+                while (!blank)
                 {
-                    return -1;
+                    var lf = span[from..].IndexOf((byte)'\n');
+                    if (lf < 0)
+                    {
+                        BytesExamined += span.Length - from;
+                        break;
+                    }
+
+                    BytesExamined += lf + 1;
+                    lf += from;
+                    blank = ReadLine(frame, span[taken..lf]);
+                    taken = lf + 1;
+                    from = taken;
                 }
 
-                CheckPartialLine(rest.Length, rest.Length > 0 ? rest[^1] : (byte)0);
-                return 0;
+                _lineStart = buffer.GetPosition(taken, _lineStart);
+                _lineOffset += taken;
+                if (blank)
+                {
+                    return EndHeaders(frame);
+                }
+
+                _scanned = buffer.GetPosition(span.Length - taken, _lineStart);
+                _scannedOffset = _lineOffset + span.Length - taken;
             }
 
-            var line = rest[..lf];
-            if (line.Length > 0 && line[^1] == (byte)'\r')
+            if (_scannedOffset == buffer.Length)
             {
-                line = line[..^1];
+                CheckPartialLine(buffer);
+                return false;
             }
 
+            // The current line continues in a later segment.
+            var rest = buffer.Slice(_scanned);
+            var lfPosition = rest.PositionOf((byte)'\n');
+            if (lfPosition is not { } end)
+            {
+                BytesExamined += rest.Length;
+                _scanned = buffer.End;
+                _scannedOffset = buffer.Length;
+                CheckPartialLine(buffer);
+                return false;
+            }
+
+            BytesExamined += rest.Slice(0, end).Length + 1;
+            var line = buffer.Slice(_lineStart, end);
+            var blankLine = ReadLine(frame, line);
+            _lineStart = buffer.GetPosition(1, end);
+            _lineOffset += line.Length + 1;
+            _scanned = _lineStart;
+            _scannedOffset = _lineOffset;
+            if (blankLine)
+            {
+                return EndHeaders(frame);
+            }
+        }
+    }
+
+    // A line (without its LF) that straddles segments: copied out, then read as one span.
+    private bool ReadLine(StompFrame frame, in ReadOnlySequence<byte> line)
+    {
+        if (line.IsSingleSegment)
+        {
+            return ReadLine(frame, line.FirstSpan);
+        }
+
+        // A line within the limit is at most one byte (its CR) longer than it; check before copying.
+        if (line.Length > _limits.MaxHeaderLineLength + 1L)
+        {
             CheckLine(line.Length);
-            position += lf + 1;
-
-            if (frame.Command == StompCommand.Unknown)
-            {
-                frame.Command = ParseCommand(line);
-                escaped = StompCommands.IsEscaped(frame.Command, Version);
-            }
-            else if (line.IsEmpty)
-            {
-                return position;
-            }
-            else
-            {
-                CheckHeaderCount(frame);
-                var copy = frame.Reserve(line.Length, out var offset);
-                line.CopyTo(copy);
-                AddHeader(frame, copy, offset, escaped);
-            }
-        }
-    }
-
-    // The same as above, for headers that straddle segments.
-    private long ReadHeaders(in ReadOnlySequence<byte> buffer, StompFrame frame)
-    {
-        var reader = new SequenceReader<byte>(buffer);
-        if (!TryReadLine(ref reader, out var commandLine))
-        {
-            return 0;
         }
 
-        frame.Command = ParseCommand(commandLine);
-        var escaped = StompCommands.IsEscaped(frame.Command, Version);
-
-        while (true)
+        var length = (int)line.Length;
+        byte[]? rented = null;
+        var copy = length <= 256 ? stackalloc byte[256] : (rented = ArrayPool<byte>.Shared.Rent(length));
+        try
         {
-            if (!TryReadLine(ref reader, out var line))
-            {
-                return 0;
-            }
-
-            if (line.IsEmpty)
-            {
-                return reader.Consumed;
-            }
-
-            CheckHeaderCount(frame);
-            var copy = frame.Reserve((int)line.Length, out var offset);
             line.CopyTo(copy);
-            AddHeader(frame, copy, offset, escaped);
+            BytesExamined += length;
+            return ReadLine(frame, copy[..length]);
+        }
+        finally
+        {
+            if (rented is not null)
+            {
+                ArrayPool<byte>.Shared.Return(rented);
+            }
         }
     }
 
-    // STOMP 1.2 "Header content-length": read exactly that many octets, then require a NUL;
-    // without it, the body ends at the first NUL. Only SEND, MESSAGE and ERROR have bodies.
-    private bool ReadBody(ref ReadOnlySequence<byte> buffer, long headerSize, StompFrame frame)
+    // One line without its LF: the command line, a header line, or the blank line (returns true).
+    private bool ReadLine(StompFrame frame, ReadOnlySpan<byte> line)
     {
-        ReadOnlySequence<byte> body;
-        long frameSize;
+        if (line.Length > 0 && line[^1] == (byte)'\r')
+        {
+            line = line[..^1];
+        }
+
+        CheckLine(line.Length);
+        if (frame.Command == StompCommand.Unknown)
+        {
+            frame.Command = ParseCommand(line);
+            _escaped = StompCommands.IsEscaped(frame.Command, Version);
+            return false;
+        }
+
+        if (line.IsEmpty)
+        {
+            return true;
+        }
+
+        CheckHeaderCount(frame);
+        var copy = frame.Reserve(line.Length, out var offset);
+        line.CopyTo(copy);
+        BytesExamined += line.Length;
+        AddHeader(frame, copy, offset, _escaped);
+        return false;
+    }
+
+    // STOMP 1.2 "Header content-length", "STOMP Frames": the length, if given, is checked against the
+    // frame limit before the body arrives; a frame that may not have a body is refused at its first byte.
+    private bool EndHeaders(StompFrame frame)
+    {
+        _headersRead = true;
+        _scanned = _lineStart;
+        _scannedOffset = _lineOffset;
+        CheckFrameSize(_lineOffset + 1);
         if (frame.TryGetHeader(StompHeaders.ContentLength, out var lengthText))
         {
             if (lengthText.IsEmpty || !Utf8Parser.TryParse(lengthText, out long length, out var used) || used != lengthText.Length || length < 0)
@@ -184,56 +339,94 @@ public sealed class StompFrameReader
                 throw new StompProtocolException("malformed frame: invalid content-length");
             }
 
-            frameSize = headerSize + length + 1;
-            if (frameSize > _limits.MaxFrameSize)
+            CheckFrameSize(_lineOffset + length + 1);
+            if (length > 0 && !StompCommands.MayHaveBody(frame.Command))
             {
-                throw StompProtocolException.LimitExceeded("max-frame-size", frameSize, _limits.MaxFrameSize);
+                throw NoBodyAllowed(frame);
             }
 
-            if (buffer.Length < frameSize)
+            _contentLength = length;
+        }
+
+        return true;
+    }
+
+    // STOMP 1.2 "Header content-length": read exactly that many octets, then require a NUL;
+    // without it, the body ends at the first NUL. Only SEND, MESSAGE and ERROR have bodies.
+    private bool ReadBody(ref ReadOnlySequence<byte> buffer, StompFrame frame)
+    {
+        ReadOnlySequence<byte> body;
+        SequencePosition nul;
+        if (_contentLength >= 0)
+        {
+            if (buffer.Length < _lineOffset + _contentLength + 1)
             {
                 return false;
             }
 
-            if (ByteAt(buffer, frameSize - 1) != 0)
+            nul = buffer.GetPosition(_contentLength, _lineStart);
+            if (FirstByte(buffer.Slice(nul)) != 0)
             {
                 throw new StompProtocolException("malformed frame: body longer than content-length (no NUL after it)");
             }
 
-            body = buffer.Slice(headerSize, length);
+            body = buffer.Slice(_lineStart, nul);
+        }
+        else if (!StompCommands.MayHaveBody(frame.Command))
+        {
+            if (buffer.Length == _lineOffset)
+            {
+                return false;
+            }
+
+            BytesExamined++;
+            if (FirstByte(buffer.Slice(_lineStart)) != 0)
+            {
+                throw NoBodyAllowed(frame);
+            }
+
+            nul = _lineStart;
+            body = ReadOnlySequence<byte>.Empty;
         }
         else
         {
-            var rest = buffer.Slice(headerSize);
-            var nul = rest.PositionOf((byte)0);
-            if (nul is null)
+            var rest = buffer.Slice(_scanned);
+            if (rest.PositionOf((byte)0) is not { } found)
             {
-                return Incomplete(buffer);
+                BytesExamined += rest.Length;
+                _scanned = buffer.End;
+                _scannedOffset = buffer.Length;
+                return false;
             }
 
-            body = rest.Slice(0, nul.Value);
-            frameSize = headerSize + body.Length + 1;
-            if (frameSize > _limits.MaxFrameSize)
-            {
-                throw StompProtocolException.LimitExceeded("max-frame-size", frameSize, _limits.MaxFrameSize);
-            }
-        }
-
-        if (body.Length > 0 && !StompCommands.MayHaveBody(frame.Command))
-        {
-            throw new StompProtocolException($"malformed frame: {frame.Command.ToString().ToUpperInvariant()} frames must not have a body");
+            nul = found;
+            body = buffer.Slice(_lineStart, nul);
+            BytesExamined += _lineOffset + body.Length - _scannedOffset + 1;
+            CheckFrameSize(_lineOffset + body.Length + 1);
         }
 
         frame.Body = body;
-        buffer = buffer.Slice(frameSize);
+        buffer = buffer.Slice(buffer.GetPosition(1, nul));
         return true;
+    }
+
+    private static StompProtocolException NoBodyAllowed(StompFrame frame) =>
+        new($"malformed frame: {frame.Command.ToString().ToUpperInvariant()} frames must not have a body");
+
+    // STOMP 1.2 "Size Limits": max-frame-size, or before CONNECTED max-frame-size-before-connect.
+    private void CheckFrameSize(long frameSize)
+    {
+        if (frameSize > _maxFrameSize)
+        {
+            throw StompProtocolException.LimitExceeded(_maxFrameSizeName, frameSize, _maxFrameSize);
+        }
     }
 
     private void CheckHeaderCount(StompFrame frame)
     {
         if (frame.HeaderCount == _limits.MaxHeaders)
         {
-            throw StompProtocolException.LimitExceeded("max-headers", frame.HeaderCount + 1, _limits.MaxHeaders);
+            throw StompProtocolException.LimitExceeded(StompReaderLimits.MaxHeadersName, frame.HeaderCount + 1, _limits.MaxHeaders);
         }
     }
 
@@ -242,80 +435,61 @@ public sealed class StompFrameReader
     {
         if (length > _limits.MaxHeaderLineLength)
         {
-            throw StompProtocolException.LimitExceeded("max-header-line-length", length, _limits.MaxHeaderLineLength);
+            throw StompProtocolException.LimitExceeded(StompReaderLimits.MaxHeaderLineLengthName, length, _limits.MaxHeaderLineLength);
         }
     }
 
-    // A partial line can still be valid if it is at most the limit, plus a CR of its EOL.
-    private void CheckPartialLine(long length, byte last)
+    // A partial line (from the current line start to the end of the buffer) can still be valid if
+    // it is at most the limit, plus a CR of its EOL.
+    private void CheckPartialLine(in ReadOnlySequence<byte> buffer)
     {
-        if (length > _limits.MaxHeaderLineLength + 1L || (length == _limits.MaxHeaderLineLength + 1L && last != (byte)'\r'))
+        var length = buffer.Length - _lineOffset;
+        var max = (long)_limits.MaxHeaderLineLength;
+        if (length > max + 1 || (length == max + 1 && LastByte(buffer) != (byte)'\r'))
         {
-            throw StompProtocolException.LimitExceeded("max-header-line-length", length, _limits.MaxHeaderLineLength);
+            throw StompProtocolException.LimitExceeded(StompReaderLimits.MaxHeaderLineLengthName, length, _limits.MaxHeaderLineLength);
         }
-    }
-
-    // Reads up to the next LF; the line excludes the LF and a CR before it.
-    private bool TryReadLine(ref SequenceReader<byte> reader, out ReadOnlySequence<byte> line)
-    {
-        if (!reader.TryReadTo(out line, (byte)'\n'))
-        {
-            var remaining = reader.Remaining;
-            CheckPartialLine(remaining, remaining > 0 ? LastByte(reader.UnreadSequence) : (byte)0);
-            return false;
-        }
-
-        if (line.Length > 0 && LastByte(line) == (byte)'\r')
-        {
-            line = line.Slice(0, line.Length - 1);
-        }
-
-        CheckLine(line.Length);
-        return true;
     }
 
     // STOMP 1.2 "Size Limits": a partial frame is at least one byte (its NUL) longer than what is
     // buffered, so a buffer that already reaches the limit can never become an acceptable frame.
     private bool Incomplete(in ReadOnlySequence<byte> frameSoFar)
     {
-        if (frameSoFar.Length >= _limits.MaxFrameSize)
+        if (frameSoFar.Length >= _maxFrameSize)
         {
-            throw StompProtocolException.LimitExceeded("max-frame-size", frameSoFar.Length + 1, _limits.MaxFrameSize);
+            throw StompProtocolException.LimitExceeded(_maxFrameSizeName, frameSoFar.Length + 1, _maxFrameSize);
         }
 
+        _bufferedLength = frameSoFar.Length;
+        PartialFrameBytes = frameSoFar.Length;
         return false;
     }
 
-    private static byte LastByte(in ReadOnlySequence<byte> bytes) => ByteAt(bytes, bytes.Length - 1);
+    private static byte FirstByte(in ReadOnlySequence<byte> bytes)
+    {
+        var span = bytes.FirstSpan;
+        if (!span.IsEmpty)
+        {
+            return span[0];
+        }
 
-    private static byte ByteAt(in ReadOnlySequence<byte> bytes, long offset)
+        // Past empty segments.
+        var reader = new SequenceReader<byte>(bytes);
+        reader.TryPeek(out var first);
+        return first;
+    }
+
+    private static byte LastByte(in ReadOnlySequence<byte> bytes)
     {
         if (bytes.IsSingleSegment)
         {
-            return bytes.FirstSpan[(int)offset];
+            return bytes.FirstSpan[^1];
         }
 
         // CopyTo skips empty segments, which a slice starting at a segment boundary may begin with.
         Span<byte> one = stackalloc byte[1];
-        bytes.Slice(offset, 1).CopyTo(one);
+        bytes.Slice(bytes.Length - 1, 1).CopyTo(one);
         return one[0];
-    }
-
-    private static StompCommand ParseCommand(in ReadOnlySequence<byte> line)
-    {
-        if (line.IsSingleSegment)
-        {
-            return ParseCommand(line.FirstSpan);
-        }
-
-        if (line.Length > 16)
-        {
-            return ParseCommand(ReadOnlySpan<byte>.Empty);
-        }
-
-        Span<byte> copy = stackalloc byte[16];
-        line.CopyTo(copy);
-        return ParseCommand(copy[..(int)line.Length]);
     }
 
     private static StompCommand ParseCommand(ReadOnlySpan<byte> line)

@@ -33,6 +33,8 @@ public sealed partial class StompSession
         }
 
         Principal = result.Principal;
+        // Authenticated: the before-CONNECT frame limit no longer applies.
+        _reader.Connected();
         var (token, resumed, recovered) = await EstablishAsync(frame.GetString("session-token"u8)).ConfigureAwait(false);
         _services.Registry.IndexUser(this);
         EnqueueFrame(StompCommand.Connected, w =>

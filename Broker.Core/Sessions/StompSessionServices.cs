@@ -44,6 +44,7 @@ internal sealed class StompSessionServices(
     public Protocol.StompReaderLimits ReaderLimits { get; } = new()
     {
         MaxFrameSize = options.Value.MaxFrameSize,
+        MaxFrameSizeBeforeConnect = options.Value.MaxFrameSizeBeforeConnect,
         MaxHeaders = options.Value.MaxHeaders,
         MaxHeaderLineLength = options.Value.MaxHeaderLineLength,
     };
