@@ -87,7 +87,9 @@ internal static class RelayMessages
         var messageId = properties.MessageId ?? "amqp-" + Interlocked.Increment(ref s_foreignIds).ToString(CultureInfo.InvariantCulture);
 
         // The client's buffer is reused after the handler returns: the message keeps its own copy.
-        return new BrokerMessage(destination, messageId, headers, body.ToArray());
+        var message = new BrokerMessage(destination, messageId, headers, body.ToArray());
+        BrokerTelemetry.Adopt(message);
+        return message;
     }
 
     private static string ToText(object value) => value switch

@@ -37,6 +37,9 @@ public sealed class BrokerMessage
     /// <summary>The message's offset in its destination's history (topics only; 0 otherwise).</summary>
     public long Offset { get; internal set; }
 
+    /// <summary>The span of the SEND that published it, while tracing is on (see <see cref="BrokerTelemetry"/>).</summary>
+    internal System.Diagnostics.ActivityContext TraceContext { get; set; }
+
     /// <summary>True when the body is valid UTF-8, so a WebSocket text message can carry it.</summary>
     public bool BodyIsText
     {

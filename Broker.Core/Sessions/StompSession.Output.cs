@@ -188,6 +188,7 @@ public sealed partial class StompSession
     private long WriteMessage(IBufferWriter<byte> output, in Outbound item)
     {
         var subscription = item.Subscription!;
+        using var trace = BrokerTelemetry.StartDeliver(item.Message!, subscription.Id);
         output.Write(subscription.HeaderBytes);
         var length = (long)subscription.HeaderBytes.Length;
         if (item.AckId != 0 && Version == StompVersion.V12)

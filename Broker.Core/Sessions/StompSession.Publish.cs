@@ -22,7 +22,9 @@ public sealed partial class StompSession
             throw new StompProtocolException(problem);
         }
 
-        var message = new BrokerMessage(destination, _services.NextMessageId(), UserHeaders(frame), frame.Body.ToArray());
+        var headers = UserHeaders(frame);
+        var message = new BrokerMessage(destination, _services.NextMessageId(), headers, frame.Body.ToArray());
+        using var trace = BrokerTelemetry.StartSend(message, headers);
         if (frame.GetString(StompHeaders.Transaction) is { } transaction)
         {
             AddToTransaction(transaction, new TransactionAction(message, null, false));
