@@ -30,9 +30,11 @@ public sealed class StompFrameReader
     private int _maxFrameSize;
     private string _maxFrameSizeName;
 
-    // The partial frame being read across calls. _lineStart is the first byte not yet taken by a whole
-    // line (after the headers: the body's first byte); the bytes from _scanned on have not yet been
-    // searched for the LF ending that line (headers) or for the NUL (body). Offsets count from the frame start.
+    // The frame being read, kept across calls while it is partial (_pendingFrame set). _lineOffset is the
+    // first byte not yet taken by a whole line (after the headers: the body's first byte); the bytes from
+    // _scannedOffset on have not yet been searched for the LF ending that line (headers) or for the NUL
+    // (body). Offsets count from the frame start. Their positions (_lineStart, _scanned) are worked out
+    // only once the frame runs past the first span, so a frame read whole in one call stores no position.
     private StompFrame? _pendingFrame;
     private SequencePosition _frameStart;
     private long _bufferedLength;
@@ -41,6 +43,7 @@ public sealed class StompFrameReader
     private SequencePosition _scanned;
     private long _scannedOffset;
     private bool _headersRead;
+    private bool _scanInFirstSpan;
     private bool _escaped;
     private long _contentLength;
 
@@ -69,7 +72,7 @@ public sealed class StompFrameReader
     /// </summary>
     public long PartialFrameBytes { get; private set; }
 
-    /// <summary>Every byte the reader has searched or copied so far: its work, which tests bound.</summary>
+    /// <summary>Bytes the reader has searched for an EOL or a NUL so far: its work, which tests bound.</summary>
     internal long BytesExamined { get; private set; }
 
     /// <summary>
@@ -88,42 +91,32 @@ public sealed class StompFrameReader
     /// </summary>
     public bool TryRead(ref ReadOnlySequence<byte> buffer, StompFrame frame)
     {
-        try
-        {
-            return TryReadFrame(ref buffer, frame);
-        }
-        catch (StompProtocolException)
-        {
-            Forget();
-            throw;
-        }
-    }
-
-    private bool TryReadFrame(ref ReadOnlySequence<byte> buffer, StompFrame frame)
-    {
         if (!SkipHeartbeats(ref buffer))
         {
-            Forget();
+            _pendingFrame = null;
             PartialFrameBytes = buffer.Length;
             return false;
         }
 
-        if (!Resumes(buffer, frame))
+        var resumes = Resumes(buffer, frame);
+
+        // Set again when this call ends on a partial frame; after an exception there is nothing to resume.
+        _pendingFrame = null;
+        if (!resumes)
         {
-            Begin(buffer, frame);
+            Begin(frame);
         }
 
         if (!_headersRead && !ReadHeaders(buffer, frame))
         {
-            return Incomplete(buffer);
+            return Incomplete(buffer, frame);
         }
 
         if (!ReadBody(ref buffer, frame))
         {
-            return Incomplete(buffer);
+            return Incomplete(buffer, frame);
         }
 
-        Forget();
         PartialFrameBytes = 0;
         return true;
     }
@@ -132,27 +125,15 @@ public sealed class StompFrameReader
     private bool Resumes(in ReadOnlySequence<byte> buffer, StompFrame frame) =>
         ReferenceEquals(_pendingFrame, frame) && buffer.Start.Equals(_frameStart) && buffer.Length >= _bufferedLength;
 
-    private void Begin(in ReadOnlySequence<byte> buffer, StompFrame frame)
+    private void Begin(StompFrame frame)
     {
         frame.Reset();
-        _pendingFrame = frame;
-        _frameStart = buffer.Start;
-        _bufferedLength = 0;
-        _lineStart = buffer.Start;
         _lineOffset = 0;
-        _scanned = buffer.Start;
         _scannedOffset = 0;
         _headersRead = false;
+        _scanInFirstSpan = false;
         _escaped = false;
         _contentLength = -1;
-    }
-
-    private void Forget()
-    {
-        _pendingFrame = null;
-        _frameStart = default;
-        _lineStart = default;
-        _scanned = default;
     }
 
     // STOMP 1.2 "Heart-beating": EOLs between frames are heart-beats. False when nothing else is buffered.
@@ -197,7 +178,8 @@ public sealed class StompFrameReader
     {
         while (true)
         {
-            var span = buffer.Slice(_lineStart).FirstSpan;
+            var inFirstSpan = _lineOffset == 0;
+            var span = inFirstSpan ? buffer.FirstSpan : SpanAt(buffer, _lineStart);
             var searched = _scannedOffset - _lineOffset;
             if (searched < span.Length)
             {
@@ -209,24 +191,31 @@ public sealed class StompFrameReader
                     var lf = span[from..].IndexOf((byte)'\n');
                     if (lf < 0)
                     {
-                        BytesExamined += span.Length - from;
+                        from = span.Length;
                         break;
                     }
 
-                    BytesExamined += lf + 1;
                     lf += from;
                     blank = ReadLine(frame, span[taken..lf]);
                     taken = lf + 1;
                     from = taken;
                 }
 
-                _lineStart = buffer.GetPosition(taken, _lineStart);
+                BytesExamined += from - searched;
                 _lineOffset += taken;
                 if (blank)
                 {
+                    // The body's position is worked out only if its NUL is not found in this span.
+                    _scanInFirstSpan = inFirstSpan;
+                    if (!inFirstSpan)
+                    {
+                        _scanned = buffer.GetPosition(taken, _lineStart);
+                    }
+
                     return EndHeaders(frame);
                 }
 
+                _lineStart = inFirstSpan ? buffer.GetPosition(taken) : buffer.GetPosition(taken, _lineStart);
                 _scanned = buffer.GetPosition(span.Length - taken, _lineStart);
                 _scannedOffset = _lineOffset + span.Length - taken;
             }
@@ -258,6 +247,7 @@ public sealed class StompFrameReader
             _scannedOffset = _lineOffset;
             if (blankLine)
             {
+                _scanInFirstSpan = false;
                 return EndHeaders(frame);
             }
         }
@@ -283,7 +273,6 @@ public sealed class StompFrameReader
         try
         {
             line.CopyTo(copy);
-            BytesExamined += length;
             return ReadLine(frame, copy[..length]);
         }
         finally
@@ -319,7 +308,6 @@ public sealed class StompFrameReader
         CheckHeaderCount(frame);
         var copy = frame.Reserve(line.Length, out var offset);
         line.CopyTo(copy);
-        BytesExamined += line.Length;
         AddHeader(frame, copy, offset, _escaped);
         return false;
     }
@@ -329,7 +317,6 @@ public sealed class StompFrameReader
     private bool EndHeaders(StompFrame frame)
     {
         _headersRead = true;
-        _scanned = _lineStart;
         _scannedOffset = _lineOffset;
         CheckFrameSize(_lineOffset + 1);
         if (frame.TryGetHeader(StompHeaders.ContentLength, out var lengthText))
@@ -355,22 +342,19 @@ public sealed class StompFrameReader
     // without it, the body ends at the first NUL. Only SEND, MESSAGE and ERROR have bodies.
     private bool ReadBody(ref ReadOnlySequence<byte> buffer, StompFrame frame)
     {
-        ReadOnlySequence<byte> body;
-        SequencePosition nul;
+        long bodyLength;
         if (_contentLength >= 0)
         {
-            if (buffer.Length < _lineOffset + _contentLength + 1)
+            bodyLength = _contentLength;
+            if (buffer.Length < _lineOffset + bodyLength + 1)
             {
                 return false;
             }
 
-            nul = buffer.GetPosition(_contentLength, _lineStart);
-            if (FirstByte(buffer.Slice(nul)) != 0)
+            if (ByteAt(buffer, _lineOffset + bodyLength) != 0)
             {
                 throw new StompProtocolException("malformed frame: body longer than content-length (no NUL after it)");
             }
-
-            body = buffer.Slice(_lineStart, nul);
         }
         else if (!StompCommands.MayHaveBody(frame.Command))
         {
@@ -380,33 +364,57 @@ public sealed class StompFrameReader
             }
 
             BytesExamined++;
-            if (FirstByte(buffer.Slice(_lineStart)) != 0)
+            if (ByteAt(buffer, _lineOffset) != 0)
             {
                 throw NoBodyAllowed(frame);
             }
 
-            nul = _lineStart;
-            body = ReadOnlySequence<byte>.Empty;
+            bodyLength = 0;
+        }
+        else if (!FindNul(buffer, out bodyLength))
+        {
+            return false;
+        }
+
+        var frameSize = _lineOffset + bodyLength + 1;
+        frame.Body = buffer.Slice(_lineOffset, bodyLength);
+        buffer = buffer.Slice(frameSize);
+        return true;
+    }
+
+    // The body's NUL, searched for from where the last call stopped: in that span first (usually the
+    // whole body), then in the rest of the sequence.
+    private bool FindNul(in ReadOnlySequence<byte> buffer, out long bodyLength)
+    {
+        var span = _scanInFirstSpan ? buffer.FirstSpan[(int)_scannedOffset..] : SpanAt(buffer, _scanned);
+        var nul = span.IndexOf((byte)0);
+        if (nul >= 0)
+        {
+            BytesExamined += nul + 1;
+            bodyLength = _scannedOffset + nul - _lineOffset;
         }
         else
         {
+            BytesExamined += span.Length;
+            _scanned = _scanInFirstSpan ? buffer.GetPosition(_scannedOffset + span.Length) : buffer.GetPosition(span.Length, _scanned);
+            _scannedOffset += span.Length;
+            _scanInFirstSpan = false;
             var rest = buffer.Slice(_scanned);
             if (rest.PositionOf((byte)0) is not { } found)
             {
                 BytesExamined += rest.Length;
                 _scanned = buffer.End;
                 _scannedOffset = buffer.Length;
+                bodyLength = 0;
                 return false;
             }
 
-            nul = found;
-            body = buffer.Slice(_lineStart, nul);
-            BytesExamined += _lineOffset + body.Length - _scannedOffset + 1;
-            CheckFrameSize(_lineOffset + body.Length + 1);
+            var before = rest.Slice(0, found).Length;
+            BytesExamined += before + 1;
+            bodyLength = _scannedOffset + before - _lineOffset;
         }
 
-        frame.Body = body;
-        buffer = buffer.Slice(buffer.GetPosition(1, nul));
+        CheckFrameSize(_lineOffset + bodyLength + 1);
         return true;
     }
 
@@ -453,42 +461,37 @@ public sealed class StompFrameReader
 
     // STOMP 1.2 "Size Limits": a partial frame is at least one byte (its NUL) longer than what is
     // buffered, so a buffer that already reaches the limit can never become an acceptable frame.
-    private bool Incomplete(in ReadOnlySequence<byte> frameSoFar)
+    private bool Incomplete(in ReadOnlySequence<byte> frameSoFar, StompFrame frame)
     {
         if (frameSoFar.Length >= _maxFrameSize)
         {
             throw StompProtocolException.LimitExceeded(_maxFrameSizeName, frameSoFar.Length + 1, _maxFrameSize);
         }
 
+        _pendingFrame = frame;
+        _frameStart = frameSoFar.Start;
         _bufferedLength = frameSoFar.Length;
         PartialFrameBytes = frameSoFar.Length;
         return false;
     }
 
-    private static byte FirstByte(in ReadOnlySequence<byte> bytes)
-    {
-        var span = bytes.FirstSpan;
-        if (!span.IsEmpty)
-        {
-            return span[0];
-        }
+    // From position to the end of its segment (or of the buffer), without slicing the sequence.
+    private static ReadOnlySpan<byte> SpanAt(in ReadOnlySequence<byte> buffer, SequencePosition position) =>
+        buffer.TryGet(ref position, out var memory, advance: false) ? memory.Span : default;
 
-        // Past empty segments.
-        var reader = new SequenceReader<byte>(bytes);
-        reader.TryPeek(out var first);
-        return first;
-    }
+    private static byte LastByte(in ReadOnlySequence<byte> bytes) => ByteAt(bytes, bytes.Length - 1);
 
-    private static byte LastByte(in ReadOnlySequence<byte> bytes)
+    private static byte ByteAt(in ReadOnlySequence<byte> bytes, long offset)
     {
-        if (bytes.IsSingleSegment)
+        var first = bytes.FirstSpan;
+        if (offset < first.Length)
         {
-            return bytes.FirstSpan[^1];
+            return first[(int)offset];
         }
 
         // CopyTo skips empty segments, which a slice starting at a segment boundary may begin with.
         Span<byte> one = stackalloc byte[1];
-        bytes.Slice(bytes.Length - 1, 1).CopyTo(one);
+        bytes.Slice(offset, 1).CopyTo(one);
         return one[0];
     }
 

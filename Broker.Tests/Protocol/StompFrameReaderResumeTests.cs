@@ -15,8 +15,8 @@ public sealed class StompFrameReaderResumeTests
 {
     private const int MiB = 1024 * 1024;
 
-    // Each byte is searched once (for an EOL or the NUL) and a header byte is copied once more.
-    private const int WorkPerByte = 3;
+    // Each byte is searched at most once, for an EOL (headers) or the NUL (body); with content-length, not at all.
+    private const int WorkPerByte = 1;
 
     private static readonly StompReaderLimits s_large = new() { MaxFrameSize = 8 * MiB, MaxHeaderLineLength = 512 * 1024, MaxHeaders = 1000 };
 
@@ -129,6 +129,25 @@ public sealed class StompFrameReaderResumeTests
 
         Assert.That(frame.HeaderCount, Is.EqualTo(2));
         Assert.That(Encoding.UTF8.GetString(frame.Body.ToArray()), Is.EqualTo("body"));
+    }
+
+    [Test]
+    public void AfterAnErrorTheSameInputIsReadAgainFromItsStart()
+    {
+        // A partial frame, then the same frame whole with a bad content-length: the error must come
+        // again on a retry, not be skipped over by resuming after the headers that caused it.
+        var wire = "SEND\ndestination:/queue/a\ncontent-length:x\nreceipt:1\n\nbody\0".Bytes();
+        var reader = new StompFrameReader();
+        var frame = new StompFrame();
+        var partial = new ReadOnlySequence<byte>(wire, 0, 20);
+        Assert.That(reader.TryRead(ref partial, frame), Is.False);
+
+        for (var attempt = 0; attempt < 2; attempt++)
+        {
+            var whole = new ReadOnlySequence<byte>(wire);
+            var e = Assert.Throws<StompProtocolException>(() => reader.TryRead(ref whole, frame), $"attempt {attempt}");
+            Assert.That(e!.Message, Does.Contain("invalid content-length"));
+        }
     }
 
     // --- PartialFrameBytes ---------------------------------------------------------------------
