@@ -3,6 +3,7 @@ using Broker;
 using Broker.Durability;
 using Broker.Health;
 using Broker.Server;
+using Broker.Server.Admin;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using OpenTelemetry.Metrics;
 using OpenTelemetry.Resources;
@@ -36,6 +37,7 @@ try
     builder.Services.AddHealthChecks().AddStompBroker();
     builder.Services.AddOpenTelemetry().ConfigureResource(resource => resource.AddService("broker")).WithMetrics(metrics => metrics.AddMeter(BrokerMetrics.MeterName).AddPrometheusExporter());
     builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(10));
+    builder.Services.AddBrokerAdmin(builder.Configuration);
 
     if (!IPAddress.TryParse(settings.ListenAddress, out var address))
     {
@@ -58,6 +60,7 @@ try
     app.MapStompHealthChecks("/health");
     app.MapPrometheusScrapingEndpoint("/metrics");
     app.MapGet("/", () => Results.Content(DemoPage.Html(settings.WebSocketPath), "text/html; charset=utf-8"));
+    app.MapBrokerAdmin();
 
     app.Lifetime.ApplicationStarted.Register(() =>
     {

@@ -19,6 +19,12 @@ internal sealed class TopicRouter(HistoryOptions history, TimeProvider time)
 
     public int TopicCount => _topics.Count;
 
+    /// <summary>The exact-key topics now held (a live view, for statistics).</summary>
+    internal ICollection<Topic> Topics => _topics.Values;
+
+    /// <summary>The wildcard subscriptions now held (for statistics).</summary>
+    internal TopicSubscription[] Wildcards => Volatile.Read(ref _wildcards);
+
     public void Publish(BrokerMessage message, string key)
     {
         while (!GetTopic(key).TryPublish(message, Volatile.Read(ref _wildcards)))
@@ -100,6 +106,15 @@ internal sealed class Topic(string key, HistoryOptions options, TimeProvider tim
 
     /// <summary>Changes whenever history is lost: a new process, or this topic evicted and made again.</summary>
     public string Epoch { get; } = Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(8));
+
+    /// <summary>Exact-key subscribers, messages in history and the last offset given out (for statistics).</summary>
+    internal (int Subscribers, int History, long LastOffset) Statistics()
+    {
+        lock (_gate)
+        {
+            return (_subscriberCount, _count, _lastOffset);
+        }
+    }
 
     public bool TryPublish(BrokerMessage message, TopicSubscription[] wildcards)
     {
