@@ -18,11 +18,12 @@ public sealed partial class StompSession
     internal Task Finished => _finished.Task;
 
     /// <summary>
-    /// After the connection closed: the state a token can resume (what the store was given), or null when the
-    /// session ended for good (DISCONNECT, terminated), lives on in another connection (taken over) or was not durable.
+    /// Once the connection has closed: the state a token can resume (what the store was given), or null while it is
+    /// open, or when the session ended for good (DISCONNECT, terminated), lives on in another connection (taken
+    /// over) or was not durable.
     /// </summary>
     internal SessionRecord? ResumableState =>
-        _finished.Task.IsCompleted && !_disconnected && !_takenOver && !_terminated && _persistence is not null ? _finalState : null;
+        _closing && !_disconnected && !_takenOver && !_terminated && _persistence is not null ? _finalState : null;
 
     /// <summary>A copy of what the session is now: who, where, since when, and its subscriptions.</summary>
     internal SessionView Describe()

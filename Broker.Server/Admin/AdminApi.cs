@@ -102,7 +102,7 @@ internal sealed class AdminApi(
         tracker.Refresh();
         if (services.Registry.Find(id) is { } live)
         {
-            live.Terminate(reason);
+            Terminate(live, reason);
             Log.SessionEnded(logger, id, reason);
             return Results.Json(new SessionEndedResponse(id, Connected: true, reason));
         }
@@ -134,7 +134,7 @@ internal sealed class AdminApi(
         {
             if (session.Principal == login)
             {
-                session.Terminate(reason);
+                Terminate(session, reason);
                 closed++;
             }
         }
@@ -284,6 +284,14 @@ internal sealed class AdminApi(
         AckMode.ClientIndividual => "client-individual",
         _ => "auto",
     };
+
+    // A session that was closing anyway at that moment may have been listed as away meanwhile: not any more.
+    private void Terminate(StompSession session, string reason)
+    {
+        session.Terminate(reason);
+        var id = session.Id;
+        session.Finished.ContinueWith(_ => tracker.Forget(id), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+    }
 
     // Deletes an away session's record (a removal queued behind any pending write wins), so its token no longer resumes.
     private bool RemoveAway(SessionRecord record)

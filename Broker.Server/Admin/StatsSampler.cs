@@ -2,8 +2,8 @@ namespace Broker.Server.Admin;
 
 /// <summary>
 /// Every <see cref="Interval"/>: the counters' totals go into a ring of <see cref="RingSize"/> samples (the
-/// dashboard's message-rate chart over the last minutes), and the session tracker learns which sessions dropped.
-/// Runs only while the admin API is on.
+/// dashboard's message-rate chart over the last minutes), and the session tracker lets go of away sessions that
+/// resumed or expired. Runs only while the admin API is on.
 /// </summary>
 internal sealed class StatsSampler(BrokerCounters counters, SessionTracker tracker, TimeProvider time, ILogger<StatsSampler> logger) : IHostedService, IDisposable
 {
