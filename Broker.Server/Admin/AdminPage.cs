@@ -131,7 +131,7 @@ button.small { padding:.05em .5em; font-size:.85em; }
 .card { background:var(--card); border:1px solid var(--line); border-radius:8px; padding:.6em .8em; }
 .card .label { color:var(--muted); font-size:.85em; }
 .card .value { font-size:1.6em; font-weight:600; font-variant-numeric:tabular-nums; }
-canvas { width:100%; background:var(--card); border:1px solid var(--line); border-radius:8px; display:block; }
+canvas { width:100%; height:220px; background:var(--card); border:1px solid var(--line); border-radius:8px; display:block; }
 .legend { display:flex; gap:1.2em; color:var(--muted); font-size:.9em; margin-top:.3em; }
 .swatch { display:inline-block; width:.9em; height:.9em; border-radius:2px; margin-right:.35em; vertical-align:-.1em; }
 .swatch.published { background:#2463eb; } .swatch.delivered { background:#16833a; } .swatch.dropped { background:#c62828; }
@@ -291,11 +291,15 @@ function drawChart(stats) {
   g.setTransform(ratio, 0, 0, ratio, 0, 0);
   g.clearRect(0, 0, width, height);
 
-  const spanMs = stats.rates.capacity * stats.rates.intervalSeconds * 1000;
-  $('chart-span').textContent = 'last ' + Math.round(spanMs / 60000) + ' minutes, per second, sampled every ' + stats.rates.intervalSeconds + ' s';
-  const end = Date.parse(stats.at), begin = end - spanMs;
-  const series = [['published', '#2463eb'], ['delivered', '#16833a'], ['dropped', '#c62828']];
+  // The ring's whole span once it is full; until then the time since the first sample, a minute at least.
   const samples = stats.rates.samples;
+  const end = Date.parse(stats.at);
+  const fullMs = stats.rates.capacity * stats.rates.intervalSeconds * 1000;
+  const spanMs = Math.min(fullMs, Math.max(60000, samples.length ? Math.ceil((end - Date.parse(samples[0].at)) / 60000) * 60000 : 0));
+  const begin = end - spanMs;
+  $('chart-span').textContent = 'last ' + Math.round(spanMs / 60000) + ' min (up to ' + Math.round(fullMs / 60000) + '), per second, sampled every ' + stats.rates.intervalSeconds + ' s';
+  // Delivered first, published dashed over it: with one subscriber per message the two lines coincide.
+  const series = [['delivered', '#16833a', []], ['published', '#2463eb', [6, 4]], ['dropped', '#c62828', []]];
   let max = 0;
   for (const s of samples) for (const [name] of series) max = Math.max(max, s[name]);
   max = niceCeiling(Math.max(max, 1));
@@ -332,8 +336,9 @@ function drawChart(stats) {
   }
   g.lineWidth = 2;
   g.lineJoin = 'round';
-  for (const [name, color] of series) {
+  for (const [name, color, dash] of series) {
     g.strokeStyle = color;
+    g.setLineDash(dash);
     g.beginPath();
     samples.forEach((s, i) => {
       const px = Math.max(left, x(Date.parse(s.at))), py = y(s[name]);
@@ -421,7 +426,6 @@ function renderMemory(stats) {
     ['session writes waiting for the store', number(b.storeBacklog)],
     ...b.links.map(l => ['link ' + l.link + (l.index !== null ? ' ' + l.index : ''), l.up ? 'up' : 'DOWN']),
     ['delivered (total)', number(t.delivered)],
-    ['bytes received / sent', bytes(t.bytesReceived) + ' / ' + bytes(t.bytesSent)],
     ['resumed (recovered / not)', number(t.resumedRecovered) + ' / ' + number(t.resumedNotRecovered)],
     ['limits exceeded', number(t.limitsExceeded)],
   ]);
