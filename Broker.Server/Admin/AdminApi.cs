@@ -99,7 +99,7 @@ internal sealed class AdminApi(
             return error;
         }
 
-        tracker.Refresh();
+        tracker.Prune();
         if (services.Registry.Find(id) is { } live)
         {
             Terminate(live, reason);

@@ -34,9 +34,10 @@ internal sealed class SessionTracker : IDisposable
     /// <summary>Away sessions forgotten because <see cref="MaxAwaySessions"/> was reached.</summary>
     public long Forgotten => Interlocked.Read(ref _forgotten);
 
-    /// <summary>The established live sessions now; away sessions that are live again (resumed) or past the TTL are dropped from the list.</summary>
+    /// <summary>The established live sessions now, after <see cref="Prune"/>.</summary>
     public List<StompSession> Refresh()
     {
+        Prune();
         var live = new List<StompSession>();
         foreach (var id in _registry.Snapshot().Keys)
         {
@@ -46,29 +47,28 @@ internal sealed class SessionTracker : IDisposable
             }
         }
 
+        return live;
+    }
+
+    /// <summary>Stops listing away sessions that are live again (resumed) or whose TTL has passed.</summary>
+    public void Prune()
+    {
         lock (_gate)
         {
             if (_away.Count == 0)
             {
-                return live;
-            }
-
-            foreach (var session in live)
-            {
-                _away.Remove(session.Id);
+                return;
             }
 
             var cutoff = DateTimeOffset.UtcNow - _ttl;
             foreach (var (id, record) in _away)
             {
-                if (record.LastSeenAt < cutoff)
+                if (record.LastSeenAt < cutoff || _registry.Find(id) is { IsEstablished: true })
                 {
                     _away.Remove(id);
                 }
             }
         }
-
-        return live;
     }
 
     /// <summary>The away sessions (of <paramref name="principal"/> only, when given).</summary>

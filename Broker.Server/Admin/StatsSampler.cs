@@ -83,7 +83,7 @@ internal sealed class StatsSampler(BrokerCounters counters, SessionTracker track
                 }
             }
 
-            tracker.Refresh();
+            tracker.Prune();
         }
         catch (Exception ex)
         {
