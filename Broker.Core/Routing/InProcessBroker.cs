@@ -7,7 +7,7 @@ namespace Broker.Routing;
 /// The broker inside the process: <c>/topic/</c> fan-out through <see cref="TopicRouter"/>,
 /// <c>/queue/</c> competing consumers through <see cref="MessageQueue"/>.
 /// </summary>
-internal sealed class InProcessBroker : IMessageBroker, IDisposable
+internal sealed partial class InProcessBroker : IMessageBroker, IDisposable
 {
     private readonly int _maxQueueLength;
     private readonly BrokerMetrics _metrics;

@@ -26,6 +26,21 @@ internal sealed class MessageQueue(string name, int maxLength, Action<BrokerMess
         }
     }
 
+    /// <summary>Ready messages, consumers and deliveries awaiting an ack (for statistics).</summary>
+    internal (int Ready, int Consumers, int Unacked) Statistics()
+    {
+        lock (_gate)
+        {
+            var unacked = 0;
+            foreach (var consumer in _consumers)
+            {
+                unacked += consumer.Unacked.Count;
+            }
+
+            return (_ready.Count, _consumers.Count, unacked);
+        }
+    }
+
     /// <summary>False when the queue was swept away meanwhile; the caller looks it up again.</summary>
     public bool TryEnqueue(BrokerMessage message)
     {

@@ -19,6 +19,15 @@ internal sealed class TopicRouter(HistoryOptions history, TimeProvider time)
 
     public int TopicCount => _topics.Count;
 
+    /// <summary>The exact-key topics now held (a live view, for statistics).</summary>
+    internal ICollection<Topic> Topics => _topics.Values;
+
+    /// <summary>The wildcard subscriptions now held (for statistics).</summary>
+    internal ICollection<TopicSubscription> Wildcards => _wildcardSet.Keys;
+
+    // The same subscriptions as the trie, as a set to enumerate (the trie is for matching only).
+    private readonly ConcurrentDictionary<TopicSubscription, byte> _wildcardSet = new();
+
     public void Publish(BrokerMessage message, string key)
     {
         while (!GetTopic(key).TryPublish(message, _wildcards))
@@ -34,6 +43,7 @@ internal sealed class TopicRouter(HistoryOptions history, TimeProvider time)
             sink.Start(null);
             var wildcard = new TopicSubscription(this, null, key, sink, recovered: false);
             wildcard.Binding = _wildcards.Add(key, wildcard);
+            _wildcardSet.TryAdd(wildcard, 0);
             return wildcard;
         }
 
@@ -46,7 +56,11 @@ internal sealed class TopicRouter(HistoryOptions history, TimeProvider time)
         }
     }
 
-    public void RemoveWildcard(TopicSubscription subscription) => _wildcards.Remove(subscription.Binding!);
+    public void RemoveWildcard(TopicSubscription subscription)
+    {
+        _wildcards.Remove(subscription.Binding!);
+        _wildcardSet.TryRemove(subscription, out _);
+    }
 
     /// <summary>Drops topics with no subscribers whose history has aged out; their epoch ends with them.</summary>
     public int Sweep()
@@ -93,7 +107,16 @@ internal sealed class Topic(string key, HistoryOptions options, TimeProvider tim
     /// <summary>Changes whenever history is lost: a new process, or this topic evicted and made again.</summary>
     public string Epoch { get; } = Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(8));
 
-    public bool TryPublish(BrokerMessage message, TopicTrie<TopicSubscription> wildcards)
+    /// <summary>Exact-key subscribers, messages in history and the last offset given out (for statistics).</summary>
+    internal (int Subscribers, int History, long LastOffset) Statistics()
+    {
+        lock (_gate)
+        {
+            return (_subscriberCount, _count, _lastOffset);
+        }
+    }
+
+        public bool TryPublish(BrokerMessage message, TopicTrie<TopicSubscription> wildcards)
     {
         lock (_gate)
         {

@@ -73,6 +73,7 @@ public sealed partial class StompSession
     private volatile bool _holding;
     private volatile bool _handingOver;
     private SessionRecord? _finalState;
+    private volatile bool _terminated; // ended by the operator: its durable record goes too
 
     // Output: the queue to the writer loop, and the current batch's deliveries (their positions move on once flushed).
     private readonly Outbox<Outbound> _outbox = new();
