@@ -80,6 +80,9 @@ internal sealed class Outbox<T> : IValueTaskSource<bool>
         }
     }
 
+    /// <summary>True while the outbox keeps an item array (a racy read: a hint for when to trim).</summary>
+    public bool HoldsArray => Volatile.Read(ref _items).Length != 0;
+
     /// <summary>Gives the item array back when nothing is queued (called for idle connections).</summary>
     public void TrimIfEmpty()
     {

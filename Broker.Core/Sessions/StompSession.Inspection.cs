@@ -12,9 +12,6 @@ public sealed partial class StompSession
     /// <summary>The session holds a token (durable sessions are on), so a drop leaves it resumable.</summary>
     internal bool IsDurable => _persistence is not null && _tokenHash.Length > 0;
 
-    /// <summary>Completes once the connection has closed and its final state was handed to the store.</summary>
-    internal Task Finished => _finished.Task;
-
     /// <summary>
     /// Once the connection has closed: the state a token can resume (what the store was given), or null while it is
     /// open, or when the session ended for good (DISCONNECT, terminated), lives on in another connection (taken
@@ -61,7 +58,7 @@ public sealed partial class StompSession
     {
         _terminated = true;
         Close(reason);
-        _finished.Task.ContinueWith(static (_, state) => ((StompSession)state!).ForgetDurableState(), this, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        Finished.ContinueWith(static (_, state) => ((StompSession)state!).ForgetDurableState(), this, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
     }
 
     // After PersistOnClose queued the final state: a removal queued behind it wins (the writes coalesce per session).

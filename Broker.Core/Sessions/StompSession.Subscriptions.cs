@@ -151,14 +151,19 @@ public sealed partial class StompSession
     private void StopDeliveries(SessionSubscription subscription)
     {
         subscription.Active = false;
+        if (subscription.Pending is not { } unacknowledged)
+        {
+            return;
+        }
+
         lock (_ackGate)
         {
-            foreach (var pending in subscription.Pending)
+            foreach (var pending in unacknowledged)
             {
-                _pendingAcks.Remove(pending.AckId);
+                _pendingAcks?.Remove(pending.AckId);
             }
 
-            subscription.Pending.Clear();
+            unacknowledged.Clear();
         }
     }
 

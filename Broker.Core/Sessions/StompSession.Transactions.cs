@@ -38,7 +38,7 @@ public sealed partial class StompSession
         {
             foreach (var action in actions)
             {
-                if (action.Ack is { } pending && pending.Subscription.Active && !_pendingAcks.ContainsKey(pending.AckId))
+                if (action.Ack is { } pending && pending.Subscription.Active && (_pendingAcks is null || !_pendingAcks.ContainsKey(pending.AckId)))
                 {
                     throw new StompProtocolException($"transaction '{id}' acknowledges a message that is no longer pending");
                 }
