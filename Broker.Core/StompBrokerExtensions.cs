@@ -38,7 +38,9 @@ public static class StompBrokerExtensions
         services.TryAddSingleton<KeepAliveMonitor>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, KeepAliveMonitor>(sp => sp.GetRequiredService<KeepAliveMonitor>()));
         services.TryAddSingleton<IStompAuthenticator, ConfiguredUsersAuthenticator>();
-        services.TryAddSingleton<IMessageBroker>(sp => new InProcessBroker(sp.GetRequiredService<IOptions<StompBrokerOptions>>().Value, sp.GetRequiredService<BrokerMetrics>()));
+        services.TryAddSingleton<Resources.MemoryBudget>();
+        services.TryAddSingleton<IMessageBroker>(sp => new InProcessBroker(
+            sp.GetRequiredService<IOptions<StompBrokerOptions>>().Value, sp.GetRequiredService<BrokerMetrics>(), budget: sp.GetRequiredService<Resources.MemoryBudget>()));
         services.AddOptions<DurableSessionOptions>();
         services.TryAddSingleton<SessionPersistence>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, SessionPersistenceHost>());
@@ -50,6 +52,7 @@ public static class StompBrokerExtensions
             sp.GetRequiredService<StompSessionRegistry>(),
             sp.GetRequiredService<Microsoft.Extensions.Logging.ILoggerFactory>(),
             sp.GetRequiredService<KeepAliveMonitor>(),
+            sp.GetRequiredService<Resources.MemoryBudget>(),
             // Durable sessions are on when a session store is registered (AddSqliteSessionStore, AddRedisSessionStore, ...).
             sp.GetService<ISessionStore>() is null ? null : sp.GetRequiredService<SessionPersistence>()));
         services.TryAddSingleton(sp => new OriginPolicy(sp.GetRequiredService<IOptions<StompBrokerOptions>>().Value));

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Diagnostics.Metrics;
+using Broker.Resources;
 
 namespace Broker.Routing;
 
@@ -9,17 +10,19 @@ namespace Broker.Routing;
 /// </summary>
 internal sealed partial class InProcessBroker : IMessageBroker, IDisposable
 {
-    private readonly int _maxQueueLength;
+    private readonly QueueLimits _queueLimits;
     private readonly BrokerMetrics _metrics;
+    private readonly MemoryBudget? _budget;
     private readonly TopicRouter _topics;
     private readonly ITimer _sweeper;
 
-    public InProcessBroker(StompBrokerOptions options, BrokerMetrics metrics, TimeProvider? time = null)
+    public InProcessBroker(StompBrokerOptions options, BrokerMetrics metrics, TimeProvider? time = null, MemoryBudget? budget = null)
     {
         time ??= TimeProvider.System;
-        _maxQueueLength = options.MaxQueueLength;
+        _queueLimits = new QueueLimits(options.MaxQueueLength, options.MaxQueueBytes, options.QueueOverflow);
         _metrics = metrics;
-        _topics = new TopicRouter(new HistoryOptions(options.HistorySize, options.HistoryMaxAge), time);
+        _budget = budget;
+        _topics = new TopicRouter(new HistoryOptions(options.HistorySize, options.HistoryMaxAge), time, budget);
         _sweeper = time.CreateTimer(static s => ((InProcessBroker)s!).Sweep(), this, TimeSpan.FromMinutes(1), TimeSpan.FromMinutes(1));
         metrics.Observe("destinations.active", "inprocess", () =>
         [
@@ -44,11 +47,19 @@ internal sealed partial class InProcessBroker : IMessageBroker, IDisposable
         var destination = message.Destination;
         if (Destinations.IsQueue(destination))
         {
-            _metrics.Published("queue");
-            while (!GetQueue(destination).TryEnqueue(message))
+            EnqueueResult result;
+            while ((result = GetQueue(destination).TryEnqueue(message)) == EnqueueResult.Evicted)
             {
                 // Swept between lookup and lock; the next lookup makes a new queue.
             }
+
+            if (result != EnqueueResult.Enqueued)
+            {
+                return ValueTask.FromException(LimitExceededException.QueueFull(
+                    result == EnqueueResult.RefusedLength ? LimitNames.MaxQueueLength : LimitNames.MaxQueueBytes, destination));
+            }
+
+            _metrics.Published("queue");
         }
         else
         {
@@ -101,5 +112,5 @@ internal sealed partial class InProcessBroker : IMessageBroker, IDisposable
     internal int QueueCount => _queues.Count;
 
     private MessageQueue GetQueue(string destination) =>
-        _queues.GetOrAdd(destination, static (name, self) => new MessageQueue(name, self._maxQueueLength, _ => self._metrics.Dropped()), this);
+        _queues.GetOrAdd(destination, static (name, self) => new MessageQueue(name, self._queueLimits, _ => self._metrics.Dropped(), self._budget), this);
 }

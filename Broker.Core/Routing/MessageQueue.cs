@@ -1,15 +1,19 @@
+using Broker.Resources;
+
 namespace Broker.Routing;
 
 /// <summary>
 /// A point-to-point queue: competing consumers served round robin. In the client ack modes a
 /// delivery stays owned by the queue until acknowledged; a NACK or the consumer leaving puts it
-/// back at the head, to go to the next consumer with room.
+/// back at the head, to go to the next consumer with room. Ready messages are bounded by count and
+/// bytes (<see cref="QueueLimits"/>); their bytes count against the memory budget.
 /// </summary>
-internal sealed class MessageQueue(string name, int maxLength, Action<BrokerMessage> onDropped)
+internal sealed class MessageQueue(string name, QueueLimits limits, Action<BrokerMessage> onDropped, MemoryBudget? budget = null)
 {
     private readonly Lock _gate = new();
     private readonly LinkedList<BrokerMessage> _ready = new();
     private readonly List<QueueConsumer> _consumers = [];
+    private long _readyBytes;
     private int _next;
     private bool _evicted;
 
@@ -41,27 +45,58 @@ internal sealed class MessageQueue(string name, int maxLength, Action<BrokerMess
         }
     }
 
-    /// <summary>False when the queue was swept away meanwhile; the caller looks it up again.</summary>
-    public bool TryEnqueue(BrokerMessage message)
+    /// <summary>Bytes of the ready messages (as <see cref="MessageSize"/> counts them).</summary>
+    public long ReadyBytes
     {
+        get
+        {
+            lock (_gate)
+            {
+                return _readyBytes;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Queues a published message, or refuses it when the queue is full and its policy is
+    /// <see cref="QueueOverflow.RejectPublish"/>. <see cref="EnqueueResult.Evicted"/>: the queue was swept away
+    /// meanwhile; the caller looks it up again.
+    /// </summary>
+    public EnqueueResult TryEnqueue(BrokerMessage message)
+    {
+        var size = MessageSize.Of(message);
         lock (_gate)
         {
             if (_evicted)
             {
-                return false;
+                return EnqueueResult.Evicted;
             }
 
-            // Overflow policy "drop-head", as RabbitMQ's default: the oldest ready message goes.
-            if (_ready.Count >= maxLength)
+            if (limits.Overflow == QueueOverflow.RejectPublish)
             {
-                var dropped = _ready.First!.Value;
-                _ready.RemoveFirst();
-                onDropped(dropped);
+                if (_ready.Count >= limits.MaxLength)
+                {
+                    return EnqueueResult.RefusedLength;
+                }
+
+                if (limits.MaxBytes > 0 && _readyBytes + size > limits.MaxBytes)
+                {
+                    return EnqueueResult.RefusedBytes;
+                }
+            }
+            else
+            {
+                // "drop-head", as RabbitMQ's default: the oldest ready messages go until the new one fits
+                // (a message larger than max-queue-bytes on its own still goes in, alone).
+                while (_ready.Count > 0 && (_ready.Count >= limits.MaxLength || (limits.MaxBytes > 0 && _readyBytes + size > limits.MaxBytes)))
+                {
+                    onDropped(TakeFirst());
+                }
             }
 
-            _ready.AddLast(message);
+            AddReady(message, size, atHead: false);
             Dispatch();
-            return true;
+            return EnqueueResult.Enqueued;
         }
     }
 
@@ -121,7 +156,7 @@ internal sealed class MessageQueue(string name, int maxLength, Action<BrokerMess
 
             for (var i = requeued.Count - 1; i >= 0; i--)
             {
-                _ready.AddFirst(requeued[i]);
+                AddReady(requeued[i], MessageSize.Of(requeued[i]), atHead: true);
             }
 
             // A NACKed message goes to the next consumer first, not straight back to its rejecter.
@@ -149,7 +184,7 @@ internal sealed class MessageQueue(string name, int maxLength, Action<BrokerMess
 
             for (var node = consumer.Unacked.Last; node is not null; node = node.Previous)
             {
-                _ready.AddFirst(node.Value.Message);
+                AddReady(node.Value.Message, MessageSize.Of(node.Value.Message), atHead: true);
             }
 
             consumer.Unacked.Clear();
@@ -179,16 +214,60 @@ internal sealed class MessageQueue(string name, int maxLength, Action<BrokerMess
                 return;
             }
 
-            var message = _ready.First!.Value;
-            _ready.RemoveFirst();
+            var message = TakeFirst();
             if (!chosen.TryDeliver(message))
             {
                 // The consumer is going away; keep the message for someone else.
-                _ready.AddFirst(message);
+                AddReady(message, MessageSize.Of(message), atHead: true);
                 chosen.Refusing = true;
             }
         }
     }
+
+    // Called under _gate. Messages put back (NACK, a consumer leaving) were admitted before: they go back past the limits.
+    private void AddReady(BrokerMessage message, long size, bool atHead)
+    {
+        if (atHead)
+        {
+            _ready.AddFirst(message);
+        }
+        else
+        {
+            _ready.AddLast(message);
+        }
+
+        _readyBytes += size;
+        budget?.Add(MemoryComponent.Queues, size);
+    }
+
+    // Called under _gate, with a message ready.
+    private BrokerMessage TakeFirst()
+    {
+        var message = _ready.First!.Value;
+        _ready.RemoveFirst();
+        var size = MessageSize.Of(message);
+        _readyBytes -= size;
+        budget?.Subtract(MemoryComponent.Queues, size);
+        return message;
+    }
+}
+
+/// <summary>A queue's bounds on its ready messages and what it does when they are reached.</summary>
+internal readonly record struct QueueLimits(int MaxLength, long MaxBytes, QueueOverflow Overflow);
+
+/// <summary>What became of a message offered to a <see cref="MessageQueue"/>.</summary>
+internal enum EnqueueResult
+{
+    Enqueued,
+
+    /// <summary>The queue was swept away between lookup and lock.</summary>
+    Evicted,
+
+    /// <summary>Refused: <see cref="LimitNames.MaxQueueLength"/> reached.</summary>
+    RefusedLength,
+
+    /// <summary>Refused: <see cref="LimitNames.MaxQueueBytes"/> would be exceeded.</summary>
+    RefusedBytes,
 }
 
 /// <summary>One consumer of a <see cref="MessageQueue"/>.</summary>

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using Broker.Resources;
 
 namespace Broker.Routing;
 
@@ -8,14 +9,24 @@ namespace Broker.Routing;
 /// subscribers see its messages in offset order and a resumed subscription can be replayed from
 /// its last position with no gap and no duplicate. Wildcard subscriptions live in a
 /// <see cref="TopicTrie{T}"/> that publishes walk without locking, under the topic's lock so that
-/// they too see one topic's messages in offset order.
+/// they too see one topic's messages in offset order. History bytes count against the memory budget,
+/// and history is the first thing given up when the budget goes above its high watermark.
 /// </summary>
-internal sealed class TopicRouter(HistoryOptions history, TimeProvider time)
+internal sealed class TopicRouter
 {
-    private readonly HistoryOptions _history = history;
-    private readonly TimeProvider _time = time;
+    private readonly HistoryOptions _history;
+    private readonly TimeProvider _time;
+    private readonly MemoryBudget? _budget;
     private readonly ConcurrentDictionary<string, Topic> _topics = new(StringComparer.Ordinal);
     private readonly TopicTrie<TopicSubscription> _wildcards = new();
+
+    public TopicRouter(HistoryOptions history, TimeProvider time, MemoryBudget? budget = null)
+    {
+        _history = history;
+        _time = time;
+        _budget = budget;
+        budget?.OnAboveHighWatermark(ShedHistory);
+    }
 
     public int TopicCount => _topics.Count;
 
@@ -78,14 +89,26 @@ internal sealed class TopicRouter(HistoryOptions history, TimeProvider time)
         return evicted;
     }
 
-    private Topic GetTopic(string key) => _topics.GetOrAdd(key, static (k, self) => new Topic(k, self._history, self._time), this);
+    /// <summary>Gives up every topic's replay history (memory is short); returns the bytes given back.</summary>
+    public long ShedHistory()
+    {
+        var bytes = 0L;
+        foreach (var topic in _topics.Values)
+        {
+            bytes += topic.ClearHistory();
+        }
+
+        return bytes;
+    }
+
+    private Topic GetTopic(string key) => _topics.GetOrAdd(key, static (k, self) => new Topic(k, self._history, self._time, self._budget), this);
 }
 
 /// <summary>Bounds on each topic's history.</summary>
 public sealed record HistoryOptions(int Size, TimeSpan MaxAge);
 
 /// <summary>One exact topic key: its subscribers, its offsets and its bounded history.</summary>
-internal sealed class Topic(string key, HistoryOptions options, TimeProvider time)
+internal sealed class Topic(string key, HistoryOptions options, TimeProvider time, MemoryBudget? budget = null)
 {
     private static readonly Action<TopicSubscription, BrokerMessage> s_deliver = static (subscription, message) => subscription.Deliver(message);
 
@@ -241,7 +264,33 @@ internal sealed class Topic(string key, HistoryOptions options, TimeProvider tim
         }
     }
 
+    /// <summary>Drops the whole history; returns the bytes given back.</summary>
+    public long ClearHistory()
+    {
+        lock (_gate)
+        {
+            var bytes = 0L;
+            while (_count > 0)
+            {
+                bytes += DropOldest();
+            }
+
+            return bytes;
+        }
+    }
+
     private long OffsetAt(int index) => _history[(_head + index) % _history.Length].Message.Offset;
+
+    // Called under _gate with history kept: removes the oldest entry, gives its bytes back.
+    private long DropOldest()
+    {
+        var size = MessageSize.Of(_history[_head].Message);
+        _history[_head] = default;
+        _head = (_head + 1) % _history.Length;
+        _count--;
+        budget?.Subtract(MemoryComponent.TopicHistory, size);
+        return size;
+    }
 
     private void Append(BrokerMessage message)
     {
@@ -253,13 +302,12 @@ internal sealed class Topic(string key, HistoryOptions options, TimeProvider tim
         var now = time.GetTimestamp();
         if (_count == _history.Length)
         {
-            _history[_head] = default;
-            _head = (_head + 1) % _history.Length;
-            _count--;
+            DropOldest();
         }
 
         _history[(_head + _count) % _history.Length] = (message, now);
         _count++;
+        budget?.Add(MemoryComponent.TopicHistory, MessageSize.Of(message));
         TrimExpired();
     }
 
@@ -268,9 +316,7 @@ internal sealed class Topic(string key, HistoryOptions options, TimeProvider tim
         var now = time.GetTimestamp();
         while (_count > 0 && time.GetElapsedTime(_history[_head].Timestamp, now) > options.MaxAge)
         {
-            _history[_head] = default;
-            _head = (_head + 1) % _history.Length;
-            _count--;
+            DropOldest();
         }
     }
 }

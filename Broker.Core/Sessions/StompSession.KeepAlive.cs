@@ -93,7 +93,8 @@ public sealed partial class StompSession
         // STOMP 1.2 "Heart-beating": allow a margin (HeartbeatTolerance intervals) before declaring the client dead.
         if (_receiveHeartbeatMs > 0)
         {
-            var silence = now - Volatile.Read(ref _lastReadAt);
+            // A flow-controlled publisher is not read from, so its silence says nothing (FlowControl part).
+            var silence = _flowControlled ? 0 : now - Volatile.Read(ref _lastReadAt);
             var allowed = (long)(_receiveHeartbeatMs * _options.HeartbeatTolerance);
             if (silence > allowed)
             {

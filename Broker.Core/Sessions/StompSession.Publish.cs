@@ -255,6 +255,11 @@ public sealed partial class StompSession
             // ERROR an awaited SEND would have had (without receipt-id), and the client reconnects.
             Log.PipelinedPublishFailed(session._logger, exception, session.Id, message.Destination);
             var reply = ErrorReply.For(exception);
+            if (reply.Limit is { } limit)
+            {
+                session._services.Metrics.LimitExceeded(limit);
+            }
+
             session.SendError(reply.Message, reply.Detail, receiptId: null);
             session.OnConfirmed();
         }

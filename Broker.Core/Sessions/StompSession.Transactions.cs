@@ -32,6 +32,8 @@ public sealed partial class StompSession
             throw new StompProtocolException($"no open transaction '{id}'");
         }
 
+        ReleaseTransaction(actions);
+
         // All or nothing: an ACK or NACK that no longer names a pending message fails the COMMIT before
         // anything is applied.
         lock (_ackGate)
@@ -64,10 +66,12 @@ public sealed partial class StompSession
     private void Abort(StompFrame frame)
     {
         var id = RequireHeader(frame, StompHeaders.Transaction);
-        if (_transactions is null || !_transactions.Remove(id))
+        if (_transactions is null || !_transactions.Remove(id, out var actions))
         {
             throw new StompProtocolException($"no open transaction '{id}'");
         }
+
+        ReleaseTransaction(actions);
     }
 
     private void AddToTransaction(string id, TransactionAction action)
@@ -83,6 +87,10 @@ public sealed partial class StompSession
         }
 
         actions.Add(action);
+        if (action.Message is { } message)
+        {
+            HoldForTransaction(message);
+        }
     }
 
     private sealed record TransactionAction(BrokerMessage? Message, PendingAck? Ack, bool Nack);

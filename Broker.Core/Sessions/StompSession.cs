@@ -81,11 +81,17 @@ public sealed partial class StompSession
     private volatile bool _terminated; // ended by the operator: its durable record goes too
 
     // Output: the queue to the writer loop, and the current batch's deliveries (their positions move on once flushed).
-    private readonly Outbox<Outbound> _outbox = new();
+    private readonly Outbox<Outbound> _outbox;
     private List<(SessionSubscription Subscription, BrokerMessage Message)>? _batch;
     private long _pendingBytes;
     private long _lastWriteAt;
     private long _flushStartedAt;
+
+    // FlowControl: what this session holds for its client besides its outbox (read loop only), and flow control.
+    private long _partialFrameBytes;
+    private long _transactionBytes;
+    private volatile bool _flowControlled;
+    private TaskCompletionSource? _closingSignal;
 
     internal StompSession(IStompTransport transport, StompSessionServices services)
     {
@@ -95,6 +101,7 @@ public sealed partial class StompSession
         _logger = services.Logger;
         _reader = new StompFrameReader(services.ReaderLimits);
         _keepAlive = services.KeepAlive;
+        _outbox = new(services.Memory);
         _startedAt = _lastReadAt = _lastWriteAt = _keepAlive.NowMs();
         Id = StompSessionServices.NewSessionId();
     }
@@ -163,6 +170,7 @@ public sealed partial class StompSession
             // After the writer stopped, delivery positions are final: record them, then let go of the subscriptions.
             PersistOnClose();
             ReleaseSubscriptions();
+            ReleaseMemory();
             await _transport.CloseAsync().ConfigureAwait(false);
             var reason = ClosedBecause ?? CloseReason.PeerGone;
             Volatile.Write(ref _state, (int)SessionState.Closed);
@@ -206,6 +214,12 @@ public sealed partial class StompSession
                     {
                         await handled.ConfigureAwait(false);
                     }
+
+                    // Flow control (FlowControl part): after a SEND, nothing more is read while memory is short.
+                    if (frame.Command == StompCommand.Send && _services.Memory.IsAboveHighWatermark && !await AwaitMemoryAsync().ConfigureAwait(false))
+                    {
+                        return;
+                    }
                 }
             }
             finally
@@ -213,6 +227,7 @@ public sealed partial class StompSession
                 input.AdvanceTo(buffer.Start, buffer.End);
                 FrameCache.Return(frame);
                 _services.Metrics.BytesReceived(length - buffer.Length);
+                CountPartialFrame();
             }
 
             if (result.IsCompleted)
@@ -322,6 +337,7 @@ public sealed partial class StompSession
             if (seen == state)
             {
                 Volatile.Write(ref _closeReason, (int)reason);
+                Volatile.Read(ref _closingSignal)?.TrySetResult();
                 return true;
             }
 
@@ -335,7 +351,7 @@ public sealed partial class StompSession
     private void Fail(Exception exception, string? receiptId)
     {
         var reply = ErrorReply.For(exception);
-        if (exception is not StompProtocolException)
+        if (reply.IsInternal)
         {
             Log.SessionFailed(_logger, exception, Id);
         }
@@ -344,7 +360,7 @@ public sealed partial class StompSession
             Log.BrokerRefused(_logger, cause, Id, reply.Message);
         }
 
-        if (exception is StompProtocolException { Limit: { } limit })
+        if (reply.Limit is { } limit)
         {
             _services.Metrics.LimitExceeded(limit);
         }
