@@ -33,6 +33,12 @@ public sealed class StompBrokerOptions
     /// <summary>login → passcode. When non-empty, a presented login must match one of these.</summary>
     public Dictionary<string, string> Users { get; set; } = new(StringComparer.Ordinal);
 
+    /// <summary>Failed-login throttling (<c>Broker:LoginThrottling</c>).</summary>
+    public Security.LoginThrottlingOptions LoginThrottling { get; set; } = new();
+
+    /// <summary>Who may subscribe and send to which destination (<c>Broker:Authorization:Rules</c>).</summary>
+    public Security.StompAuthorizationOptions Authorization { get; set; } = new();
+
     /// <summary>Largest frame, in bytes (limit name <c>max-frame-size</c>). Default 4 MiB.</summary>
     public int MaxFrameSize { get; set; } = 4 * 1024 * 1024;
 

@@ -22,6 +22,9 @@ public sealed partial class StompSession
             throw new StompProtocolException(problem);
         }
 
+        var authorizing = _services.Authorization.AuthorizeAsync(this, Security.StompOperation.Send, destination);
+        if (!authorizing.IsCompletedSuccessfully) { return Security.DestinationAuthorization.ThenAsync(authorizing, SendAsync, frame); }
+
         var headers = UserHeaders(frame);
         var message = new BrokerMessage(destination, _services.NextMessageId(), headers, frame.Body.ToArray());
         using var trace = BrokerTelemetry.StartSend(message, headers);

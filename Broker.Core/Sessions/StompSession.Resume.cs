@@ -120,6 +120,8 @@ public sealed partial class StompSession
         _holding = true;
         foreach (var stored in record.Subscriptions)
         {
+            if (!await _services.Authorization.IsAllowedAsync(this, Security.StompOperation.Subscribe, stored.Destination).ConfigureAwait(false)) { continue; }
+
             var subscription = new SessionSubscription(this, stored.Id, stored.Destination, stored.AckMode, stored.Prefetch) { Restored = true };
             lock (_subscriptionsGate)
             {

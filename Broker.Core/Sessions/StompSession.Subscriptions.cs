@@ -59,6 +59,8 @@ public sealed partial class StompSession
             throw new StompProtocolException(problem);
         }
 
+        await _services.Authorization.AuthorizeAsync(this, Security.StompOperation.Subscribe, destination).ConfigureAwait(false);
+
         var subscription = new SessionSubscription(this, id, destination, ackMode, prefetch);
         lock (_subscriptionsGate)
         {

@@ -27,6 +27,9 @@ internal sealed class StompSessionServices(
 
     public Hosting.AnonymousAccessPolicy AnonymousAccess { get; } = new(options.Value);
 
+    /// <summary>Who may subscribe and send where (Security/DestinationAuthorization).</summary>
+    public Security.DestinationAuthorization Authorization { get; init; } = Security.DestinationAuthorization.Open;
+
     public BrokerMetrics Metrics { get; } = metrics;
 
     public StompSessionRegistry Registry { get; } = registry;
