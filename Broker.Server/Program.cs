@@ -9,6 +9,8 @@ using Microsoft.AspNetCore.Server.Kestrel.Core;
 using OpenTelemetry.Metrics;
 using OpenTelemetry.Resources;
 
+if (args is [HashPasscodeCommand.Name, ..]) { return HashPasscodeCommand.Run(args[1..]); }
+
 var settings = new ServerSettings();
 try
 {

@@ -87,15 +87,12 @@ internal sealed class DestinationPattern
                     if (word.Kind == PatternWordKind.Hash)
                     {
                         // Zero words: skip the word and the separator after it, or before it when it is last.
-                        if (n == 1)
-                        {
-                            edges[B(i)].Add(new Edge(LabelKind.Epsilon, _accept));
-                        }
-                        else if (i < n - 1)
+                        // (A lone '#' has no zero: every destination has at least one word, if only an empty one.)
+                        if (i < n - 1)
                         {
                             edges[B(i)].Add(new Edge(LabelKind.Epsilon, B(i + 1)));
                         }
-                        else
+                        else if (n > 1)
                         {
                             edges[A(i - 1)].Add(new Edge(LabelKind.Epsilon, _accept));
                         }
@@ -420,7 +417,7 @@ internal sealed class DestinationPattern
     private static DestinationPattern Build(string text, PatternWord[] words, char[] gaps)
     {
         var pattern = new DestinationPattern(text, words, gaps);
-        if (pattern._closure is null)
+        if (pattern.Words.Length > MaxWords)
         {
             throw new FormatException($"destination pattern '{text}' has more than {MaxWords} words (limit max-rule-pattern-words)");
         }
