@@ -73,6 +73,16 @@ public sealed class AuthorizationEndToEndTests
     }
 
     [Test]
+    public async Task A_send_in_a_transaction_is_refused_when_it_is_sent_not_at_commit()
+    {
+        await using var server = await TestServer.StartAsync(ExampleRules);
+        await using var bob = await LoginAsync(server, "bob");
+        await bob.SendFrameAsync(StompCommand.Begin, ("transaction", "tx"));
+        await bob.SendFrameAsync(StompCommand.Send, [("destination", "/queue/admin.jobs"), ("transaction", "tx")], "queued"u8.ToArray());
+        await ExpectRefusedAsync(bob, "send to /queue/admin.jobs is not permitted");
+    }
+
+    [Test]
     public async Task An_admin_only_queue_refuses_everyone_else_with_an_error_naming_it()
     {
         await using var server = await TestServer.StartAsync(ExampleRules);
