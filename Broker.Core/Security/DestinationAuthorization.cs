@@ -21,6 +21,12 @@ internal sealed class DestinationAuthorization
 
     public const int MaxCachedDestinationLength = 256;
 
+    /// <summary>
+    /// Most words of a wildcard subscription that is checked against rules (limit name
+    /// <c>max-wildcard-subscription-words</c>): its check walks a product of automata, so a longer one is refused.
+    /// </summary>
+    public const int MaxWildcardSubscriptionWords = 128;
+
     private readonly AuthorizationRule[] _rules;
     private readonly IStompAuthorizer[] _authorizers;
     private readonly IAuthorizationService? _policies;
@@ -95,7 +101,7 @@ internal sealed class DestinationAuthorization
         if (decision.IsCompletedSuccessfully)
         {
             var result = decision.Result;
-            return Conclude(grants, operation, destination, result) ? default : throw Refuse(session, grants, operation, destination, result.Because);
+            return Conclude(grants, operation, destination, result) ? default : throw Refuse(session, grants, operation, destination, result.Because, result.Limit);
         }
 
         return AwaitDecisionAsync(session, grants, operation, destination, decision);
@@ -162,7 +168,7 @@ internal sealed class DestinationAuthorization
         var decision = await pending.ConfigureAwait(false);
         if (!Conclude(grants, operation, destination, decision))
         {
-            throw Refuse(session, grants, operation, destination, decision.Because);
+            throw Refuse(session, grants, operation, destination, decision.Because, decision.Limit);
         }
     }
 
@@ -172,12 +178,12 @@ internal sealed class DestinationAuthorization
         return decision.Allowed;
     }
 
-    private StompProtocolException Refuse(StompSession session, SessionGrants grants, StompOperation operation, string destination, string because)
+    private StompProtocolException Refuse(StompSession session, SessionGrants grants, StompOperation operation, string destination, string because, string? limit = null)
     {
         _metrics?.AccessDenied(operation);
         var verb = Verb(operation);
         SecurityLog.AccessDenied(_logger, session.Id, verb, destination, grants.Login ?? "anonymous", because);
-        return new StompProtocolException($"{verb} to {destination} is not permitted");
+        return limit is null ? new StompProtocolException($"{verb} to {destination} is not permitted") : new StompProtocolException(because, limit);
     }
 
     internal static string Verb(StompOperation operation) => operation == StompOperation.Send ? "send" : "subscribe";
@@ -208,7 +214,8 @@ internal sealed class DestinationAuthorization
 internal readonly record struct SessionRule(AuthorizationRule Rule, DestinationPattern Pattern);
 
 /// <summary>The outcome of one check, with what decided it (for the log).</summary>
-internal readonly record struct AccessDecision(bool Allowed, string Because);
+/// <param name="Limit">Set when a limit refused it: the ERROR then names the limit.</param>
+internal readonly record struct AccessDecision(bool Allowed, string Because, string? Limit = null);
 
 /// <summary>
 /// One session's user, the rules about it, and its last decisions. Used by the session's read loop only
@@ -222,8 +229,6 @@ internal sealed class SessionGrants(DestinationAuthorization owner, ClaimsPrinci
     public ClaimsPrincipal User { get; } = user;
 
     public string? Login { get; } = login;
-
-    public IReadOnlyList<SessionRule> Rules => rules;
 
     public bool TryRecall(StompOperation operation, string destination, out bool allowed)
     {
@@ -304,6 +309,12 @@ internal sealed class SessionGrants(DestinationAuthorization owner, ClaimsPrinci
     private async ValueTask<AccessDecision> DecideByRulesAsync(StompAuthorizationContext context)
     {
         var pattern = context.IsPattern ? DestinationPattern.ForSubscription(context.Destination) : null;
+        if (pattern?.Words.Length > DestinationAuthorization.MaxWildcardSubscriptionWords)
+        {
+            return new AccessDecision(false, $"limit exceeded: max-wildcard-subscription-words ({pattern.Words.Length} > {DestinationAuthorization.MaxWildcardSubscriptionWords})",
+                "max-wildcard-subscription-words");
+        }
+
         foreach (var (rule, rulePattern) in rules)
         {
             if (!rule.AppliesTo(context.Operation))

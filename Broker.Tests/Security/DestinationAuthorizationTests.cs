@@ -123,6 +123,17 @@ public sealed class DestinationAuthorizationTests
     }
 
     [Test]
+    public void A_very_long_wildcard_subscription_is_refused_by_name_of_its_limit()
+    {
+        var authorization = Build([Rule("*", "subscribe", "/topic/#", "allow")]);
+        var words = DestinationAuthorization.MaxWildcardSubscriptionWords;
+        Assert.That(Allowed(authorization, "guest", StompOperation.Subscribe, "/topic/" + string.Join('.', Enumerable.Repeat("w", words - 3)) + ".#"), Is.True);
+        var decision = authorization.CreateGrants("guest", null, null)
+            .DecideAsync("s", StompOperation.Subscribe, "/topic/" + string.Join('.', Enumerable.Repeat("w", words)) + ".#").AsTask().GetAwaiter().GetResult();
+        Assert.That((decision.Allowed, decision.Because, decision.Limit), Is.EqualTo((false, $"limit exceeded: max-wildcard-subscription-words ({words + 3} > {words})", "max-wildcard-subscription-words")));
+    }
+
+    [Test]
     public void A_rule_applies_to_any_destination_string()
     {
         var authorization = Build([
