@@ -13,10 +13,10 @@ internal sealed class SecurityMetrics
     public SecurityMetrics(IMeterFactory meterFactory)
     {
         var meter = meterFactory.Create(BrokerMetrics.MeterName);
-        _failures = meter.CreateCounter<long>("broker.auth.failures", description: "CONNECT frames whose login and passcode were refused");
-        _throttled = meter.CreateCounter<long>("broker.auth.throttled", description: "Login attempts delayed (action=delayed) or refused unchecked (action=refused) after earlier failures");
-        _forgotten = meter.CreateCounter<long>("broker.auth.throttle.evicted", description: "Throttling entries forgotten because max-tracked-logins was reached");
-        _denied = meter.CreateCounter<long>("broker.authorization.denied", description: "SUBSCRIBE and SEND frames refused by authorization");
+        _failures = meter.CreateCounter<long>("broker.auth.failures", "{attempt}", "CONNECT frames whose login and passcode were refused");
+        _throttled = meter.CreateCounter<long>("broker.auth.throttled", "{attempt}", "Login attempts delayed (action=delayed) or refused unchecked (action=refused) after earlier failures");
+        _forgotten = meter.CreateCounter<long>("broker.auth.throttle.evicted", "{entry}", "Throttling entries forgotten because max-tracked-logins was reached");
+        _denied = meter.CreateCounter<long>("broker.authorization.denied", "{frame}", "SUBSCRIBE and SEND frames refused by authorization");
     }
 
     public void LoginFailed() => _failures.Add(1);
