@@ -15,7 +15,7 @@ public sealed class ConnectionLimitTests
     public async Task Past_max_connections_tcp_gets_an_error_naming_the_limit_and_websocket_gets_503()
     {
         await using var server = await HostingTestServer.StartAsync(o => o.MaxConnections = 2);
-        using var refusals = new RefusalMeter(server.Services);
+        using var refusals = new BrokerMeter(server.Services);
         await using var first = await StompTestClient.ConnectTcpAsync(server.TcpPort);
         await first.ConnectAsync();
         var (second, _) = await StompTestClient.ConnectWebSocketAsync(server.WebSocketUri, "v12.stomp");
@@ -38,7 +38,7 @@ public sealed class ConnectionLimitTests
         Assert.That(upgrade.Status, Is.EqualTo(HttpStatusCode.ServiceUnavailable));
         Assert.That(upgrade.Body, Does.Contain("max-connections"));
         Assert.That(delivered.BodyText, Is.EqualTo("still served"));
-        Assert.That(refusals.Count(ConnectionLimiter.MaxConnectionsLimit), Is.EqualTo(2));
+        Assert.That(refusals[$"broker.connections.refused{{reason={ConnectionLimiter.MaxConnectionsLimit}}}"], Is.EqualTo(2));
         var line = await server.Logs.WaitForAsync(l => l.Contains("refused: limit exceeded: max-connections", StringComparison.Ordinal), "the refusal's log line");
         Assert.That(line, Does.StartWith("Warning"));
     }
@@ -67,7 +67,7 @@ public sealed class ConnectionLimitTests
             o.MaxConnectionsPerAddress = 2;
             o.AllowAnonymous = true;
         });
-        using var refusals = new RefusalMeter(server.Services);
+        using var refusals = new BrokerMeter(server.Services);
         var first = IPAddress.Parse("127.0.0.1");
         var second = IPAddress.Parse("127.0.0.2");
         await using var a1 = await StompTestClient.ConnectTcpAsync(IPAddress.Loopback, server.TcpPort, first);
@@ -85,7 +85,7 @@ public sealed class ConnectionLimitTests
         Assert.That(refused["message"], Is.EqualTo("limit exceeded: max-connections-per-address (3 > 2)"));
         Assert.That(upgrade.Status, Is.EqualTo(HttpStatusCode.ServiceUnavailable));
         Assert.That(accepted.Command, Is.EqualTo(StompCommand.Connected), accepted.ToString());
-        Assert.That(refusals.Count(ConnectionLimiter.MaxConnectionsPerAddressLimit), Is.EqualTo(2));
+        Assert.That(refusals[$"broker.connections.refused{{reason={ConnectionLimiter.MaxConnectionsPerAddressLimit}}}"], Is.EqualTo(2));
     }
 
     [Test]

@@ -78,12 +78,12 @@ public sealed class OriginTests
     public async Task A_refused_origin_opens_no_session_and_is_counted()
     {
         await using var server = await HostingTestServer.StartAsync();
-        using var refusals = new RefusalMeter(server.Services);
+        using var refusals = new BrokerMeter(server.Services);
 
         var evil = await UpgradeAsync(server.WebSocketUri, "https://evil.example");
 
         Assert.That(evil, Is.EqualTo(HttpStatusCode.Forbidden));
-        Assert.That(refusals.Count("origin"), Is.EqualTo(1));
+        Assert.That(refusals["broker.connections.refused{reason=origin}"], Is.EqualTo(1));
         Assert.That(server.Services.GetService<Broker.Sessions.StompSessionRegistry>()!.Count, Is.Zero);
     }
 

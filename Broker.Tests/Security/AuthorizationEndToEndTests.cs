@@ -57,7 +57,7 @@ public sealed class AuthorizationEndToEndTests
     public async Task A_public_topic_is_readable_by_everyone_and_writable_by_its_publisher_only()
     {
         await using var server = await TestServer.StartAsync(ExampleRules);
-        using var counters = new CounterReader(server.Services);
+        using var counters = new BrokerMeter(server.Services);
         await using var reader = await LoginAsync(server, "alice");
         await reader.SubscribeAndWaitAsync("news", "/topic/public.news");
         await using var publisher = await LoginAsync(server, "publisher");

@@ -61,7 +61,7 @@ public sealed class LoginEndToEndTests
             o.LoginThrottling.FreeAttempts = 1;
             o.LoginThrottling.MaxFailuresPerLogin = 3;
         });
-        using var counters = new CounterReader(server.Services);
+        using var counters = new BrokerMeter(server.Services);
 
         var answers = new List<string?>();
         for (var i = 0; i < 6; i++)
@@ -91,7 +91,7 @@ public sealed class LoginEndToEndTests
             o.LoginThrottling.FreeAttempts = 100;
             o.LoginThrottling.MaxFailuresPerAddress = 10;
         });
-        using var counters = new CounterReader(server.Services);
+        using var counters = new BrokerMeter(server.Services);
 
         // As the issue found it: many CONNECTs at once, each with another login.
         var answers = await Task.WhenAll(Enumerable.Range(0, 60).Select(i => ConnectAsync(server, $"user{i}", "guess")));

@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using System.Diagnostics.Metrics;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 
@@ -34,37 +33,4 @@ internal sealed class CapturedLogs : ILoggerProvider
             owner._entries.Enqueue($"{logLevel} {category}: {formatter(state, exception)} [{values}] {exception}");
         }
     }
-}
-
-/// <summary>Sums the broker's counters of one server (its own meter factory), by tag value.</summary>
-internal sealed class CounterReader : IDisposable
-{
-    private readonly MeterListener _listener = new();
-    private readonly ConcurrentDictionary<string, long> _totals = new();
-
-    public CounterReader(IServiceProvider services)
-    {
-        var factory = services.GetRequiredService<IMeterFactory>();
-        _listener.InstrumentPublished = (instrument, listener) =>
-        {
-            if (instrument.Meter.Scope == factory && instrument.Meter.Name == BrokerMetrics.MeterName)
-            {
-                listener.EnableMeasurementEvents(instrument);
-            }
-        };
-        _listener.SetMeasurementEventCallback<long>((instrument, value, tags, _) =>
-        {
-            _totals.AddOrUpdate(instrument.Name, value, (_, sum) => sum + value);
-            foreach (var tag in tags)
-            {
-                _totals.AddOrUpdate($"{instrument.Name}{{{tag.Key}={tag.Value}}}", value, (_, sum) => sum + value);
-            }
-        });
-        _listener.Start();
-    }
-
-    /// <summary>The total of <paramref name="name"/>, e.g. <c>broker.auth.failures</c> or <c>broker.auth.throttled{action=refused}</c>.</summary>
-    public long this[string name] => _totals.TryGetValue(name, out var total) ? total : 0;
-
-    public void Dispose() => _listener.Dispose();
 }
