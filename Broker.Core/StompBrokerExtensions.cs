@@ -38,7 +38,13 @@ public static class StompBrokerExtensions
         services.TryAddSingleton<KeepAliveMonitor>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, KeepAliveMonitor>(sp => sp.GetRequiredService<KeepAliveMonitor>()));
         services.TryAddSingleton<IStompAuthenticator, ConfiguredUsersAuthenticator>();
-        services.TryAddSingleton<IMessageBroker>(sp => new InProcessBroker(sp.GetRequiredService<IOptions<StompBrokerOptions>>().Value, sp.GetRequiredService<BrokerMetrics>()));
+        services.TryAddSingleton<IMessageBroker>(sp => new InProcessBroker(
+            sp.GetRequiredService<IOptions<StompBrokerOptions>>().Value,
+            sp.GetRequiredService<BrokerMetrics>(),
+            sp.GetRequiredService<TimeProvider>(),
+            sp.GetRequiredService<Microsoft.Extensions.Logging.ILoggerFactory>().CreateLogger("Broker.Routing.InProcessBroker"),
+            // A /user/ queue outlives its dropped session only as long as the session could resume.
+            sp.GetService<ISessionStore>() is null ? null : sp.GetRequiredService<IOptions<DurableSessionOptions>>().Value.Ttl));
         services.AddOptions<DurableSessionOptions>();
         services.TryAddSingleton<SessionPersistence>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, SessionPersistenceHost>());

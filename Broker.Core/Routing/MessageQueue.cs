@@ -3,11 +3,14 @@ namespace Broker.Routing;
 /// <summary>
 /// A point-to-point queue: competing consumers served round robin. In the client ack modes a
 /// delivery stays owned by the queue until acknowledged; a NACK or the consumer leaving puts it
-/// back at the head, to go to the next consumer with room.
+/// back at the head, to go to the next consumer with room. A message put back more than
+/// <see cref="RedeliveryPolicy.MaxRedeliveries"/> times goes to <see cref="RedeliveryPolicy.DeadLetter"/> instead.
 /// </summary>
-internal sealed class MessageQueue(string name, int maxLength, Action<BrokerMessage> onDropped)
+internal sealed class MessageQueue(string name, int maxLength, Action<BrokerMessage> onDropped, RedeliveryPolicy? redelivery = null, TimeProvider? time = null)
 {
     private readonly Lock _gate = new();
+    private readonly TimeProvider _time = time ?? TimeProvider.System;
+    private long _lastActivity = (time ?? TimeProvider.System).GetTimestamp();
     private readonly LinkedList<BrokerMessage> _ready = new();
     private readonly List<QueueConsumer> _consumers = [];
     private int _next;
@@ -35,6 +38,8 @@ internal sealed class MessageQueue(string name, int maxLength, Action<BrokerMess
             {
                 return false;
             }
+
+            _lastActivity = _time.GetTimestamp();
 
             // Overflow policy "drop-head", as RabbitMQ's default: the oldest ready message goes.
             if (_ready.Count >= maxLength)
@@ -65,6 +70,27 @@ internal sealed class MessageQueue(string name, int maxLength, Action<BrokerMess
         }
     }
 
+    /// <summary>
+    /// Retires a queue nobody has consumed from or sent to for <paramref name="expiry"/> (<c>Broker:QueueExpiry</c>),
+    /// with its messages: <paramref name="dropped"/> says how many.
+    /// </summary>
+    public bool TryExpire(TimeSpan expiry, out int dropped)
+    {
+        lock (_gate)
+        {
+            dropped = 0;
+            if (_evicted || _consumers.Count > 0 || _time.GetElapsedTime(_lastActivity) < expiry)
+            {
+                return false;
+            }
+
+            dropped = _ready.Count;
+            _ready.Clear();
+            _evicted = true;
+            return true;
+        }
+    }
+
     public QueueConsumer? TryAddConsumer(IMessageSink sink, AckMode ackMode, int prefetch, bool recovered, StreamPosition start)
     {
         var consumer = new QueueConsumer(this, sink, ackMode, prefetch) { Recovered = recovered };
@@ -76,6 +102,7 @@ internal sealed class MessageQueue(string name, int maxLength, Action<BrokerMess
             }
 
             sink.Start(start);
+            _lastActivity = _time.GetTimestamp();
             _consumers.Add(consumer);
             Dispatch();
         }
@@ -85,8 +112,10 @@ internal sealed class MessageQueue(string name, int maxLength, Action<BrokerMess
 
     internal void Settle(QueueConsumer consumer, ulong tag, bool multiple, bool requeue)
     {
+        List<BrokerMessage>? dead = null;
         lock (_gate)
         {
+            _lastActivity = _time.GetTimestamp();
             var unacked = consumer.Unacked;
             var requeued = new List<BrokerMessage>();
             for (var node = unacked.First; node is not null;)
@@ -106,7 +135,7 @@ internal sealed class MessageQueue(string name, int maxLength, Action<BrokerMess
 
             for (var i = requeued.Count - 1; i >= 0; i--)
             {
-                _ready.AddFirst(requeued[i]);
+                PutBack(requeued[i], ref dead);
             }
 
             // A NACKed message goes to the next consumer first, not straight back to its rejecter.
@@ -121,10 +150,13 @@ internal sealed class MessageQueue(string name, int maxLength, Action<BrokerMess
 
             Dispatch();
         }
+
+        DeadLetter(dead);
     }
 
     internal void Remove(QueueConsumer consumer)
     {
+        List<BrokerMessage>? dead = null;
         lock (_gate)
         {
             if (!_consumers.Remove(consumer))
@@ -132,13 +164,44 @@ internal sealed class MessageQueue(string name, int maxLength, Action<BrokerMess
                 return;
             }
 
+            _lastActivity = _time.GetTimestamp();
             for (var node = consumer.Unacked.Last; node is not null; node = node.Previous)
             {
-                _ready.AddFirst(node.Value.Message);
+                PutBack(node.Value.Message, ref dead);
             }
 
             consumer.Unacked.Clear();
             Dispatch();
+        }
+
+        DeadLetter(dead);
+    }
+
+    // Under _gate: an unacknowledged message goes back to the head, or, redelivered too often, aside for the dead-letter queue.
+    private void PutBack(BrokerMessage message, ref List<BrokerMessage>? dead)
+    {
+        message.Redeliveries++;
+        if (redelivery is { MaxRedeliveries: > 0 } policy && message.Redeliveries > policy.MaxRedeliveries)
+        {
+            (dead ??= []).Add(message);
+            return;
+        }
+
+        _ready.AddFirst(message);
+    }
+
+    // Outside _gate: the dead-letter queue takes its own lock.
+    private void DeadLetter(List<BrokerMessage>? dead)
+    {
+        if (dead is null)
+        {
+            return;
+        }
+
+        // PutBack sees messages last to first: walking the list backwards keeps their order.
+        for (var i = dead.Count - 1; i >= 0; i--)
+        {
+            redelivery!.DeadLetter(this, dead[i]);
         }
     }
 
@@ -175,6 +238,12 @@ internal sealed class MessageQueue(string name, int maxLength, Action<BrokerMess
         }
     }
 }
+
+/// <summary>
+/// What becomes of a queue message redelivered too often (<c>Broker:MaxRedeliveries</c>): <paramref name="DeadLetter"/>
+/// takes it (the in-process broker moves it to <c>/queue/&lt;name&gt;.dlq</c>). Called outside the queue's lock.
+/// </summary>
+internal sealed record RedeliveryPolicy(int MaxRedeliveries, Action<MessageQueue, BrokerMessage> DeadLetter);
 
 /// <summary>One consumer of a <see cref="MessageQueue"/>.</summary>
 internal sealed class QueueConsumer(MessageQueue queue, IMessageSink sink, AckMode ackMode, int prefetch) : IBrokerSubscription

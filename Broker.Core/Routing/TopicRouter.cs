@@ -3,12 +3,14 @@ using System.Collections.Concurrent;
 namespace Broker.Routing;
 
 /// <summary>
-/// Topic routing with per-destination history. Each exact key is a <see cref="Topic"/> that numbers
-/// its messages, keeps a bounded history and fans out under its own lock, so a destination's
+/// Topic routing with per-destination history. Each exact key someone subscribes to is a <see cref="Topic"/>
+/// that numbers its messages, keeps a bounded history and fans out under its own lock, so a destination's
 /// subscribers see its messages in offset order and a resumed subscription can be replayed from
 /// its last position with no gap and no duplicate. Wildcard subscriptions live in a
 /// <see cref="TopicTrie{T}"/> that publishes walk without locking, under the topic's lock so that
-/// they too see one topic's messages in offset order.
+/// they too see one topic's messages in offset order. A key nobody subscribes to exactly has no
+/// <see cref="Topic"/> and gets none from a SEND: only patterns can match it, and nothing is kept for it
+/// (no one could resume it), so a publisher naming ever new keys costs nothing that stays.
 /// </summary>
 internal sealed class TopicRouter(HistoryOptions history, TimeProvider time)
 {
@@ -17,17 +19,34 @@ internal sealed class TopicRouter(HistoryOptions history, TimeProvider time)
     private readonly ConcurrentDictionary<string, Topic> _topics = new(StringComparer.Ordinal);
     private readonly TopicTrie<TopicSubscription> _wildcards = new();
 
+    private static readonly Action<TopicSubscription, BrokerMessage> s_deliver = static (subscription, message) => subscription.Deliver(message);
+
     public int TopicCount => _topics.Count;
+
+    /// <summary>True when <paramref name="key"/> is an exact key this router holds a <see cref="Topic"/> for.</summary>
+    public bool Contains(string key) => _topics.ContainsKey(key);
 
     public void Publish(BrokerMessage message, string key)
     {
-        while (!GetTopic(key).TryPublish(message, _wildcards))
+        while (true)
         {
-            // The topic was evicted between lookup and lock; the next lookup makes a new one.
+            if (!_topics.TryGetValue(key, out var topic))
+            {
+                _wildcards.Match(key, message, s_deliver);
+                return;
+            }
+
+            if (topic.TryPublish(message, _wildcards))
+            {
+                return;
+            }
+
+            // The topic was evicted between lookup and lock: look again.
         }
     }
 
-    public TopicSubscription Subscribe(string key, IMessageSink sink, StreamPosition? resumeFrom)
+    /// <param name="durable">The subscriber's session can resume: the topic keeps history for it (see <see cref="Topic"/>).</param>
+    public TopicSubscription Subscribe(string key, IMessageSink sink, StreamPosition? resumeFrom, bool durable = true)
     {
         if (Destinations.IsWildcard(key))
         {
@@ -39,7 +58,7 @@ internal sealed class TopicRouter(HistoryOptions history, TimeProvider time)
 
         while (true)
         {
-            if (GetTopic(key).TrySubscribe(this, sink, resumeFrom) is { } subscription)
+            if (GetTopic(key).TrySubscribe(this, sink, resumeFrom, durable) is { } subscription)
             {
                 return subscription;
             }
@@ -67,18 +86,28 @@ internal sealed class TopicRouter(HistoryOptions history, TimeProvider time)
     private Topic GetTopic(string key) => _topics.GetOrAdd(key, static (k, self) => new Topic(k, self._history, self._time), this);
 }
 
-/// <summary>Bounds on each topic's history.</summary>
-public sealed record HistoryOptions(int Size, TimeSpan MaxAge);
+/// <summary>Bounds on each topic's history: messages, age and bytes (bodies and headers).</summary>
+public sealed record HistoryOptions(int Size, TimeSpan MaxAge, long MaxBytes = long.MaxValue);
 
-/// <summary>One exact topic key: its subscribers, its offsets and its bounded history.</summary>
+/// <summary>
+/// One exact topic key: its subscribers, its offsets and its bounded history. History exists for durable
+/// subscribers to resume, so a topic keeps messages only while it has a durable subscriber or had one within
+/// <see cref="HistoryOptions.MaxAge"/> (one that dropped may come back that long); its history array is made on
+/// the first message kept and grows to <see cref="HistoryOptions.Size"/>, and it holds at most
+/// <see cref="HistoryOptions.MaxBytes"/>: the oldest go first.
+/// </summary>
 internal sealed class Topic(string key, HistoryOptions options, TimeProvider time)
 {
     private static readonly Action<TopicSubscription, BrokerMessage> s_deliver = static (subscription, message) => subscription.Deliver(message);
 
     private readonly Lock _gate = new();
-    private readonly (BrokerMessage Message, long Timestamp)[] _history = new (BrokerMessage, long)[Math.Max(options.Size, 0)];
+    private (BrokerMessage Message, long Timestamp, int Size)[] _history = [];
     private int _head;
     private int _count;
+    private long _historyBytes;
+    private int _durableSubscribers;
+    private bool _hadDurable;
+    private long _lastDurableAt;
     private long _lastOffset;
     private bool _evicted;
     // Exact-key subscribers, changed and read only under _gate. A subscription knows its slot, so adding
@@ -128,7 +157,7 @@ internal sealed class Topic(string key, HistoryOptions options, TimeProvider tim
 
     // Subscribe live and replay under the same lock that publishing takes: no message can fall between
     // the replayed history and the live stream, and none can arrive twice.
-    public TopicSubscription? TrySubscribe(TopicRouter router, IMessageSink sink, StreamPosition? resumeFrom)
+    public TopicSubscription? TrySubscribe(TopicRouter router, IMessageSink sink, StreamPosition? resumeFrom, bool durable)
     {
         lock (_gate)
         {
@@ -162,7 +191,14 @@ internal sealed class Topic(string key, HistoryOptions options, TimeProvider tim
                 sink.Start(new StreamPosition(Epoch, _lastOffset));
             }
 
-            var subscription = new TopicSubscription(router, this, Key, sink, recovered);
+            var subscription = new TopicSubscription(router, this, Key, sink, recovered) { Durable = durable };
+            if (durable)
+            {
+                _durableSubscribers++;
+                _hadDurable = true;
+                _lastDurableAt = time.GetTimestamp();
+            }
+
             if (_subscriberCount == _subscribers.Length)
             {
                 Array.Resize(ref _subscribers, Math.Max(4, _subscribers.Length * 2));
@@ -196,6 +232,11 @@ internal sealed class Topic(string key, HistoryOptions options, TimeProvider tim
             _subscribers[slot].Slot = slot;
             _subscribers[last] = null!;
             subscription.Slot = -1;
+            if (subscription.Durable && --_durableSubscribers == 0)
+            {
+                _lastDurableAt = time.GetTimestamp();
+            }
+
             if (_subscribers.Length > 16 && _subscriberCount < _subscribers.Length / 4)
             {
                 Array.Resize(ref _subscribers, _subscribers.Length / 2);
@@ -220,24 +261,64 @@ internal sealed class Topic(string key, HistoryOptions options, TimeProvider tim
 
     private long OffsetAt(int index) => _history[(_head + index) % _history.Length].Message.Offset;
 
+    /// <summary>Bytes of history held (for tests and accounting).</summary>
+    internal long HistoryBytes
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _historyBytes;
+            }
+        }
+    }
+
     private void Append(BrokerMessage message)
     {
-        if (_history.Length == 0)
+        var now = time.GetTimestamp();
+        var size = Size(message);
+        if (options.Size <= 0 || size > options.MaxBytes ||
+            (_durableSubscribers == 0 && (!_hadDurable || time.GetElapsedTime(_lastDurableAt, now) > options.MaxAge)))
         {
+            TrimExpired();
             return;
         }
 
-        var now = time.GetTimestamp();
-        if (_count == _history.Length)
+        while (_count > 0 && (_count == options.Size || _historyBytes + size > options.MaxBytes))
         {
-            _history[_head] = default;
-            _head = (_head + 1) % _history.Length;
-            _count--;
+            DropOldest();
         }
 
-        _history[(_head + _count) % _history.Length] = (message, now);
+        if (_count == _history.Length)
+        {
+            Grow();
+        }
+
+        _history[(_head + _count) % _history.Length] = (message, now, size);
         _count++;
+        _historyBytes += size;
         TrimExpired();
+    }
+
+    // Doubles the ring (from 8) up to options.Size, keeping the entries in order from index 0.
+    private void Grow()
+    {
+        var grown = new (BrokerMessage, long, int)[Math.Min(options.Size, Math.Max(8, _history.Length * 2))];
+        for (var i = 0; i < _count; i++)
+        {
+            grown[i] = _history[(_head + i) % _history.Length];
+        }
+
+        _history = grown;
+        _head = 0;
+    }
+
+    private void DropOldest()
+    {
+        _historyBytes -= _history[_head].Size;
+        _history[_head] = default;
+        _head = (_head + 1) % _history.Length;
+        _count--;
     }
 
     private void TrimExpired()
@@ -245,10 +326,27 @@ internal sealed class Topic(string key, HistoryOptions options, TimeProvider tim
         var now = time.GetTimestamp();
         while (_count > 0 && time.GetElapsedTime(_history[_head].Timestamp, now) > options.MaxAge)
         {
-            _history[_head] = default;
-            _head = (_head + 1) % _history.Length;
-            _count--;
+            DropOldest();
         }
+
+        // Nothing kept and nobody to keep it for: the topic costs no more than its name.
+        if (_count == 0 && _durableSubscribers == 0 && _history.Length > 0)
+        {
+            _history = [];
+            _head = 0;
+        }
+    }
+
+    // What a kept message holds: its body and its headers (as UTF-16 lengths, close to their UTF-8 bytes).
+    private static int Size(BrokerMessage message)
+    {
+        var size = message.Body.Length + message.Destination.Length + message.MessageId.Length;
+        foreach (var (name, value) in message.Headers)
+        {
+            size += name.Length + value.Length + 2;
+        }
+
+        return size;
     }
 }
 
@@ -270,6 +368,9 @@ internal sealed class TopicSubscription : IBrokerSubscription
     }
 
     public string Key { get; }
+
+    /// <summary>The subscriber's session can resume (its topic keeps history for it).</summary>
+    internal bool Durable { get; init; }
 
     /// <summary>A wildcard subscription's place in the router's trie (null for an exact key).</summary>
     internal TopicTrie<TopicSubscription>.Binding? Binding { get; set; }

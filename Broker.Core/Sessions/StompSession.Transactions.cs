@@ -32,6 +32,8 @@ public sealed partial class StompSession
             throw new StompProtocolException($"no open transaction '{id}'");
         }
 
+        Release(actions);
+
         // All or nothing: an ACK or NACK that no longer names a pending message fails the COMMIT before
         // anything is applied.
         lock (_ackGate)
@@ -64,10 +66,12 @@ public sealed partial class StompSession
     private void Abort(StompFrame frame)
     {
         var id = RequireHeader(frame, StompHeaders.Transaction);
-        if (_transactions is null || !_transactions.Remove(id))
+        if (_transactions is null || !_transactions.Remove(id, out var actions))
         {
             throw new StompProtocolException($"no open transaction '{id}'");
         }
+
+        Release(actions);
     }
 
     private void AddToTransaction(string id, TransactionAction action)
@@ -82,8 +86,39 @@ public sealed partial class StompSession
             throw StompProtocolException.LimitExceeded("max-transaction-size", actions.Count + 1, _options.MaxTransactionSize);
         }
 
+        // max-transaction-bytes: what every open transaction of this connection holds, together.
+        var bytes = _transactionBytes + action.Size;
+        if (bytes > _options.MaxTransactionBytes)
+        {
+            throw StompProtocolException.LimitExceeded("max-transaction-bytes", bytes, _options.MaxTransactionBytes);
+        }
+
+        _transactionBytes = bytes;
         actions.Add(action);
     }
 
-    private sealed record TransactionAction(BrokerMessage? Message, PendingAck? Ack, bool Nack);
+    private void Release(List<TransactionAction> actions)
+    {
+        foreach (var action in actions)
+        {
+            _transactionBytes -= action.Size;
+        }
+    }
+
+    private sealed record TransactionAction(BrokerMessage? Message, PendingAck? Ack, bool Nack)
+    {
+        // An ACK or NACK holds a reference and a little bookkeeping; a SEND its body and headers.
+        public long Size { get; } = Message is null ? 64 : MessageSize(Message);
+
+        private static long MessageSize(BrokerMessage message)
+        {
+            long size = message.Body.Length + message.Destination.Length;
+            foreach (var (name, value) in message.Headers)
+            {
+                size += name.Length + value.Length + 2;
+            }
+
+            return size;
+        }
+    }
 }

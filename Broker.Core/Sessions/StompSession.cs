@@ -61,6 +61,7 @@ public sealed partial class StompSession
 
     // Transactions: made on the first BEGIN, as most connections never use one.
     private Dictionary<string, List<TransactionAction>>? _transactions;
+    private long _transactionBytes;
 
     // Resume (durable sessions): persistence is null when they are off.
     private SessionPersistence? _persistence;
