@@ -72,6 +72,10 @@ need_apt redis-server
 # 127.0.0.1 ports; a system service that the package may start on 5672 is not used).
 need_apt rabbitmq-server
 
+# Debian's Chromium for Broker.Tests/Browser (the admin dashboard and the demo page), driven by the
+# Microsoft.Playwright NuGet package's own driver; no browser is downloaded.
+need_apt chromium
+
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   need_apt nodejs npm
 fi

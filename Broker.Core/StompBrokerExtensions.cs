@@ -1,6 +1,7 @@
 using Broker.Durability;
 using Broker.Hosting;
 using Broker.Routing;
+using Broker.Security;
 using Broker.Sessions;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Connections;
@@ -38,26 +39,30 @@ public static class StompBrokerExtensions
         services.TryAddSingleton<KeepAliveMonitor>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, KeepAliveMonitor>(sp => sp.GetRequiredService<KeepAliveMonitor>()));
         services.TryAddSingleton<IStompAuthenticator, ConfiguredUsersAuthenticator>();
+        services.AddStompSecurity();
+        services.TryAddSingleton<Resources.MemoryBudget>();
         services.TryAddSingleton<IMessageBroker>(sp => new InProcessBroker(
             sp.GetRequiredService<IOptions<StompBrokerOptions>>().Value,
             sp.GetRequiredService<BrokerMetrics>(),
             sp.GetRequiredService<TimeProvider>(),
             sp.GetRequiredService<Microsoft.Extensions.Logging.ILoggerFactory>().CreateLogger("Broker.Routing.InProcessBroker"),
             // A /user/ queue outlives its dropped session only as long as the session could resume.
-            sp.GetService<ISessionStore>() is null ? null : sp.GetRequiredService<IOptions<DurableSessionOptions>>().Value.Ttl));
+            sp.GetService<ISessionStore>() is null ? null : sp.GetRequiredService<IOptions<DurableSessionOptions>>().Value.Ttl,
+            sp.GetRequiredService<Resources.MemoryBudget>()));
         services.AddOptions<DurableSessionOptions>();
         services.TryAddSingleton<SessionPersistence>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, SessionPersistenceHost>());
         services.TryAddSingleton(sp => new StompSessionServices(
             sp.GetRequiredService<IOptions<StompBrokerOptions>>(),
             sp.GetRequiredService<IMessageBroker>(),
-            sp.GetRequiredService<IStompAuthenticator>(),
+            Security.ThrottlingAuthenticator.Wrap(sp, sp.GetRequiredService<IStompAuthenticator>()),
             sp.GetRequiredService<BrokerMetrics>(),
             sp.GetRequiredService<StompSessionRegistry>(),
             sp.GetRequiredService<Microsoft.Extensions.Logging.ILoggerFactory>(),
             sp.GetRequiredService<KeepAliveMonitor>(),
+            sp.GetRequiredService<Resources.MemoryBudget>(),
             // Durable sessions are on when a session store is registered (AddSqliteSessionStore, AddRedisSessionStore, ...).
-            sp.GetService<ISessionStore>() is null ? null : sp.GetRequiredService<SessionPersistence>()));
+            sp.GetService<ISessionStore>() is null ? null : sp.GetRequiredService<SessionPersistence>()) { Authorization = sp.GetRequiredService<Security.DestinationAuthorization>() });
         services.TryAddSingleton(sp => new OriginPolicy(sp.GetRequiredService<IOptions<StompBrokerOptions>>().Value));
         services.TryAddSingleton<ConnectionLimiter>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, SecurityStartupLog>());

@@ -33,6 +33,12 @@ public sealed class StompBrokerOptions
     /// <summary>login → passcode. When non-empty, a presented login must match one of these.</summary>
     public Dictionary<string, string> Users { get; set; } = new(StringComparer.Ordinal);
 
+    /// <summary>Failed-login throttling (<c>Broker:LoginThrottling</c>).</summary>
+    public Security.LoginThrottlingOptions LoginThrottling { get; set; } = new();
+
+    /// <summary>Who may subscribe and send to which destination (<c>Broker:Authorization:Rules</c>).</summary>
+    public Security.StompAuthorizationOptions Authorization { get; set; } = new();
+
     /// <summary>Largest frame, in bytes (limit name <c>max-frame-size</c>). Default 4 MiB.</summary>
     public int MaxFrameSize { get; set; } = 4 * 1024 * 1024;
 
@@ -87,8 +93,31 @@ public sealed class StompBrokerOptions
     /// <summary>How many receive intervals of silence are tolerated before the client is declared dead.</summary>
     public double HeartbeatTolerance { get; set; } = 2.0;
 
-    /// <summary>Most ready messages one in-process queue holds; beyond it the oldest is dropped (counted).</summary>
+    /// <summary>Most ready messages one in-process queue holds (<c>max-queue-length</c>); beyond it <see cref="QueueOverflow"/> applies.</summary>
     public int MaxQueueLength { get; set; } = 100_000;
+
+    /// <summary>Most bytes of ready messages one in-process queue holds (<c>max-queue-bytes</c>); 0 = no limit. Default 64 MiB.</summary>
+    public long MaxQueueBytes { get; set; } = 64 * 1024 * 1024;
+
+    /// <summary>
+    /// What a full queue does with a SEND: <see cref="Resources.QueueOverflow.RejectPublish"/> (the default: ERROR naming the
+    /// queue and the limit, no receipt) or <see cref="Resources.QueueOverflow.DropOldest"/> (counted in <c>broker.messages.dropped</c>).
+    /// </summary>
+    public Resources.QueueOverflow QueueOverflow { get; set; } = Resources.QueueOverflow.RejectPublish;
+
+    /// <summary>
+    /// The memory budget's high watermark in bytes (<c>memory-limit</c>): what the broker holds for clients (queued messages,
+    /// topic history, outboxes, open transactions, partly read frames). Above it, connections that SEND are not read from
+    /// until usage falls below <see cref="MemoryLowWatermark"/>. Null or 0 (the default): 40 % of the memory available to
+    /// the process (the machine's, or the container's limit).
+    /// </summary>
+    public long? MemoryLimit { get; set; }
+
+    /// <summary>The low watermark, as a fraction of <see cref="MemoryLimit"/> (more than 0, at most 1): where flow-controlled publishers resume.</summary>
+    public double MemoryLowWatermark { get; set; } = 0.8;
+
+    /// <summary>Longest a publisher may be flow-controlled before it gets an ERROR (<c>memory-limit</c>) and is closed; 0 = wait as long as it takes.</summary>
+    public TimeSpan FlowControlTimeout { get; set; } = TimeSpan.FromSeconds(30);
 
     /// <summary>Most unacknowledged messages one client-ack subscription may hold before its connection is closed as a slow consumer (<c>max-unacked</c>).</summary>
     public int MaxUnackedPerSubscription { get; set; } = 10_000;

@@ -49,6 +49,11 @@ internal sealed class StompBrokerOptionsValidator : IValidateOptions<StompBroker
             }
         }
 
+        if (options.MemoryLowWatermark is not (> 0 and <= 1))
+        {
+            failures.Add(Describe(nameof(options.MemoryLowWatermark), options.MemoryLowWatermark, "a fraction of MemoryLimit, more than 0 and at most 1"));
+        }
+
         if (options.HeartbeatTolerance < 1)
         {
             failures.Add(Describe(nameof(options.HeartbeatTolerance), options.HeartbeatTolerance, "1.0 or more (receive intervals of silence tolerated)"));

@@ -4,9 +4,12 @@ using Broker.Durability;
 using Broker.Health;
 using Broker.Server;
 using Microsoft.AspNetCore.HttpOverrides;
+using Broker.Server.Admin;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using OpenTelemetry.Metrics;
 using OpenTelemetry.Resources;
+
+if (args is [HashPasscodeCommand.Name, ..]) { return HashPasscodeCommand.Run(args[1..]); }
 
 var settings = new ServerSettings();
 try
@@ -37,6 +40,7 @@ try
     builder.Services.AddHealthChecks().AddStompBroker();
     builder.Services.AddOpenTelemetry().ConfigureResource(resource => resource.AddService("broker")).WithMetrics(metrics => metrics.AddMeter(BrokerMetrics.MeterName).AddPrometheusExporter());
     builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(10));
+    builder.Services.AddBrokerAdmin(builder.Configuration);
 
     if (!IPAddress.TryParse(settings.ListenAddress, out var address))
     {
@@ -95,6 +99,7 @@ try
     app.MapStompHealthChecks("/health");
     app.MapPrometheusScrapingEndpoint("/metrics");
     app.MapGet("/", () => Results.Content(DemoPage.Html(settings.WebSocketPath), "text/html; charset=utf-8"));
+    app.MapBrokerAdmin();
 
     app.Lifetime.ApplicationStarted.Register(() =>
     {

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Diagnostics.Metrics;
 using Broker.Protocol;
+using Broker.Resources;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 
@@ -12,17 +13,18 @@ namespace Broker.Routing;
 /// <c>max-destinations</c> topics and queues; a queue nobody uses for <c>Broker:QueueExpiry</c> goes with its
 /// messages, and a queue message redelivered past <c>Broker:MaxRedeliveries</c> moves to its dead-letter queue.
 /// </summary>
-internal sealed class InProcessBroker : IMessageBroker, IDisposable
+internal sealed partial class InProcessBroker : IMessageBroker, IDisposable
 {
     public const string MaxDestinationsLimit = "max-destinations";
 
-    private readonly int _maxQueueLength;
+    private readonly QueueLimits _queueLimits;
     private readonly int _maxDestinations;
     private readonly TimeSpan _queueExpiry;
     private readonly TimeSpan _sessionQueueExpiry;
     private readonly string _deadLetterSuffix;
     private readonly RedeliveryPolicy? _redelivery;
     private readonly BrokerMetrics _metrics;
+    private readonly MemoryBudget? _budget;
     private readonly ILogger _logger;
     private readonly TimeProvider _time;
     private readonly TopicRouter _topics;
@@ -32,19 +34,21 @@ internal sealed class InProcessBroker : IMessageBroker, IDisposable
     /// How long the queue behind a <c>/user/queue/</c> subscription outlives its session's last activity (the
     /// durable-session TTL: after it the session cannot resume); null: <see cref="StompBrokerOptions.QueueExpiry"/>.
     /// </param>
-    public InProcessBroker(StompBrokerOptions options, BrokerMetrics metrics, TimeProvider? time = null, ILogger? logger = null, TimeSpan? sessionQueueExpiry = null)
+    public InProcessBroker(
+        StompBrokerOptions options, BrokerMetrics metrics, TimeProvider? time = null, ILogger? logger = null, TimeSpan? sessionQueueExpiry = null, MemoryBudget? budget = null)
     {
         time ??= TimeProvider.System;
         _time = time;
-        _maxQueueLength = options.MaxQueueLength;
+        _queueLimits = new QueueLimits(options.MaxQueueLength, options.MaxQueueBytes, options.QueueOverflow);
         _maxDestinations = options.MaxDestinations;
         _queueExpiry = options.QueueExpiry;
         _sessionQueueExpiry = sessionQueueExpiry is { } ttl && (options.QueueExpiry <= TimeSpan.Zero || ttl < options.QueueExpiry) ? ttl : options.QueueExpiry;
         _deadLetterSuffix = options.DeadLetterSuffix;
         _redelivery = options.MaxRedeliveries > 0 ? new RedeliveryPolicy(options.MaxRedeliveries, DeadLetter) : null;
         _metrics = metrics;
+        _budget = budget;
         _logger = logger ?? NullLogger.Instance;
-        _topics = new TopicRouter(new HistoryOptions(options.HistorySize, options.HistoryMaxAge, options.HistoryMaxBytes), time);
+        _topics = new TopicRouter(new HistoryOptions(options.HistorySize, options.HistoryMaxAge, options.HistoryMaxBytes), time, budget);
         _sweeper = time.CreateTimer(static s => ((InProcessBroker)s!).Sweep(), this, TimeSpan.FromMinutes(1), TimeSpan.FromMinutes(1));
         metrics.Observe("destinations.active", "inprocess", () =>
         [
@@ -69,13 +73,19 @@ internal sealed class InProcessBroker : IMessageBroker, IDisposable
         var destination = message.Destination;
         if (Destinations.IsQueue(destination))
         {
-            var queue = GetQueue(destination);
-            _metrics.Published("queue");
-            while (!queue.TryEnqueue(message))
+            EnqueueResult result;
+            while ((result = GetQueue(destination).TryEnqueue(message)) == EnqueueResult.Evicted)
             {
                 // Swept between lookup and lock; the next lookup makes a new queue.
-                queue = GetQueue(destination);
             }
+
+            if (result != EnqueueResult.Enqueued)
+            {
+                return ValueTask.FromException(LimitExceededException.QueueFull(
+                    result == EnqueueResult.RefusedLength ? LimitNames.MaxQueueLength : LimitNames.MaxQueueBytes, destination));
+            }
+
+            _metrics.Published("queue");
         }
         else
         {
@@ -171,7 +181,7 @@ internal sealed class InProcessBroker : IMessageBroker, IDisposable
         }
 
         EnsureRoom();
-        return _queues.GetOrAdd(destination, static (name, self) => new MessageQueue(name, self._maxQueueLength, _ => self._metrics.Dropped(), self._redelivery, self._time), this);
+        return _queues.GetOrAdd(destination, static (name, self) => new MessageQueue(name, self._queueLimits, _ => self._metrics.Dropped(), self._budget, self._redelivery, self._time), this);
     }
 
     // max-destinations: checked before a topic or queue is made (concurrent makers may pass it by a few).
@@ -192,19 +202,34 @@ internal sealed class InProcessBroker : IMessageBroker, IDisposable
         headers.AddRange(message.Headers);
         headers.Add(new("original-destination", queue.Name));
         var moved = new BrokerMessage(target, message.MessageId, headers, message.Body);
+        Exception? refused = null;
         try
         {
-            while (!GetQueue(target).TryEnqueue(moved))
+            EnqueueResult result;
+            while ((result = GetQueue(target).TryEnqueue(moved)) == EnqueueResult.Evicted)
             {
+                // Swept between lookup and lock; the next lookup makes a new queue.
             }
 
-            _metrics.LimitExceeded("max-redeliveries");
-            RoutingLog.DeadLettered(_logger, message.MessageId, queue.Name, message.Redeliveries, target);
+            if (result != EnqueueResult.Enqueued)
+            {
+                refused = LimitExceededException.QueueFull(result == EnqueueResult.RefusedLength ? LimitNames.MaxQueueLength : LimitNames.MaxQueueBytes, target);
+            }
         }
         catch (StompProtocolException ex)
         {
-            _metrics.Dropped("queue");
-            RoutingLog.DeadLetterDropped(_logger, ex, message.MessageId, queue.Name, message.Redeliveries);
+            // max-destinations: no room for the dead-letter queue.
+            refused = ex;
         }
+
+        if (refused is not null)
+        {
+            _metrics.Dropped("queue");
+            RoutingLog.DeadLetterDropped(_logger, refused, message.MessageId, queue.Name, message.Redeliveries);
+            return;
+        }
+
+        _metrics.LimitExceeded("max-redeliveries");
+        RoutingLog.DeadLettered(_logger, message.MessageId, queue.Name, message.Redeliveries, target);
     }
 }

@@ -1,3 +1,5 @@
+using Broker.Resources;
+
 namespace Broker.Routing;
 
 /// <summary>
@@ -5,14 +7,17 @@ namespace Broker.Routing;
 /// delivery stays owned by the queue until acknowledged; a NACK or the consumer leaving puts it
 /// back at the head, to go to the next consumer with room. A message put back more than
 /// <see cref="RedeliveryPolicy.MaxRedeliveries"/> times goes to <see cref="RedeliveryPolicy.DeadLetter"/> instead.
+/// Ready messages are bounded by count and bytes (<see cref="QueueLimits"/>); their bytes count against the memory budget.
 /// </summary>
-internal sealed class MessageQueue(string name, int maxLength, Action<BrokerMessage> onDropped, RedeliveryPolicy? redelivery = null, TimeProvider? time = null)
+internal sealed class MessageQueue(
+    string name, QueueLimits limits, Action<BrokerMessage> onDropped, MemoryBudget? budget = null, RedeliveryPolicy? redelivery = null, TimeProvider? time = null)
 {
     private readonly Lock _gate = new();
     private readonly TimeProvider _time = time ?? TimeProvider.System;
     private long _lastActivity = (time ?? TimeProvider.System).GetTimestamp();
     private readonly LinkedList<BrokerMessage> _ready = new();
     private readonly List<QueueConsumer> _consumers = [];
+    private long _readyBytes;
     private int _next;
     private bool _evicted;
 
@@ -29,29 +34,74 @@ internal sealed class MessageQueue(string name, int maxLength, Action<BrokerMess
         }
     }
 
-    /// <summary>False when the queue was swept away meanwhile; the caller looks it up again.</summary>
-    public bool TryEnqueue(BrokerMessage message)
+    /// <summary>Ready messages, consumers and deliveries awaiting an ack (for statistics).</summary>
+    internal (int Ready, int Consumers, int Unacked) Statistics()
     {
+        lock (_gate)
+        {
+            var unacked = 0;
+            foreach (var consumer in _consumers)
+            {
+                unacked += consumer.Unacked.Count;
+            }
+
+            return (_ready.Count, _consumers.Count, unacked);
+        }
+    }
+
+    /// <summary>Bytes of the ready messages (as <see cref="MessageSize"/> counts them).</summary>
+    public long ReadyBytes
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _readyBytes;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Queues a published message, or refuses it when the queue is full and its policy is
+    /// <see cref="QueueOverflow.RejectPublish"/>. <see cref="EnqueueResult.Evicted"/>: the queue was swept away
+    /// meanwhile; the caller looks it up again.
+    /// </summary>
+    public EnqueueResult TryEnqueue(BrokerMessage message)
+    {
+        var size = MessageSize.Of(message);
         lock (_gate)
         {
             if (_evicted)
             {
-                return false;
+                return EnqueueResult.Evicted;
             }
 
             _lastActivity = _time.GetTimestamp();
-
-            // Overflow policy "drop-head", as RabbitMQ's default: the oldest ready message goes.
-            if (_ready.Count >= maxLength)
+            if (limits.Overflow == QueueOverflow.RejectPublish)
             {
-                var dropped = _ready.First!.Value;
-                _ready.RemoveFirst();
-                onDropped(dropped);
+                if (_ready.Count >= limits.MaxLength)
+                {
+                    return EnqueueResult.RefusedLength;
+                }
+
+                if (limits.MaxBytes > 0 && _readyBytes + size > limits.MaxBytes)
+                {
+                    return EnqueueResult.RefusedBytes;
+                }
+            }
+            else
+            {
+                // "drop-head", as RabbitMQ's default: the oldest ready messages go until the new one fits
+                // (a message larger than max-queue-bytes on its own still goes in, alone).
+                while (_ready.Count > 0 && (_ready.Count >= limits.MaxLength || (limits.MaxBytes > 0 && _readyBytes + size > limits.MaxBytes)))
+                {
+                    onDropped(TakeFirst());
+                }
             }
 
-            _ready.AddLast(message);
+            AddReady(message, size, atHead: false);
             Dispatch();
-            return true;
+            return EnqueueResult.Enqueued;
         }
     }
 
@@ -72,7 +122,7 @@ internal sealed class MessageQueue(string name, int maxLength, Action<BrokerMess
 
     /// <summary>
     /// Retires a queue nobody has consumed from or sent to for <paramref name="expiry"/> (<c>Broker:QueueExpiry</c>),
-    /// with its messages: <paramref name="dropped"/> says how many.
+    /// with its messages (their bytes go back to the memory budget): <paramref name="dropped"/> says how many.
     /// </summary>
     public bool TryExpire(TimeSpan expiry, out int dropped)
     {
@@ -86,6 +136,8 @@ internal sealed class MessageQueue(string name, int maxLength, Action<BrokerMess
 
             dropped = _ready.Count;
             _ready.Clear();
+            budget?.Subtract(MemoryComponent.Queues, _readyBytes);
+            _readyBytes = 0;
             _evicted = true;
             return true;
         }
@@ -177,7 +229,8 @@ internal sealed class MessageQueue(string name, int maxLength, Action<BrokerMess
         DeadLetter(dead);
     }
 
-    // Under _gate: an unacknowledged message goes back to the head, or, redelivered too often, aside for the dead-letter queue.
+    // Under _gate: an unacknowledged message goes back to the head (counted again against the byte bounds and the budget),
+    // or, redelivered too often, aside for the dead-letter queue.
     private void PutBack(BrokerMessage message, ref List<BrokerMessage>? dead)
     {
         message.Redeliveries++;
@@ -187,7 +240,7 @@ internal sealed class MessageQueue(string name, int maxLength, Action<BrokerMess
             return;
         }
 
-        _ready.AddFirst(message);
+        AddReady(message, MessageSize.Of(message), atHead: true);
     }
 
     // Outside _gate: the dead-letter queue takes its own lock.
@@ -227,15 +280,41 @@ internal sealed class MessageQueue(string name, int maxLength, Action<BrokerMess
                 return;
             }
 
-            var message = _ready.First!.Value;
-            _ready.RemoveFirst();
+            var message = TakeFirst();
             if (!chosen.TryDeliver(message))
             {
                 // The consumer is going away; keep the message for someone else.
-                _ready.AddFirst(message);
+                AddReady(message, MessageSize.Of(message), atHead: true);
                 chosen.Refusing = true;
             }
         }
+    }
+
+    // Called under _gate. Messages put back (NACK, a consumer leaving) were admitted before: they go back past the limits.
+    private void AddReady(BrokerMessage message, long size, bool atHead)
+    {
+        if (atHead)
+        {
+            _ready.AddFirst(message);
+        }
+        else
+        {
+            _ready.AddLast(message);
+        }
+
+        _readyBytes += size;
+        budget?.Add(MemoryComponent.Queues, size);
+    }
+
+    // Called under _gate, with a message ready.
+    private BrokerMessage TakeFirst()
+    {
+        var message = _ready.First!.Value;
+        _ready.RemoveFirst();
+        var size = MessageSize.Of(message);
+        _readyBytes -= size;
+        budget?.Subtract(MemoryComponent.Queues, size);
+        return message;
     }
 }
 
@@ -244,6 +323,24 @@ internal sealed class MessageQueue(string name, int maxLength, Action<BrokerMess
 /// takes it (the in-process broker moves it to <c>/queue/&lt;name&gt;.dlq</c>). Called outside the queue's lock.
 /// </summary>
 internal sealed record RedeliveryPolicy(int MaxRedeliveries, Action<MessageQueue, BrokerMessage> DeadLetter);
+
+/// <summary>A queue's bounds on its ready messages and what it does when they are reached.</summary>
+internal readonly record struct QueueLimits(int MaxLength, long MaxBytes, QueueOverflow Overflow);
+
+/// <summary>What became of a message offered to a <see cref="MessageQueue"/>.</summary>
+internal enum EnqueueResult
+{
+    Enqueued,
+
+    /// <summary>The queue was swept away between lookup and lock.</summary>
+    Evicted,
+
+    /// <summary>Refused: <see cref="LimitNames.MaxQueueLength"/> reached.</summary>
+    RefusedLength,
+
+    /// <summary>Refused: <see cref="LimitNames.MaxQueueBytes"/> would be exceeded.</summary>
+    RefusedBytes,
+}
 
 /// <summary>One consumer of a <see cref="MessageQueue"/>.</summary>
 internal sealed class QueueConsumer(MessageQueue queue, IMessageSink sink, AckMode ackMode, int prefetch) : IBrokerSubscription

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using Broker.Resources;
 
 namespace Broker.Routing;
 
@@ -11,20 +12,40 @@ namespace Broker.Routing;
 /// they too see one topic's messages in offset order. A key nobody subscribes to exactly has no
 /// <see cref="Topic"/> and gets none from a SEND: only patterns can match it, and nothing is kept for it
 /// (no one could resume it), so a publisher naming ever new keys costs nothing that stays.
+/// History bytes count against the memory budget, and history is the first thing given up when the
+/// budget goes above its high watermark.
 /// </summary>
-internal sealed class TopicRouter(HistoryOptions history, TimeProvider time)
+internal sealed class TopicRouter
 {
-    private readonly HistoryOptions _history = history;
-    private readonly TimeProvider _time = time;
+    private readonly HistoryOptions _history;
+    private readonly TimeProvider _time;
+    private readonly MemoryBudget? _budget;
     private readonly ConcurrentDictionary<string, Topic> _topics = new(StringComparer.Ordinal);
     private readonly TopicTrie<TopicSubscription> _wildcards = new();
 
     private static readonly Action<TopicSubscription, BrokerMessage> s_deliver = static (subscription, message) => subscription.Deliver(message);
 
+    public TopicRouter(HistoryOptions history, TimeProvider time, MemoryBudget? budget = null)
+    {
+        _history = history;
+        _time = time;
+        _budget = budget;
+        budget?.OnAboveHighWatermark(ShedHistory);
+    }
+
     public int TopicCount => _topics.Count;
 
     /// <summary>True when <paramref name="key"/> is an exact key this router holds a <see cref="Topic"/> for.</summary>
     public bool Contains(string key) => _topics.ContainsKey(key);
+
+    /// <summary>The exact-key topics now held (a live view, for statistics).</summary>
+    internal ICollection<Topic> Topics => _topics.Values;
+
+    /// <summary>The wildcard subscriptions now held (for statistics).</summary>
+    internal ICollection<TopicSubscription> Wildcards => _wildcardSet.Keys;
+
+    // The same subscriptions as the trie, as a set to enumerate (the trie is for matching only).
+    private readonly ConcurrentDictionary<TopicSubscription, byte> _wildcardSet = new();
 
     public void Publish(BrokerMessage message, string key)
     {
@@ -53,6 +74,7 @@ internal sealed class TopicRouter(HistoryOptions history, TimeProvider time)
             sink.Start(null);
             var wildcard = new TopicSubscription(this, null, key, sink, recovered: false);
             wildcard.Binding = _wildcards.Add(key, wildcard);
+            _wildcardSet.TryAdd(wildcard, 0);
             return wildcard;
         }
 
@@ -65,7 +87,11 @@ internal sealed class TopicRouter(HistoryOptions history, TimeProvider time)
         }
     }
 
-    public void RemoveWildcard(TopicSubscription subscription) => _wildcards.Remove(subscription.Binding!);
+    public void RemoveWildcard(TopicSubscription subscription)
+    {
+        _wildcards.Remove(subscription.Binding!);
+        _wildcardSet.TryRemove(subscription, out _);
+    }
 
     /// <summary>Drops topics with no subscribers whose history has aged out; their epoch ends with them.</summary>
     public int Sweep()
@@ -83,10 +109,22 @@ internal sealed class TopicRouter(HistoryOptions history, TimeProvider time)
         return evicted;
     }
 
-    private Topic GetTopic(string key) => _topics.GetOrAdd(key, static (k, self) => new Topic(k, self._history, self._time), this);
+    /// <summary>Gives up every topic's replay history (memory is short); returns the bytes given back.</summary>
+    public long ShedHistory()
+    {
+        var bytes = 0L;
+        foreach (var topic in _topics.Values)
+        {
+            bytes += topic.ClearHistory();
+        }
+
+        return bytes;
+    }
+
+    private Topic GetTopic(string key) => _topics.GetOrAdd(key, static (k, self) => new Topic(k, self._history, self._time, self._budget), this);
 }
 
-/// <summary>Bounds on each topic's history: messages, age and bytes (bodies and headers).</summary>
+/// <summary>Bounds on each topic's history: messages, age and bytes (as <see cref="MessageSize"/> counts them).</summary>
 public sealed record HistoryOptions(int Size, TimeSpan MaxAge, long MaxBytes = long.MaxValue);
 
 /// <summary>
@@ -94,14 +132,14 @@ public sealed record HistoryOptions(int Size, TimeSpan MaxAge, long MaxBytes = l
 /// subscribers to resume, so a topic keeps messages only while it has a durable subscriber or had one within
 /// <see cref="HistoryOptions.MaxAge"/> (one that dropped may come back that long); its history array is made on
 /// the first message kept and grows to <see cref="HistoryOptions.Size"/>, and it holds at most
-/// <see cref="HistoryOptions.MaxBytes"/>: the oldest go first.
+/// <see cref="HistoryOptions.MaxBytes"/>: the oldest go first. The same bytes count against the memory budget.
 /// </summary>
-internal sealed class Topic(string key, HistoryOptions options, TimeProvider time)
+internal sealed class Topic(string key, HistoryOptions options, TimeProvider time, MemoryBudget? budget = null)
 {
     private static readonly Action<TopicSubscription, BrokerMessage> s_deliver = static (subscription, message) => subscription.Deliver(message);
 
     private readonly Lock _gate = new();
-    private (BrokerMessage Message, long Timestamp, int Size)[] _history = [];
+    private (BrokerMessage Message, long Timestamp, long Size)[] _history = [];
     private int _head;
     private int _count;
     private long _historyBytes;
@@ -121,6 +159,15 @@ internal sealed class Topic(string key, HistoryOptions options, TimeProvider tim
 
     /// <summary>Changes whenever history is lost: a new process, or this topic evicted and made again.</summary>
     public string Epoch { get; } = Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(8));
+
+    /// <summary>Exact-key subscribers, messages in history and the last offset given out (for statistics).</summary>
+    internal (int Subscribers, int History, long LastOffset) Statistics()
+    {
+        lock (_gate)
+        {
+            return (_subscriberCount, _count, _lastOffset);
+        }
+    }
 
     public bool TryPublish(BrokerMessage message, TopicTrie<TopicSubscription> wildcards)
     {
@@ -259,6 +306,22 @@ internal sealed class Topic(string key, HistoryOptions options, TimeProvider tim
         }
     }
 
+    /// <summary>Drops the whole history; returns the bytes given back.</summary>
+    public long ClearHistory()
+    {
+        lock (_gate)
+        {
+            var bytes = 0L;
+            while (_count > 0)
+            {
+                bytes += DropOldest();
+            }
+
+            ReleaseEmptyHistory();
+            return bytes;
+        }
+    }
+
     private long OffsetAt(int index) => _history[(_head + index) % _history.Length].Message.Offset;
 
     /// <summary>Bytes of history held (for tests and accounting).</summary>
@@ -276,7 +339,7 @@ internal sealed class Topic(string key, HistoryOptions options, TimeProvider tim
     private void Append(BrokerMessage message)
     {
         var now = time.GetTimestamp();
-        var size = Size(message);
+        var size = MessageSize.Of(message);
         if (options.Size <= 0 || size > options.MaxBytes ||
             (_durableSubscribers == 0 && (!_hadDurable || time.GetElapsedTime(_lastDurableAt, now) > options.MaxAge)))
         {
@@ -297,13 +360,14 @@ internal sealed class Topic(string key, HistoryOptions options, TimeProvider tim
         _history[(_head + _count) % _history.Length] = (message, now, size);
         _count++;
         _historyBytes += size;
+        budget?.Add(MemoryComponent.TopicHistory, size);
         TrimExpired();
     }
 
     // Doubles the ring (from 8) up to options.Size, keeping the entries in order from index 0.
     private void Grow()
     {
-        var grown = new (BrokerMessage, long, int)[Math.Min(options.Size, Math.Max(8, _history.Length * 2))];
+        var grown = new (BrokerMessage, long, long)[Math.Min(options.Size, Math.Max(8, _history.Length * 2))];
         for (var i = 0; i < _count; i++)
         {
             grown[i] = _history[(_head + i) % _history.Length];
@@ -313,12 +377,16 @@ internal sealed class Topic(string key, HistoryOptions options, TimeProvider tim
         _head = 0;
     }
 
-    private void DropOldest()
+    // Called under _gate with history kept: removes the oldest entry, gives its bytes back (to the topic's bound and the budget).
+    private long DropOldest()
     {
-        _historyBytes -= _history[_head].Size;
+        var size = _history[_head].Size;
         _history[_head] = default;
         _head = (_head + 1) % _history.Length;
         _count--;
+        _historyBytes -= size;
+        budget?.Subtract(MemoryComponent.TopicHistory, size);
+        return size;
     }
 
     private void TrimExpired()
@@ -329,24 +397,17 @@ internal sealed class Topic(string key, HistoryOptions options, TimeProvider tim
             DropOldest();
         }
 
-        // Nothing kept and nobody to keep it for: the topic costs no more than its name.
+        ReleaseEmptyHistory();
+    }
+
+    // Nothing kept and nobody to keep it for: the topic costs no more than its name.
+    private void ReleaseEmptyHistory()
+    {
         if (_count == 0 && _durableSubscribers == 0 && _history.Length > 0)
         {
             _history = [];
             _head = 0;
         }
-    }
-
-    // What a kept message holds: its body and its headers (as UTF-16 lengths, close to their UTF-8 bytes).
-    private static int Size(BrokerMessage message)
-    {
-        var size = message.Body.Length + message.Destination.Length + message.MessageId.Length;
-        foreach (var (name, value) in message.Headers)
-        {
-            size += name.Length + value.Length + 2;
-        }
-
-        return size;
     }
 }
 

@@ -15,6 +15,9 @@ internal interface IStompTransport
 
     EndPoint? RemoteEndPoint { get; }
 
+    /// <summary>The client's IP address; null when the transport has none.</summary>
+    System.Net.IPAddress? RemoteAddress => null;
+
     /// <summary>The authenticated user of the transport (the WebSocket request's), if any.</summary>
     ClaimsPrincipal? User { get; }
 
@@ -36,6 +39,8 @@ internal sealed class PipeTransport(PipeReader input, PipeWriter output, EndPoin
     public IBufferWriter<byte> Output => output;
 
     public EndPoint? RemoteEndPoint { get; } = remoteEndPoint;
+
+    public IPAddress? RemoteAddress => (RemoteEndPoint as IPEndPoint)?.Address;
 
     public ClaimsPrincipal? User => null;
 

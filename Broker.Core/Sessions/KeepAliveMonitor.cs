@@ -8,8 +8,9 @@ namespace Broker.Sessions;
 /// drives heart-beats out, heart-beat timeouts in, the connect timeout, the send timeout and the durable-session
 /// touch. Sessions are filed in a timer wheel by their next deadline, so a tick visits only the sessions
 /// due in it: an idle session without heart-beats is not visited at all, one with heart-beats once per
-/// interval. Deadlines move lazily: a read or a write does not reschedule; the visit finds the deadline
-/// moved and files the session again. Time comes from the injected <see cref="TimeProvider"/>.
+/// interval. The one timer is armed for the next slot that holds a session, so with nothing due the process
+/// does not wake up. Deadlines move lazily: a read or a write does not reschedule; the visit finds the
+/// deadline moved and files the session again. Time comes from the injected <see cref="TimeProvider"/>.
 /// </summary>
 internal sealed class KeepAliveMonitor : IHostedService, IDisposable
 {
@@ -29,6 +30,8 @@ internal sealed class KeepAliveMonitor : IHostedService, IDisposable
     private int _ticking;
 
     private long _processedUntil;
+    private long _armedFor = Never;
+    private int _filed;
     private ITimer? _timer;
     private bool _stopped;
 
@@ -60,7 +63,6 @@ internal sealed class KeepAliveMonitor : IHostedService, IDisposable
             return;
         }
 
-        Start();
         lock (_gate)
         {
             ref var entry = ref session.KeepAliveEntry;
@@ -81,6 +83,11 @@ internal sealed class KeepAliveMonitor : IHostedService, IDisposable
             entry.Position = slot.Count;
             Volatile.Write(ref entry.Due, dueMs);
             slot.Add(session);
+            _filed++;
+            if (slotTime < _armedFor)
+            {
+                ArmLocked(slotTime);
+            }
         }
     }
 
@@ -97,12 +104,12 @@ internal sealed class KeepAliveMonitor : IHostedService, IDisposable
         }
     }
 
-    /// <summary>One tick: moves the clock on and visits every session whose slot has come.</summary>
+    /// <summary>One tick: visits every session whose slot has come, then arms the timer for the next filled slot.</summary>
     internal void Tick()
     {
         if (Interlocked.Exchange(ref _ticking, 1) != 0)
         {
-            return;
+            return; // the running tick arms the timer again when it ends
         }
 
         try
@@ -110,11 +117,13 @@ internal sealed class KeepAliveMonitor : IHostedService, IDisposable
             var now = ReadClock();
             lock (_gate)
             {
+                _armedFor = Never;
                 var target = now / TickMs * TickMs;
                 var steps = Math.Min((target - _processedUntil) / TickMs, SlotCount);
                 for (var i = 1; i <= steps; i++)
                 {
                     var slot = _slots[(int)(((_processedUntil / TickMs) + i) % SlotCount)];
+                    _filed -= slot.Count;
                     foreach (var session in slot)
                     {
                         session.KeepAliveEntry.Slot = -1;
@@ -137,14 +146,14 @@ internal sealed class KeepAliveMonitor : IHostedService, IDisposable
         {
             _due.Clear();
             Volatile.Write(ref _ticking, 0);
+            lock (_gate)
+            {
+                ArmLocked(NextFilledSlotLocked());
+            }
         }
     }
 
-    public Task StartAsync(CancellationToken cancellationToken)
-    {
-        Start();
-        return Task.CompletedTask;
-    }
+    public Task StartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
     public Task StopAsync(CancellationToken cancellationToken)
     {
@@ -162,22 +171,37 @@ internal sealed class KeepAliveMonitor : IHostedService, IDisposable
         }
     }
 
-    // Started by the host, or by the first session where there is no host (an app that only builds a service provider).
-    private void Start()
+    // The timer is one-shot, armed for the slot time the next visit is due at; never for the past, so a fake
+    // clock never fires it from inside this call. Made on first use; stopped with the host.
+    private void ArmLocked(long slotTime)
     {
-        if (Volatile.Read(ref _timer) is not null)
+        if (_stopped || slotTime == _armedFor || (slotTime == Never && _timer is null))
         {
             return;
         }
 
-        lock (_gate)
+        _timer ??= _time.CreateTimer(static s => ((KeepAliveMonitor)s!).Tick(), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+        _armedFor = slotTime;
+        _timer.Change(slotTime == Never ? Timeout.InfiniteTimeSpan : TimeSpan.FromMilliseconds(Math.Max(1, slotTime - ReadClock())), Timeout.InfiniteTimeSpan);
+    }
+
+    private long NextFilledSlotLocked()
+    {
+        if (_filed == 0)
         {
-            if (_timer is null && !_stopped)
+            return Never;
+        }
+
+        for (var i = 1; i <= SlotCount; i++)
+        {
+            var slotTime = _processedUntil + (i * TickMs);
+            if (_slots[(int)(slotTime / TickMs % SlotCount)].Count > 0)
             {
-                var period = TimeSpan.FromMilliseconds(TickMs);
-                _timer = _time.CreateTimer(static s => ((KeepAliveMonitor)s!).Tick(), this, period, period);
+                return slotTime;
             }
         }
+
+        return Never;
     }
 
     private void RemoveLocked(ref KeepAliveEntry entry)
@@ -187,6 +211,7 @@ internal sealed class KeepAliveMonitor : IHostedService, IDisposable
         slot[entry.Position] = last;
         last.KeepAliveEntry.Position = entry.Position;
         slot.RemoveAt(slot.Count - 1);
+        _filed--;
         entry.Slot = -1;
         Volatile.Write(ref entry.Due, Never);
     }

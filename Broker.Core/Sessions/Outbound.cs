@@ -3,7 +3,7 @@ using Broker.Routing;
 namespace Broker.Sessions;
 
 /// <summary>An item for a session's writer loop: a delivery, a serialised frame, a heart-beat, or the close marker.</summary>
-internal readonly struct Outbound
+internal readonly struct Outbound : IOutboxItem
 {
     public static readonly Outbound CloseMarker = default;
     public static readonly Outbound Heartbeat = new(isHeartbeat: true);

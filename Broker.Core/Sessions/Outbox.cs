@@ -1,6 +1,13 @@
 using System.Threading.Tasks.Sources;
+using Broker.Resources;
 
 namespace Broker.Sessions;
+
+/// <summary>An item an <see cref="Outbox{T}"/> counts: its size in bytes.</summary>
+internal interface IOutboxItem
+{
+    int Size { get; }
+}
 
 /// <summary>
 /// The queue between the threads that hand a session frames (broker threads, the read loop, the timer)
@@ -8,9 +15,11 @@ namespace Broker.Sessions;
 /// Unlike an unbounded <see cref="System.Threading.Channels.Channel{T}"/>, whose queue keeps a
 /// 32-slot segment for life, an empty outbox holds no buffer: an idle connection costs nothing here,
 /// which matters at tens of thousands of connections. The waiting reader is one reusable
-/// <see cref="IValueTaskSource{TResult}"/>, resumed off the producer's thread.
+/// <see cref="IValueTaskSource{TResult}"/>, resumed off the producer's thread. Every item queued counts
+/// against the memory budget until it is read or discarded, whichever path queued it.
 /// </summary>
-internal sealed class Outbox<T> : IValueTaskSource<bool>
+internal sealed class Outbox<T>(MemoryBudget? budget = null) : IValueTaskSource<bool>
+    where T : IOutboxItem
 {
     private const int InitialCapacity = 8;
     private const int KeepCapacity = 64;
@@ -19,6 +28,7 @@ internal sealed class Outbox<T> : IValueTaskSource<bool>
     private T[] _items = [];
     private int _head;
     private int _count;
+    private long _bytes;
     private bool _waiting;
     private bool _completed;
 
@@ -40,10 +50,12 @@ internal sealed class Outbox<T> : IValueTaskSource<bool>
 
             _items[(_head + _count) % _items.Length] = item;
             _count++;
+            _bytes += item.Size;
             wake = _waiting;
             _waiting = false;
         }
 
+        budget?.Add(MemoryComponent.Outboxes, item.Size);
         if (wake)
         {
             _waiter.SetResult(true);
@@ -66,6 +78,7 @@ internal sealed class Outbox<T> : IValueTaskSource<bool>
             _items[_head] = default!;
             _head = (_head + 1) % _items.Length;
             _count--;
+            _bytes -= item.Size;
             if (_count == 0)
             {
                 // Drained: start again at the front, and give a large array back after a burst.
@@ -75,10 +88,43 @@ internal sealed class Outbox<T> : IValueTaskSource<bool>
                     _items = [];
                 }
             }
+        }
 
-            return true;
+        budget?.Subtract(MemoryComponent.Outboxes, item.Size);
+        return true;
+    }
+
+    /// <summary>Bytes of the items queued now.</summary>
+    public long PendingBytes
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _bytes;
+            }
         }
     }
+
+    /// <summary>Completes the outbox and drops what is still queued (the writer loop has ended), giving its bytes back.</summary>
+    public void Discard()
+    {
+        long bytes;
+        lock (_gate)
+        {
+            _completed = true;
+            bytes = _bytes;
+            _bytes = 0;
+            _items = [];
+            _head = 0;
+            _count = 0;
+        }
+
+        budget?.Subtract(MemoryComponent.Outboxes, bytes);
+    }
+
+    /// <summary>True while the outbox keeps an item array (a racy read: a hint for when to trim).</summary>
+    public bool HoldsArray => Volatile.Read(ref _items).Length != 0;
 
     /// <summary>Gives the item array back when nothing is queued (called for idle connections).</summary>
     public void TrimIfEmpty()

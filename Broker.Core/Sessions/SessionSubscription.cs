@@ -26,6 +26,7 @@ internal sealed class SessionSubscription : IMessageSink
         Destination = destination;
         AckMode = ackMode;
         Prefetch = prefetch;
+        Pending = ackMode == AckMode.Auto ? null : new();
         Route = destination;
         var encoded = new ArrayBufferWriter<byte>(id.Length + 16);
         var writer = new StompFrameWriter(encoded, session.Version).Command(StompCommand.Message);
@@ -63,8 +64,8 @@ internal sealed class SessionSubscription : IMessageSink
         set => _active = value;
     }
 
-    /// <summary>Deliveries awaiting ACK or NACK, oldest first; guarded by the session's ack gate.</summary>
-    public LinkedList<PendingAck> Pending { get; } = new();
+    /// <summary>Deliveries awaiting ACK or NACK, oldest first, in the client ack modes (null in auto); guarded by the session's ack gate.</summary>
+    public LinkedList<PendingAck>? Pending { get; }
 
     /// <summary>"MESSAGE\nsubscription:&lt;id&gt;\n", escaped for the session's version: the per-subscriber start of each MESSAGE.</summary>
     public byte[] HeaderBytes { get; }

@@ -35,14 +35,15 @@ public sealed partial class StompSession
                 return false;
             }
 
-            if (subscription.Pending.Count >= _options.MaxUnackedPerSubscription)
+            var pending = subscription.Pending!;
+            if (pending.Count >= _options.MaxUnackedPerSubscription)
             {
-                SlowConsumer("max-unacked", $"limit exceeded: max-unacked ({subscription.Pending.Count} messages of subscription '{subscription.Id}' not acknowledged)");
+                SlowConsumer("max-unacked", $"limit exceeded: max-unacked ({pending.Count} messages of subscription '{subscription.Id}' not acknowledged)");
                 return false;
             }
 
             ackId = ++_lastAckId;
-            _pendingAcks[ackId] = subscription.Pending.AddLast(new PendingAck(ackId, deliveryTag, message, subscription));
+            (_pendingAcks ??= [])[ackId] = pending.AddLast(new PendingAck(ackId, deliveryTag, message, subscription));
             return true;
         }
     }
@@ -54,7 +55,7 @@ public sealed partial class StompSession
             if (Version == StompVersion.V12)
             {
                 var id = RequireHeader(frame, StompHeaders.Id);
-                if (long.TryParse(id, System.Globalization.NumberStyles.None, null, out var ackId) && _pendingAcks.TryGetValue(ackId, out var node))
+                if (long.TryParse(id, System.Globalization.NumberStyles.None, null, out var ackId) && _pendingAcks is not null && _pendingAcks.TryGetValue(ackId, out var node))
                 {
                     return node.Value;
                 }
@@ -66,7 +67,7 @@ public sealed partial class StompSession
             var subscriptionId = Version == StompVersion.V11 ? RequireHeader(frame, StompHeaders.Subscription) : frame.GetString(StompHeaders.Subscription);
             foreach (var subscription in _subscriptions.Values)
             {
-                if (subscriptionId is not null && subscription.Id != subscriptionId)
+                if (subscription.Pending is null || (subscriptionId is not null && subscription.Id != subscriptionId))
                 {
                     continue;
                 }
@@ -91,22 +92,23 @@ public sealed partial class StompSession
         var multiple = subscription.AckMode == AckMode.Client;
         lock (_ackGate)
         {
-            if (!_pendingAcks.TryGetValue(target.AckId, out var node))
+            if (_pendingAcks is null || !_pendingAcks.TryGetValue(target.AckId, out var node))
             {
                 throw new StompProtocolException("message already acknowledged");
             }
 
+            var pending = subscription.Pending!;
             if (multiple)
             {
-                while (subscription.Pending.First is { } first && first.Value.AckId <= target.AckId)
+                while (pending.First is { } first && first.Value.AckId <= target.AckId)
                 {
-                    subscription.Pending.RemoveFirst();
+                    pending.RemoveFirst();
                     _pendingAcks.Remove(first.Value.AckId);
                 }
             }
             else
             {
-                subscription.Pending.Remove(node);
+                pending.Remove(node);
                 _pendingAcks.Remove(target.AckId);
             }
         }
@@ -129,11 +131,11 @@ public sealed partial class StompSession
     private (string? Epoch, long Position) ResumePosition(SessionSubscription subscription)
     {
         var (epoch, position) = subscription.Written;
-        if (subscription.AckMode != AckMode.Auto)
+        if (subscription.Pending is { } unacknowledged)
         {
             lock (_ackGate)
             {
-                foreach (var pending in subscription.Pending)
+                foreach (var pending in unacknowledged)
                 {
                     if (pending.Message.Offset > 0 && pending.Message.Epoch == epoch)
                     {

@@ -23,7 +23,7 @@ public sealed partial class StompSession
         _receiveHeartbeatMs = clientSends == 0 || serverWants == 0 ? 0 : Math.Max(clientSends, serverWants);
 
         var login = frame.GetString(StompHeaders.Login);
-        var request = new StompConnectRequest(login, frame.GetString(StompHeaders.Passcode), frame.GetString(StompHeaders.Host), _transport.User, _transport.RemoteEndPoint);
+        var request = new StompConnectRequest(login, frame.GetString(StompHeaders.Passcode), frame.GetString(StompHeaders.Host), _transport.User, _transport.RemoteEndPoint) { RemoteAddress = _transport.RemoteAddress };
         var result = await _services.Authenticator.AuthenticateAsync(request, CancellationToken.None).ConfigureAwait(false);
         result = _services.AnonymousAccess.Apply(result, _transport.RemoteEndPoint);
         if (!result.Succeeded)
@@ -35,6 +35,7 @@ public sealed partial class StompSession
         Principal = result.Principal;
         // Authenticated: the before-CONNECT frame limit no longer applies.
         _reader.Connected();
+        _services.Authorization.Attach(this, result, _transport.User);
         var (token, resumed, recovered) = await EstablishAsync(frame.GetString("session-token"u8)).ConfigureAwait(false);
         _services.Registry.IndexUser(this);
         EnqueueFrame(StompCommand.Connected, w =>

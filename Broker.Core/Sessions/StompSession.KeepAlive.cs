@@ -78,15 +78,23 @@ public sealed partial class StompSession
         var lastWrite = Volatile.Read(ref _lastWriteAt);
 
         // An idle connection gives back the outbox's array (kept between bursts while it is busy).
-        if (idle && now - lastWrite > 1000)
+        if (_outbox.HoldsArray)
         {
-            _outbox.TrimIfEmpty();
+            if (idle && now - lastWrite >= IdleTrimMs)
+            {
+                _outbox.TrimIfEmpty();
+            }
+            else
+            {
+                next = Math.Min(next, (idle ? lastWrite : now) + IdleTrimMs);
+            }
         }
 
         // STOMP 1.2 "Heart-beating": allow a margin (HeartbeatTolerance intervals) before declaring the client dead.
         if (_receiveHeartbeatMs > 0)
         {
-            var silence = now - Volatile.Read(ref _lastReadAt);
+            // A flow-controlled publisher is not read from, so its silence says nothing (FlowControl part).
+            var silence = _flowControlled ? 0 : now - Volatile.Read(ref _lastReadAt);
             var allowed = (long)(_receiveHeartbeatMs * _options.HeartbeatTolerance);
             if (silence > allowed)
             {
@@ -122,15 +130,16 @@ public sealed partial class StompSession
         return next;
     }
 
-    // The send timeout needs a visit while a flush is under way: filed once per send-timeout, not per flush.
+    // A flush needs a visit: for the send timeout while it is under way, and to trim the outbox once the
+    // connection is idle again. Filed only when no visit is due sooner, so a busy connection files one a second.
     private void WatchFlush()
     {
         var started = _keepAlive.NowMs();
         Volatile.Write(ref _flushStartedAt, started);
-        var deadline = started + (long)_options.SendTimeout.TotalMilliseconds;
-        if (Volatile.Read(ref _keepAliveEntry.Due) > deadline)
+        var visit = started + Math.Min((long)_options.SendTimeout.TotalMilliseconds, IdleTrimMs);
+        if (Volatile.Read(ref _keepAliveEntry.Due) > visit)
         {
-            _keepAlive.Schedule(this, deadline);
+            _keepAlive.Schedule(this, visit);
         }
     }
 }

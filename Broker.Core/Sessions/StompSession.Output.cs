@@ -136,12 +136,15 @@ public sealed partial class StompSession
                         break;
                     }
 
-                    foreach (var (subscription, delivered) in _batch)
+                    if (_batch is { Count: > 0 } batch)
                     {
-                        subscription.Delivered(delivered);
-                    }
+                        foreach (var (subscription, delivered) in batch)
+                        {
+                            subscription.Delivered(delivered);
+                        }
 
-                    _batch.Clear();
+                        batch.Clear();
+                    }
                 }
 
                 if (close)
@@ -209,7 +212,7 @@ public sealed partial class StompSession
 
         if (item.Message!.Offset > 0)
         {
-            _batch.Add((subscription, item.Message));
+            (_batch ??= []).Add((subscription, item.Message));
         }
 
         var tail = subscription.EncodedTail(item.Message);

@@ -22,6 +22,9 @@ public sealed partial class StompSession
             throw new StompProtocolException(problem);
         }
 
+        var authorizing = _services.Authorization.AuthorizeAsync(this, Security.StompOperation.Send, destination);
+        if (!authorizing.IsCompletedSuccessfully) { return Security.DestinationAuthorization.ThenAsync(authorizing, SendAsync, frame); }
+
         var headers = UserHeaders(frame);
         var message = new BrokerMessage(destination, _services.NextMessageId(), headers, frame.Body.ToArray());
         using var trace = BrokerTelemetry.StartSend(message, headers);
@@ -256,6 +259,11 @@ public sealed partial class StompSession
             // ERROR an awaited SEND would have had (without receipt-id), and the client reconnects.
             Log.PipelinedPublishFailed(session._logger, exception, session.Id, message.Destination);
             var reply = ErrorReply.For(exception);
+            if (reply.Limit is { } limit)
+            {
+                session._services.Metrics.LimitExceeded(limit);
+            }
+
             session.SendError(reply.Message, reply.Detail, receiptId: null);
             session.OnConfirmed();
         }

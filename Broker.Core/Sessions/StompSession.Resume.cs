@@ -115,10 +115,13 @@ public sealed partial class StompSession
     private async ValueTask<bool> RestoreAsync(SessionRecord record)
     {
         var recovered = true;
-        _holding = true;
+        _holdGate = new Lock();
         _held = [];
+        _holding = true;
         foreach (var stored in record.Subscriptions)
         {
+            if (!await _services.Authorization.IsAllowedAsync(this, Security.StompOperation.Subscribe, stored.Destination).ConfigureAwait(false)) { continue; }
+
             var subscription = new SessionSubscription(this, stored.Id, stored.Destination, stored.AckMode, stored.Prefetch) { Restored = true };
             lock (_subscriptionsGate)
             {
@@ -138,6 +141,11 @@ public sealed partial class StompSession
     /// <summary>Releases deliveries held while the session was being restored, after CONNECTED.</summary>
     private void ReleaseHeld()
     {
+        if (_holdGate is null)
+        {
+            return; // not a resume: nothing was held
+        }
+
         lock (_holdGate)
         {
             if (_held is not null)
@@ -158,7 +166,7 @@ public sealed partial class StompSession
     {
         if (_holding)
         {
-            lock (_holdGate)
+            lock (_holdGate!)
             {
                 if (_holding)
                 {
@@ -182,7 +190,7 @@ public sealed partial class StompSession
         try
         {
             // A connection that cannot even take its ERROR (the network is gone) is cut at once.
-            await _finished.Task.WaitAsync(TimeSpan.FromSeconds(1)).ConfigureAwait(false);
+            await Finished.WaitAsync(TimeSpan.FromSeconds(1)).ConfigureAwait(false);
         }
         catch (TimeoutException)
         {
@@ -191,7 +199,7 @@ public sealed partial class StompSession
 
         try
         {
-            await _finished.Task.WaitAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
+            await Finished.WaitAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
             return _finalState;
         }
         catch (TimeoutException)

@@ -59,6 +59,8 @@ public sealed partial class StompSession
             throw new StompProtocolException(problem);
         }
 
+        await _services.Authorization.AuthorizeAsync(this, Security.StompOperation.Subscribe, destination).ConfigureAwait(false);
+
         var subscription = new SessionSubscription(this, id, destination, ackMode, prefetch);
         lock (_subscriptionsGate)
         {
@@ -166,14 +168,19 @@ public sealed partial class StompSession
     private void StopDeliveries(SessionSubscription subscription)
     {
         subscription.Active = false;
+        if (subscription.Pending is not { } unacknowledged)
+        {
+            return;
+        }
+
         lock (_ackGate)
         {
-            foreach (var pending in subscription.Pending)
+            foreach (var pending in unacknowledged)
             {
-                _pendingAcks.Remove(pending.AckId);
+                _pendingAcks?.Remove(pending.AckId);
             }
 
-            subscription.Pending.Clear();
+            unacknowledged.Clear();
         }
     }
 

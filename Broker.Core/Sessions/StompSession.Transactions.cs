@@ -32,7 +32,7 @@ public sealed partial class StompSession
             throw new StompProtocolException($"no open transaction '{id}'");
         }
 
-        Release(actions);
+        ReleaseTransaction(actions);
 
         // All or nothing: an ACK or NACK that no longer names a pending message fails the COMMIT before
         // anything is applied.
@@ -40,7 +40,7 @@ public sealed partial class StompSession
         {
             foreach (var action in actions)
             {
-                if (action.Ack is { } pending && pending.Subscription.Active && !_pendingAcks.ContainsKey(pending.AckId))
+                if (action.Ack is { } pending && pending.Subscription.Active && (_pendingAcks is null || !_pendingAcks.ContainsKey(pending.AckId)))
                 {
                     throw new StompProtocolException($"transaction '{id}' acknowledges a message that is no longer pending");
                 }
@@ -71,7 +71,7 @@ public sealed partial class StompSession
             throw new StompProtocolException($"no open transaction '{id}'");
         }
 
-        Release(actions);
+        ReleaseTransaction(actions);
     }
 
     private void AddToTransaction(string id, TransactionAction action)
@@ -93,32 +93,13 @@ public sealed partial class StompSession
             throw StompProtocolException.LimitExceeded("max-transaction-bytes", bytes, _options.MaxTransactionBytes);
         }
 
-        _transactionBytes = bytes;
         actions.Add(action);
-    }
-
-    private void Release(List<TransactionAction> actions)
-    {
-        foreach (var action in actions)
-        {
-            _transactionBytes -= action.Size;
-        }
+        HoldForTransaction(action);
     }
 
     private sealed record TransactionAction(BrokerMessage? Message, PendingAck? Ack, bool Nack)
     {
-        // An ACK or NACK holds a reference and a little bookkeeping; a SEND its body and headers.
-        public long Size { get; } = Message is null ? 64 : MessageSize(Message);
-
-        private static long MessageSize(BrokerMessage message)
-        {
-            long size = message.Body.Length + message.Destination.Length;
-            foreach (var (name, value) in message.Headers)
-            {
-                size += name.Length + value.Length + 2;
-            }
-
-            return size;
-        }
+        // An ACK or NACK holds a reference and a little bookkeeping; a SEND its body and headers (as the budget counts them).
+        public long Size { get; } = Message is null ? 64 : Resources.MessageSize.Of(Message);
     }
 }

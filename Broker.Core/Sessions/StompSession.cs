@@ -18,8 +18,14 @@ public sealed partial class StompSession
     // A batch is flushed once it reaches this many bytes, so one slow peer cannot make us buffer without end.
     private const int FlushThreshold = 64 * 1024;
 
+    // A connection that wrote nothing for this long gives its outbox's array back.
+    private const long IdleTrimMs = 1000;
+
     // Replaced, never changed in place (see SetMetadata), so every session can start with the same empty one.
     private static readonly Dictionary<string, string> NoMetadata = new(StringComparer.Ordinal);
+
+    // What _finished is once the session ended before anyone waited for it (see Finished).
+    private static readonly TaskCompletionSource s_finished = Completed();
 
     // What every session shares.
     private readonly IStompTransport _transport;
@@ -30,11 +36,10 @@ public sealed partial class StompSession
     // State: a SessionState and, once closing, the CloseReason (both int-backed; read across threads).
     private int _state;
     private int _closeReason;
-    private readonly TaskCompletionSource _finished = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private TaskCompletionSource? _finished;
 
     // Read loop (Connect, Publish, Subscriptions, Acks, Transactions run on it, one frame at a time).
     private readonly StompFrameReader _reader;
-    private readonly StompFrame _frame = new();
     private string? _currentReceipt;
 
     // Keep-alive (KeepAlive part; visited by the KeepAliveMonitor): times in the monitor's milliseconds.
@@ -54,14 +59,13 @@ public sealed partial class StompSession
     private readonly Dictionary<string, SessionSubscription> _subscriptions = new(StringComparer.Ordinal);
     private readonly Lock _subscriptionsGate = new();
 
-    // Acks: deliveries awaiting ACK/NACK in the client ack modes, by the ack id sent in MESSAGE.
+    // Acks: deliveries awaiting ACK/NACK in the client ack modes, by the ack id sent in MESSAGE (made on the first).
     private readonly Lock _ackGate = new();
-    private readonly Dictionary<long, LinkedListNode<PendingAck>> _pendingAcks = [];
+    private Dictionary<long, LinkedListNode<PendingAck>>? _pendingAcks;
     private long _lastAckId;
 
     // Transactions: made on the first BEGIN, as most connections never use one.
     private Dictionary<string, List<TransactionAction>>? _transactions;
-    private long _transactionBytes;
 
     // Resume (durable sessions): persistence is null when they are off.
     private SessionPersistence? _persistence;
@@ -69,18 +73,26 @@ public sealed partial class StompSession
     private DateTimeOffset _createdAt;
     private Dictionary<string, string> _metadata = NoMetadata;
     private long _lastTouchAt;
-    private readonly Lock _holdGate = new();
+    private Lock? _holdGate;
     private List<Outbound>? _held;
     private volatile bool _holding;
     private volatile bool _handingOver;
     private SessionRecord? _finalState;
+    private volatile bool _terminated; // ended by the operator: its durable record goes too
 
     // Output: the queue to the writer loop, and the current batch's deliveries (their positions move on once flushed).
-    private readonly Outbox<Outbound> _outbox = new();
-    private readonly List<(SessionSubscription Subscription, BrokerMessage Message)> _batch = [];
+    private readonly Outbox<Outbound> _outbox;
+    private List<(SessionSubscription Subscription, BrokerMessage Message)>? _batch;
     private long _pendingBytes;
     private long _lastWriteAt;
     private long _flushStartedAt;
+
+    // FlowControl: what this session holds for its client besides its outbox (read loop only), and flow control.
+    // _transactionBytes: what every open transaction holds, bounded by max-transaction-bytes and counted in the budget.
+    private long _partialFrameBytes;
+    private long _transactionBytes;
+    private volatile bool _flowControlled;
+    private TaskCompletionSource? _closingSignal;
 
     internal StompSession(IStompTransport transport, StompSessionServices services)
     {
@@ -90,6 +102,7 @@ public sealed partial class StompSession
         _logger = services.Logger;
         _reader = new StompFrameReader(services.ReaderLimits);
         _keepAlive = services.KeepAlive;
+        _outbox = new(services.Memory);
         _startedAt = _lastReadAt = _lastWriteAt = _keepAlive.NowMs();
         Id = StompSessionServices.NewSessionId();
     }
@@ -158,12 +171,13 @@ public sealed partial class StompSession
             // After the writer stopped, delivery positions are final: record them, then let go of the subscriptions.
             PersistOnClose();
             ReleaseSubscriptions();
+            ReleaseMemory();
             await _transport.CloseAsync().ConfigureAwait(false);
             var reason = ClosedBecause ?? CloseReason.PeerGone;
             Volatile.Write(ref _state, (int)SessionState.Closed);
             _services.Registry.Remove(this);
             _services.Metrics.ConnectionClosed(TransportKind, reason);
-            _finished.TrySetResult();
+            Interlocked.CompareExchange(ref _finished, s_finished, null)?.TrySetResult();
             Log.Closed(_logger, Id, reason);
         }
     }
@@ -191,21 +205,30 @@ public sealed partial class StompSession
 
             var buffer = result.Buffer;
             var length = buffer.Length;
+            var frame = FrameCache.Rent();
             try
             {
-                while (!IsClosing && _reader.TryRead(ref buffer, _frame))
+                while (!IsClosing && _reader.TryRead(ref buffer, frame))
                 {
-                    var handled = HandleFrameAsync(_frame);
+                    var handled = HandleFrameAsync(frame);
                     if (!handled.IsCompletedSuccessfully)
                     {
                         await handled.ConfigureAwait(false);
+                    }
+
+                    // Flow control (FlowControl part): after a SEND, nothing more is read while memory is short.
+                    if (frame.Command == StompCommand.Send && _services.Memory.IsAboveHighWatermark && !await AwaitMemoryAsync().ConfigureAwait(false))
+                    {
+                        return;
                     }
                 }
             }
             finally
             {
                 input.AdvanceTo(buffer.Start, buffer.End);
+                FrameCache.Return(frame);
                 _services.Metrics.BytesReceived(length - buffer.Length);
+                CountPartialFrame();
             }
 
             if (result.IsCompleted)
@@ -315,6 +338,7 @@ public sealed partial class StompSession
             if (seen == state)
             {
                 Volatile.Write(ref _closeReason, (int)reason);
+                Volatile.Read(ref _closingSignal)?.TrySetResult();
                 return true;
             }
 
@@ -328,7 +352,7 @@ public sealed partial class StompSession
     private void Fail(Exception exception, string? receiptId)
     {
         var reply = ErrorReply.For(exception);
-        if (exception is not StompProtocolException)
+        if (reply.IsInternal)
         {
             Log.SessionFailed(_logger, exception, Id);
         }
@@ -337,7 +361,7 @@ public sealed partial class StompSession
             Log.BrokerRefused(_logger, cause, Id, reply.Message);
         }
 
-        if (exception is StompProtocolException { Limit: { } limit })
+        if (reply.Limit is { } limit)
         {
             _services.Metrics.LimitExceeded(limit);
         }
@@ -373,6 +397,29 @@ public sealed partial class StompSession
         }, body)));
         _outbox.TryWrite(Outbound.CloseMarker);
         _transport.Input.CancelPendingRead();
+    }
+
+    /// <summary>Completes when the session has ended; made on first use (only a takeover waits for it).</summary>
+    internal Task Finished
+    {
+        get
+        {
+            var finished = Volatile.Read(ref _finished);
+            if (finished is null)
+            {
+                var made = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                finished = Interlocked.CompareExchange(ref _finished, made, null) ?? made;
+            }
+
+            return finished.Task;
+        }
+    }
+
+    private static TaskCompletionSource Completed()
+    {
+        var completed = new TaskCompletionSource();
+        completed.SetResult();
+        return completed;
     }
 
     private static string Name(StompCommand command) => command.ToString().ToUpperInvariant();

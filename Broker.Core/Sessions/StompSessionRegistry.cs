@@ -16,6 +16,9 @@ public sealed class StompSessionRegistry
 
     internal void Add(StompSession session) => _sessions[session.Id] = session;
 
+    /// <summary>Raised, on the closing session's thread, once a session has left this node (its final state handed to the store).</summary>
+    internal event Action<StompSession>? Removed;
+
     internal void Remove(StompSession session)
     {
         _sessions.TryRemove(new KeyValuePair<string, StompSession>(session.Id, session));
@@ -42,6 +45,8 @@ public sealed class StompSessionRegistry
         {
             _byTokenHash.TryRemove(new KeyValuePair<string, StompSession>(Convert.ToHexString(session.TokenHash), session));
         }
+
+        Removed?.Invoke(session);
     }
 
     /// <summary>Files a connected session under its principal (its id is final by then), for /user/ destinations.</summary>

@@ -4,7 +4,7 @@ using Microsoft.Extensions.Options;
 
 namespace Broker.Sessions;
 
-/// <summary>What every session shares: options, broker, authenticator, metrics, logging, the live-session registry and the keep-alive monitor.</summary>
+/// <summary>What every session shares: options, broker, authenticator, metrics, logging, the live-session registry, the keep-alive monitor and the memory budget.</summary>
 internal sealed class StompSessionServices(
     IOptions<StompBrokerOptions> options,
     IMessageBroker broker,
@@ -13,6 +13,7 @@ internal sealed class StompSessionServices(
     StompSessionRegistry registry,
     ILoggerFactory loggerFactory,
     KeepAliveMonitor keepAlive,
+    Resources.MemoryBudget memory,
     Durability.SessionPersistence? persistence = null)
 {
     private static long s_messageIds;
@@ -26,12 +27,18 @@ internal sealed class StompSessionServices(
 
     public Hosting.AnonymousAccessPolicy AnonymousAccess { get; } = new(options.Value);
 
+    /// <summary>Who may subscribe and send where (Security/DestinationAuthorization).</summary>
+    public Security.DestinationAuthorization Authorization { get; init; } = Security.DestinationAuthorization.Open;
+
     public BrokerMetrics Metrics { get; } = metrics;
 
     public StompSessionRegistry Registry { get; } = registry;
 
     /// <summary>The clock and timer of every session: heart-beats, timeouts, the durable-session touch.</summary>
     public KeepAliveMonitor KeepAlive { get; } = keepAlive;
+
+    /// <summary>The memory budget: what sessions hold (outboxes, transactions, partial frames) and flow control.</summary>
+    public Resources.MemoryBudget Memory { get; } = memory;
 
     /// <summary>Durable-session writes; null when durable sessions are off.</summary>
     public Durability.SessionPersistence? Persistence { get; } = persistence;

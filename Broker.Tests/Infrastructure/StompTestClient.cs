@@ -22,6 +22,7 @@ internal sealed class StompTestClient : IAsyncDisposable
     private readonly Task _receiveLoop;
     private readonly StompFrameReader _reader = new(new StompReaderLimits { MaxFrameSize = 64 * 1024 * 1024 });
     private int _heartbeats;
+    private TaskCompletionSource? _paused;
 
     private StompTestClient(Func<ReadOnlyMemory<byte>, Task> send, Func<Task> close, Func<StompTestClient, Task> receive)
     {
@@ -39,6 +40,20 @@ internal sealed class StompTestClient : IAsyncDisposable
     public Task Closed => _receiveLoop;
 
     public static Task<StompTestClient> ConnectTcpAsync(int port) => ConnectTcpAsync(System.Net.IPAddress.Loopback, port);
+
+    /// <summary>A TCP client whose socket receive buffer is <paramref name="receiveBufferSize"/> bytes (for a slow consumer: see <see cref="PauseReading"/>).</summary>
+    public static async Task<StompTestClient> ConnectTcpAsync(int port, int receiveBufferSize)
+    {
+        var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true, ReceiveBufferSize = receiveBufferSize };
+        await socket.ConnectAsync(System.Net.IPAddress.Loopback, port);
+        return OverStream(new NetworkStream(socket, ownsSocket: true));
+    }
+
+    /// <summary>Stops reading the socket (TCP only) after what is already read: the server's writes then back up, as to a slow consumer.</summary>
+    public void PauseReading() => Interlocked.CompareExchange(ref _paused, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously), null);
+
+    /// <summary>Reads the socket again after <see cref="PauseReading"/>.</summary>
+    public void ResumeReading() => Interlocked.Exchange(ref _paused, null)?.TrySetResult();
 
     /// <summary>A TCP client to <paramref name="address"/>, optionally from the local address <paramref name="from"/>.</summary>
     public static async Task<StompTestClient> ConnectTcpAsync(System.Net.IPAddress address, int port, System.Net.IPAddress? from = null)
@@ -243,6 +258,11 @@ internal sealed class StompTestClient : IAsyncDisposable
         {
             while (true)
             {
+                if (Volatile.Read(ref _paused) is { } paused)
+                {
+                    await paused.Task;
+                }
+
                 var result = await input.ReadAsync();
                 var buffer = result.Buffer;
                 CountHeartbeats(buffer);

@@ -1,0 +1,220 @@
+using System.Diagnostics.Metrics;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace Broker.Resources;
+
+/// <summary>
+/// One budget for the memory the broker holds on behalf of clients (queued messages, topic history, outboxes,
+/// open transactions, partly read frames). Components report what they take and give back with
+/// <see cref="Add"/>: Interlocked adds, no lock. Above the high watermark (<see cref="Limit"/>) the budget is
+/// <see cref="IsAboveHighWatermark"/> until usage falls below the low watermark (hysteresis); publishers wait
+/// on <see cref="WhenBelowLowWatermark"/> meanwhile (flow control), and topics give up their replay history.
+/// The state changes under a lock, which only transitions take.
+/// </summary>
+public sealed class MemoryBudget
+{
+    // Counters a cache line apart, so that components updated on different cores do not share one.
+    private const int Stride = 8;
+    private static readonly int ComponentCount = Enum.GetValues<MemoryComponent>().Length;
+
+    private readonly long[] _used = new long[(ComponentCount + 1) * Stride];
+    private readonly Lock _gate = new();
+    private readonly ILogger _logger;
+    private readonly List<Func<long>> _reclaimers = [];
+    private long _total;
+    private int _above;
+    private int _blocked;
+    private TaskCompletionSource _below = Completed();
+
+    public MemoryBudget(IOptions<StompBrokerOptions> options, BrokerMetrics metrics, ILoggerFactory loggerFactory)
+        : this(options.Value, metrics, loggerFactory.CreateLogger<MemoryBudget>())
+    {
+    }
+
+    internal MemoryBudget(StompBrokerOptions options, BrokerMetrics? metrics, ILogger logger)
+    {
+        _logger = logger;
+        Limit = options.MemoryLimit is > 0 and var limit ? limit : DefaultLimit();
+        LowWatermark = (long)(Limit * options.MemoryLowWatermark);
+        if (metrics is not null)
+        {
+            metrics.Observe("memory.used", "budget", () =>
+            {
+                var measurements = new Measurement<long>[ComponentCount];
+                for (var i = 0; i < ComponentCount; i++)
+                {
+                    measurements[i] = new Measurement<long>(Volatile.Read(ref _used[(i + 1) * Stride]), new KeyValuePair<string, object?>("component", Tag((MemoryComponent)i)));
+                }
+
+                return measurements;
+            });
+            metrics.Observe("memory.limit", "budget", () => Limit);
+            metrics.Observe("flow.blocked", "budget", () => BlockedPublishers);
+        }
+    }
+
+    /// <summary>The high watermark, in bytes: <c>Broker:MemoryLimit</c>, or 40 % of the memory available to the process.</summary>
+    public long Limit { get; }
+
+    /// <summary>Below this, a budget above its high watermark is below it again and publishers resume.</summary>
+    public long LowWatermark { get; }
+
+    /// <summary>Bytes held now, all components together.</summary>
+    public long Used => Interlocked.Read(ref _total);
+
+    /// <summary>True from when usage reached <see cref="Limit"/> until it fell below <see cref="LowWatermark"/>.</summary>
+    public bool IsAboveHighWatermark => Volatile.Read(ref _above) != 0;
+
+    /// <summary>Publishers waiting for the budget to fall below its low watermark.</summary>
+    public int BlockedPublishers => Volatile.Read(ref _blocked);
+
+    /// <summary>Bytes <paramref name="component"/> holds now.</summary>
+    public long UsedBy(MemoryComponent component) => Volatile.Read(ref _used[((int)component + 1) * Stride]);
+
+    /// <summary>
+    /// 40 % of the memory available to the process, as RabbitMQ's default high watermark: the GC's figure respects
+    /// a container's (cgroup) limit and a configured GC heap limit.
+    /// </summary>
+    public static long DefaultLimit() => (long)(GC.GetGCMemoryInfo().TotalAvailableMemoryBytes * 0.4);
+
+    /// <summary>Counts <paramref name="bytes"/> (negative: given back) against the budget.</summary>
+    public void Add(MemoryComponent component, long bytes)
+    {
+        if (bytes == 0)
+        {
+            return;
+        }
+
+        Interlocked.Add(ref _used[((int)component + 1) * Stride], bytes);
+        var total = Interlocked.Add(ref _total, bytes);
+        if (bytes > 0)
+        {
+            if (total >= Limit && Volatile.Read(ref _above) == 0)
+            {
+                Enter();
+            }
+        }
+        else if (total < LowWatermark && Volatile.Read(ref _above) != 0)
+        {
+            Leave();
+        }
+    }
+
+    /// <summary>Gives back <paramref name="bytes"/>.</summary>
+    public void Subtract(MemoryComponent component, long bytes) => Add(component, -bytes);
+
+    /// <summary>Completes when the budget is (or next falls) below its low watermark; never polls.</summary>
+    public Task WhenBelowLowWatermark() => Volatile.Read(ref _below).Task;
+
+    /// <summary>
+    /// Runs <paramref name="reclaim"/> (on the thread pool) each time the budget goes above its high watermark:
+    /// for what can be given up without losing a message (topic replay history). It returns the bytes it gave back.
+    /// </summary>
+    internal void OnAboveHighWatermark(Func<long> reclaim)
+    {
+        lock (_gate)
+        {
+            _reclaimers.Add(reclaim);
+        }
+    }
+
+    /// <summary>A publisher starts waiting (<see cref="BlockedPublishers"/>); dispose the result when it stops.</summary>
+    internal BlockedPublisher Block()
+    {
+        Interlocked.Increment(ref _blocked);
+        return new BlockedPublisher(this);
+    }
+
+    private void Enter()
+    {
+        Func<long>[] reclaimers;
+        lock (_gate)
+        {
+            if (_above != 0 || Interlocked.Read(ref _total) < Limit)
+            {
+                return;
+            }
+
+            _below = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            Interlocked.Exchange(ref _above, 1);
+            reclaimers = [.. _reclaimers];
+        }
+
+        Log.AboveHighWatermark(_logger, Used, Limit, Describe());
+        if (reclaimers.Length > 0)
+        {
+            ThreadPool.UnsafeQueueUserWorkItem(static s => s.Self.Reclaim(s.Reclaimers), (Self: this, Reclaimers: reclaimers), preferLocal: false);
+        }
+
+        // Given back while we were entering (its Add saw the state before this one): leave again.
+        if (Interlocked.Read(ref _total) < LowWatermark)
+        {
+            Leave();
+        }
+    }
+
+    private void Leave()
+    {
+        TaskCompletionSource below;
+        lock (_gate)
+        {
+            if (_above == 0 || Interlocked.Read(ref _total) >= LowWatermark)
+            {
+                return;
+            }
+
+            below = _below;
+            _below = Completed();
+            Interlocked.Exchange(ref _above, 0);
+        }
+
+        Log.BelowLowWatermark(_logger, Used, LowWatermark, BlockedPublishers);
+        below.TrySetResult();
+    }
+
+    private void Reclaim(Func<long>[] reclaimers)
+    {
+        var bytes = 0L;
+        foreach (var reclaim in reclaimers)
+        {
+            bytes += reclaim();
+        }
+
+        Log.Reclaimed(_logger, bytes);
+    }
+
+    private string Describe()
+    {
+        var parts = new string[ComponentCount];
+        for (var i = 0; i < ComponentCount; i++)
+        {
+            parts[i] = string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{Tag((MemoryComponent)i)}={UsedBy((MemoryComponent)i)}");
+        }
+
+        return string.Join(' ', parts);
+    }
+
+    private static TaskCompletionSource Completed()
+    {
+        var done = new TaskCompletionSource();
+        done.SetResult();
+        return done;
+    }
+
+    // The component tag's values: fixed strings.
+    private static string Tag(MemoryComponent component) => component switch
+    {
+        MemoryComponent.Queues => "queues",
+        MemoryComponent.TopicHistory => "topic_history",
+        MemoryComponent.Outboxes => "outboxes",
+        MemoryComponent.Transactions => "transactions",
+        _ => "partial_frames",
+    };
+
+    /// <summary>One waiting publisher, counted in <see cref="BlockedPublishers"/> until disposed.</summary>
+    internal readonly struct BlockedPublisher(MemoryBudget budget) : IDisposable
+    {
+        public void Dispose() => Interlocked.Decrement(ref budget._blocked);
+    }
+}
