@@ -42,7 +42,13 @@ public static class StompBrokerExtensions
         services.AddStompSecurity();
         services.TryAddSingleton<Resources.MemoryBudget>();
         services.TryAddSingleton<IMessageBroker>(sp => new InProcessBroker(
-            sp.GetRequiredService<IOptions<StompBrokerOptions>>().Value, sp.GetRequiredService<BrokerMetrics>(), budget: sp.GetRequiredService<Resources.MemoryBudget>()));
+            sp.GetRequiredService<IOptions<StompBrokerOptions>>().Value,
+            sp.GetRequiredService<BrokerMetrics>(),
+            sp.GetRequiredService<TimeProvider>(),
+            sp.GetRequiredService<Microsoft.Extensions.Logging.ILoggerFactory>().CreateLogger("Broker.Routing.InProcessBroker"),
+            // A /user/ queue outlives its dropped session only as long as the session could resume.
+            sp.GetService<ISessionStore>() is null ? null : sp.GetRequiredService<IOptions<DurableSessionOptions>>().Value.Ttl,
+            sp.GetRequiredService<Resources.MemoryBudget>()));
         services.AddOptions<DurableSessionOptions>();
         services.TryAddSingleton<SessionPersistence>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, SessionPersistenceHost>());

@@ -128,6 +128,42 @@ public sealed class StompBrokerOptions
     /// <summary>How long a topic keeps a message for replay.</summary>
     public TimeSpan HistoryMaxAge { get; set; } = TimeSpan.FromHours(1);
 
+    /// <summary>Longest destination a SEND or SUBSCRIBE may name, in UTF-8 bytes (<c>max-destination-length</c>). Default 512.</summary>
+    public int MaxDestinationLength { get; set; } = 512;
+
+    /// <summary>Most dot-separated words in a <c>/topic/</c> key or pattern (<c>max-destination-words</c>). Default 32.</summary>
+    public int MaxDestinationWords { get; set; } = 32;
+
+    /// <summary>
+    /// Most live destinations (topics and queues together) the node holds (<c>max-destinations</c>): a SEND or SUBSCRIBE
+    /// that would make one more gets an ERROR. A SEND to a topic nobody subscribes to makes none. 0 = no limit. Default 100,000.
+    /// </summary>
+    public int MaxDestinations { get; set; } = 100_000;
+
+    /// <summary>Most bytes (bodies and headers) of the messages each topic keeps for replay. Default 1 MiB.</summary>
+    public long HistoryMaxBytes { get; set; } = 1024 * 1024;
+
+    /// <summary>
+    /// Most bytes (bodies and headers) of the frames held in one connection's open transactions together
+    /// (<c>max-transaction-bytes</c>). Default 4 MiB.
+    /// </summary>
+    public long MaxTransactionBytes { get; set; } = 4 * 1024 * 1024;
+
+    /// <summary>
+    /// How long a queue with no consumer and no activity (no SEND, no consumer coming or going) lives; then it is
+    /// deleted with its messages (counted in <c>broker.messages.dropped</c> and logged). 0 = never. Default 24 h.
+    /// </summary>
+    public TimeSpan QueueExpiry { get; set; } = TimeSpan.FromHours(24);
+
+    /// <summary>
+    /// How many times a queue message may be redelivered (after a NACK, or its consumer leaving without acknowledging
+    /// it) before it moves to the dead-letter queue <c>/queue/&lt;name&gt;</c> + <see cref="DeadLetterSuffix"/>. 0 (the default) = no limit.
+    /// </summary>
+    public int MaxRedeliveries { get; set; }
+
+    /// <summary>Appended to a queue's name to name its dead-letter queue. Default <c>.dlq</c>.</summary>
+    public string DeadLetterSuffix { get; set; } = ".dlq";
+
     /// <summary>The default number of unacknowledged messages in client ack modes (0 = unlimited); a SUBSCRIBE may set <c>prefetch-count</c>.</summary>
     public int DefaultPrefetch { get; set; }
 

@@ -23,6 +23,9 @@ internal sealed class StompBrokerOptionsValidator : IValidateOptions<StompBroker
         nameof(StompBrokerOptions.MaxPendingBytes),
         nameof(StompBrokerOptions.SendTimeout),
         nameof(StompBrokerOptions.ConnectTimeout),
+        nameof(StompBrokerOptions.MaxDestinationLength),
+        nameof(StompBrokerOptions.MaxDestinationWords),
+        nameof(StompBrokerOptions.MaxTransactionBytes),
     };
 
     public ValidateOptionsResult Validate(string? name, StompBrokerOptions options)

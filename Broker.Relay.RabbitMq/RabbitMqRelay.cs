@@ -47,7 +47,7 @@ internal sealed class RabbitMqRelay : IMessageBroker, IHealthCheck, IAsyncDispos
         _links = new RelayLink[_options.Connections];
         for (var i = 0; i < _links.Length; i++)
         {
-            _links[i] = new RelayLink(i, _options, _logger);
+            _links[i] = new RelayLink(i, _options, _logger, brokerOptions.Value.QueueExpiry);
         }
 
         metrics.Observe("link.up", "relay", () => _links.Select(l => new Measurement<long>(l.IsConnected ? 1 : 0,
@@ -91,6 +91,7 @@ internal sealed class RabbitMqRelay : IMessageBroker, IHealthCheck, IAsyncDispos
     public async ValueTask PublishAsync(BrokerMessage message, CancellationToken cancellationToken = default)
     {
         Start();
+        RelayMessages.CheckHeaders(message, _options.MaxHeaderBytes);
         var (exchange, routingKey, isQueue) = Target(message);
         var deadline = Environment.TickCount64 + (long)_options.UnavailableWait.TotalMilliseconds;
         var declared = false;
@@ -159,6 +160,7 @@ internal sealed class RabbitMqRelay : IMessageBroker, IHealthCheck, IAsyncDispos
     public ValueTask<bool> PublishPipelinedAsync(BrokerMessage message, IPublisher publisher, CancellationToken cancellationToken = default)
     {
         Start();
+        RelayMessages.CheckHeaders(message, _options.MaxHeaderBytes);
         var (exchange, routingKey, isQueue) = Target(message);
 
         // A /queue/ not yet seen may need declaring first, and an unreachable RabbitMQ needs the wait: both awaited.

@@ -49,6 +49,13 @@ public sealed class RabbitMqRelayOptions
     /// </summary>
     public TimeSpan UnavailableWait { get; set; } = TimeSpan.FromSeconds(5);
 
+    /// <summary>
+    /// Most bytes of headers (names and values, UTF-8) a SEND may carry to RabbitMQ (<c>max-relay-header-bytes</c>): they
+    /// travel in one AMQP content-header frame, which must fit RabbitMQ's <c>frame_max</c> (131,072 bytes by default),
+    /// or RabbitMQ would close the whole connection. Default 64 KiB.
+    /// </summary>
+    public int MaxHeaderBytes { get; set; } = 64 * 1024;
+
     /// <summary>AMQP heart-beat interval: how soon a silent, dead connection is noticed. Default 10 s.</summary>
     public TimeSpan Heartbeat { get; set; } = TimeSpan.FromSeconds(10);
 

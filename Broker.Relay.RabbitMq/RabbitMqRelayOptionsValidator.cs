@@ -20,6 +20,7 @@ internal sealed class RabbitMqRelayOptionsValidator : IValidateOptions<RabbitMqR
         Positive(failures, nameof(options.Connections), options.Connections);
         Positive(failures, nameof(options.PublishChannelsPerConnection), options.PublishChannelsPerConnection);
         Positive(failures, nameof(options.MaxUnconfirmedPerChannel), options.MaxUnconfirmedPerChannel);
+        Positive(failures, nameof(options.MaxHeaderBytes), options.MaxHeaderBytes);
         Positive(failures, nameof(options.DefaultPrefetch), options.DefaultPrefetch);
         Positive(failures, nameof(options.ReconnectDelay), options.ReconnectDelay);
         Positive(failures, nameof(options.MaxReconnectDelay), options.MaxReconnectDelay);

@@ -17,6 +17,7 @@ namespace Broker.Relay.RabbitMq;
 internal sealed class RelayLink : IAsyncDisposable
 {
     private readonly RabbitMqRelayOptions _options;
+    private readonly TimeSpan _queueExpiry;
     private readonly ConnectionFactory _factory;
     private readonly ILogger _logger;
     private readonly int _index;
@@ -40,8 +41,9 @@ internal sealed class RelayLink : IAsyncDisposable
     private Task? _run;
     private Task? _ackLoop;
 
-    public RelayLink(int index, RabbitMqRelayOptions options, ILogger logger)
+    public RelayLink(int index, RabbitMqRelayOptions options, ILogger logger, TimeSpan queueExpiry = default)
     {
+        _queueExpiry = queueExpiry;
         _index = index;
         _options = options;
         _logger = logger;
@@ -245,7 +247,7 @@ internal sealed class RelayLink : IAsyncDisposable
         {
             await WithTopologyChannelAsync(async c =>
             {
-                await c.QueueDeclareAsync(name, durable: true, exclusive: false, autoDelete: false, new Dictionary<string, object?> { ["x-max-length"] = maxQueueLength }).ConfigureAwait(false);
+                await c.QueueDeclareAsync(name, durable: true, exclusive: false, autoDelete: false, DestinationQueueArguments(maxQueueLength)).ConfigureAwait(false);
                 return true;
             }).ConfigureAwait(false);
         }
@@ -255,9 +257,28 @@ internal sealed class RelayLink : IAsyncDisposable
         }
     }
 
-    // Bounded like the in-process queues (RabbitMQ drops the oldest message when full, as they do).
-    private static Dictionary<string, object?> Arguments(RelaySubscription subscription, bool durable)
+    // A /queue/ destination's queue, the same whether a SEND or a SUBSCRIBE declares it: bounded like the in-process
+    // queues (Broker:MaxQueueLength; RabbitMQ drops the oldest message when full, as they do) and deleted after
+    // Broker:QueueExpiry without consumers (x-expires; RabbitMQ does not count publishes as use).
+    private Dictionary<string, object?> DestinationQueueArguments(int maxQueueLength)
     {
+        var arguments = new Dictionary<string, object?> { ["x-max-length"] = maxQueueLength };
+        if (_queueExpiry > TimeSpan.Zero)
+        {
+            arguments["x-expires"] = (long)_queueExpiry.TotalMilliseconds;
+        }
+
+        return arguments;
+    }
+
+    // Bounded like the in-process queues (RabbitMQ drops the oldest message when full, as they do).
+    private Dictionary<string, object?> Arguments(RelaySubscription subscription, bool durable)
+    {
+        if (subscription.IsQueue)
+        {
+            return DestinationQueueArguments(subscription.MaxQueueLength);
+        }
+
         var arguments = new Dictionary<string, object?> { ["x-max-length"] = subscription.MaxQueueLength };
         if (durable)
         {

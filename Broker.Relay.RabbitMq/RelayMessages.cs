@@ -20,6 +20,37 @@ internal static class RelayMessages
     private const string PublishSequenceHeader = "x-dotnet-pub-seq-no";
     private static long s_foreignIds;
 
+    public const string MaxHeaderNameLengthLimit = "max-header-name-length";
+    public const string MaxRelayHeaderBytesLimit = "max-relay-header-bytes";
+
+    // An AMQP field table's keys are short strings.
+    private const int MaxShortString = 255;
+
+    /// <summary>
+    /// Refuses, before it reaches AMQP, a message RabbitMQ could not take (which would cost the whole connection, not
+    /// just this client): a header name over 255 UTF-8 bytes (<c>max-header-name-length</c>), or more than
+    /// <paramref name="maxHeaderBytes"/> of headers (<c>max-relay-header-bytes</c>).
+    /// </summary>
+    public static void CheckHeaders(BrokerMessage message, int maxHeaderBytes)
+    {
+        long total = 0;
+        foreach (var (name, value) in message.Headers)
+        {
+            var nameBytes = Encoding.UTF8.GetByteCount(name);
+            if (nameBytes > MaxShortString)
+            {
+                throw Protocol.StompProtocolException.LimitExceeded(MaxHeaderNameLengthLimit, nameBytes, MaxShortString);
+            }
+
+            total += nameBytes + Encoding.UTF8.GetByteCount(value);
+        }
+
+        if (total > maxHeaderBytes)
+        {
+            throw Protocol.StompProtocolException.LimitExceeded(MaxRelayHeaderBytesLimit, total, maxHeaderBytes);
+        }
+    }
+
     public static BasicProperties ToProperties(BrokerMessage message, bool persistent)
     {
         var properties = new BasicProperties
@@ -45,8 +76,9 @@ internal static class RelayMessages
                         table[name] = new List<object> { table[name]!, value };
                     }
                 }
-                else if (name == ContentType)
+                else if (name == ContentType && Encoding.UTF8.GetByteCount(value) <= MaxShortString)
                 {
+                    // A short string too; a longer value still travels in the header table.
                     properties.ContentType = value;
                 }
             }

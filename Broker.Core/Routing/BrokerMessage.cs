@@ -37,6 +37,12 @@ public sealed class BrokerMessage
     /// <summary>The message's offset in its destination's history (topics only; 0 otherwise).</summary>
     public long Offset { get; internal set; }
 
+    /// <summary>
+    /// How many times a queue message went back to its queue unacknowledged (a NACK, or its consumer leaving): a
+    /// MESSAGE of it after the first carries <c>redelivered:true</c>. Changed only under its queue's lock.
+    /// </summary>
+    internal int Redeliveries { get; set; }
+
     /// <summary>The span of the SEND that published it, while tracing is on (see <see cref="BrokerTelemetry"/>).</summary>
     internal System.Diagnostics.ActivityContext TraceContext { get; set; }
 

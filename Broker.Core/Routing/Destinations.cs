@@ -64,6 +64,32 @@ internal static class Destinations
         return false;
     }
 
+    public const string MaxDestinationLengthLimit = "max-destination-length";
+    public const string MaxDestinationWordsLimit = "max-destination-words";
+
+    /// <summary>
+    /// The size limits every broker applies to what a client names in SEND and SUBSCRIBE, before anything is
+    /// made for it: at most <paramref name="maxLength"/> UTF-8 bytes (<c>max-destination-length</c>), and a topic
+    /// key of at most <paramref name="maxWords"/> dot-separated words (<c>max-destination-words</c>, which bounds
+    /// what matching a key against wildcard patterns costs). Throws the limit's protocol exception.
+    /// </summary>
+    public static void CheckSize(string destination, int maxLength, int maxWords)
+    {
+        if (destination.Length > maxLength / 3 && Encoding.UTF8.GetByteCount(destination) is var bytes && bytes > maxLength)
+        {
+            throw Protocol.StompProtocolException.LimitExceeded(MaxDestinationLengthLimit, bytes, maxLength);
+        }
+
+        if (IsTopic(destination))
+        {
+            var words = destination.AsSpan(TopicPrefix.Length).Count('.') + 1;
+            if (words > maxWords)
+            {
+                throw Protocol.StompProtocolException.LimitExceeded(MaxDestinationWordsLimit, words, maxWords);
+            }
+        }
+    }
+
     /// <summary>
     /// The rules for a <c>/topic/</c> or <c>/queue/</c> destination: a non-empty name, no wildcard in a SEND,
     /// at most <paramref name="limits"/>' bytes. An error message for the client, or null when it is valid.

@@ -33,6 +33,15 @@ public interface IMessageBroker
         }
     }
 
+    /// <summary>
+    /// Deletes, with its messages, the queue behind a <c>/user/queue/</c> subscription of a session that has ended
+    /// for good (DISCONNECT, or a connection lost with no durable session to resume). By default nothing: a broker
+    /// whose queues expire by themselves (the relay's <c>x-expires</c>) may leave it to that.
+    /// </summary>
+    void DeleteSessionQueue(string destination)
+    {
+    }
+
     /// <summary>Starts delivering messages sent to <paramref name="request"/>'s destination to <paramref name="sink"/>.</summary>
     ValueTask<IBrokerSubscription> SubscribeAsync(SubscriptionRequest request, IMessageSink sink, CancellationToken cancellationToken = default);
 }

@@ -5,12 +5,16 @@ namespace Broker.Routing;
 /// <summary>
 /// A point-to-point queue: competing consumers served round robin. In the client ack modes a
 /// delivery stays owned by the queue until acknowledged; a NACK or the consumer leaving puts it
-/// back at the head, to go to the next consumer with room. Ready messages are bounded by count and
-/// bytes (<see cref="QueueLimits"/>); their bytes count against the memory budget.
+/// back at the head, to go to the next consumer with room. A message put back more than
+/// <see cref="RedeliveryPolicy.MaxRedeliveries"/> times goes to <see cref="RedeliveryPolicy.DeadLetter"/> instead.
+/// Ready messages are bounded by count and bytes (<see cref="QueueLimits"/>); their bytes count against the memory budget.
 /// </summary>
-internal sealed class MessageQueue(string name, QueueLimits limits, Action<BrokerMessage> onDropped, MemoryBudget? budget = null)
+internal sealed class MessageQueue(
+    string name, QueueLimits limits, Action<BrokerMessage> onDropped, MemoryBudget? budget = null, RedeliveryPolicy? redelivery = null, TimeProvider? time = null)
 {
     private readonly Lock _gate = new();
+    private readonly TimeProvider _time = time ?? TimeProvider.System;
+    private long _lastActivity = (time ?? TimeProvider.System).GetTimestamp();
     private readonly LinkedList<BrokerMessage> _ready = new();
     private readonly List<QueueConsumer> _consumers = [];
     private long _readyBytes;
@@ -72,6 +76,7 @@ internal sealed class MessageQueue(string name, QueueLimits limits, Action<Broke
                 return EnqueueResult.Evicted;
             }
 
+            _lastActivity = _time.GetTimestamp();
             if (limits.Overflow == QueueOverflow.RejectPublish)
             {
                 if (_ready.Count >= limits.MaxLength)
@@ -115,6 +120,29 @@ internal sealed class MessageQueue(string name, QueueLimits limits, Action<Broke
         }
     }
 
+    /// <summary>
+    /// Retires a queue nobody has consumed from or sent to for <paramref name="expiry"/> (<c>Broker:QueueExpiry</c>),
+    /// with its messages (their bytes go back to the memory budget): <paramref name="dropped"/> says how many.
+    /// </summary>
+    public bool TryExpire(TimeSpan expiry, out int dropped)
+    {
+        lock (_gate)
+        {
+            dropped = 0;
+            if (_evicted || _consumers.Count > 0 || _time.GetElapsedTime(_lastActivity) < expiry)
+            {
+                return false;
+            }
+
+            dropped = _ready.Count;
+            _ready.Clear();
+            budget?.Subtract(MemoryComponent.Queues, _readyBytes);
+            _readyBytes = 0;
+            _evicted = true;
+            return true;
+        }
+    }
+
     public QueueConsumer? TryAddConsumer(IMessageSink sink, AckMode ackMode, int prefetch, bool recovered, StreamPosition start)
     {
         var consumer = new QueueConsumer(this, sink, ackMode, prefetch) { Recovered = recovered };
@@ -126,6 +154,7 @@ internal sealed class MessageQueue(string name, QueueLimits limits, Action<Broke
             }
 
             sink.Start(start);
+            _lastActivity = _time.GetTimestamp();
             _consumers.Add(consumer);
             Dispatch();
         }
@@ -135,8 +164,10 @@ internal sealed class MessageQueue(string name, QueueLimits limits, Action<Broke
 
     internal void Settle(QueueConsumer consumer, ulong tag, bool multiple, bool requeue)
     {
+        List<BrokerMessage>? dead = null;
         lock (_gate)
         {
+            _lastActivity = _time.GetTimestamp();
             var unacked = consumer.Unacked;
             var requeued = new List<BrokerMessage>();
             for (var node = unacked.First; node is not null;)
@@ -156,7 +187,7 @@ internal sealed class MessageQueue(string name, QueueLimits limits, Action<Broke
 
             for (var i = requeued.Count - 1; i >= 0; i--)
             {
-                AddReady(requeued[i], MessageSize.Of(requeued[i]), atHead: true);
+                PutBack(requeued[i], ref dead);
             }
 
             // A NACKed message goes to the next consumer first, not straight back to its rejecter.
@@ -171,10 +202,13 @@ internal sealed class MessageQueue(string name, QueueLimits limits, Action<Broke
 
             Dispatch();
         }
+
+        DeadLetter(dead);
     }
 
     internal void Remove(QueueConsumer consumer)
     {
+        List<BrokerMessage>? dead = null;
         lock (_gate)
         {
             if (!_consumers.Remove(consumer))
@@ -182,13 +216,45 @@ internal sealed class MessageQueue(string name, QueueLimits limits, Action<Broke
                 return;
             }
 
+            _lastActivity = _time.GetTimestamp();
             for (var node = consumer.Unacked.Last; node is not null; node = node.Previous)
             {
-                AddReady(node.Value.Message, MessageSize.Of(node.Value.Message), atHead: true);
+                PutBack(node.Value.Message, ref dead);
             }
 
             consumer.Unacked.Clear();
             Dispatch();
+        }
+
+        DeadLetter(dead);
+    }
+
+    // Under _gate: an unacknowledged message goes back to the head (counted again against the byte bounds and the budget),
+    // or, redelivered too often, aside for the dead-letter queue.
+    private void PutBack(BrokerMessage message, ref List<BrokerMessage>? dead)
+    {
+        message.Redeliveries++;
+        if (redelivery is { MaxRedeliveries: > 0 } policy && message.Redeliveries > policy.MaxRedeliveries)
+        {
+            (dead ??= []).Add(message);
+            return;
+        }
+
+        AddReady(message, MessageSize.Of(message), atHead: true);
+    }
+
+    // Outside _gate: the dead-letter queue takes its own lock.
+    private void DeadLetter(List<BrokerMessage>? dead)
+    {
+        if (dead is null)
+        {
+            return;
+        }
+
+        // PutBack sees messages last to first: walking the list backwards keeps their order.
+        for (var i = dead.Count - 1; i >= 0; i--)
+        {
+            redelivery!.DeadLetter(this, dead[i]);
         }
     }
 
@@ -251,6 +317,12 @@ internal sealed class MessageQueue(string name, QueueLimits limits, Action<Broke
         return message;
     }
 }
+
+/// <summary>
+/// What becomes of a queue message redelivered too often (<c>Broker:MaxRedeliveries</c>): <paramref name="DeadLetter"/>
+/// takes it (the in-process broker moves it to <c>/queue/&lt;name&gt;.dlq</c>). Called outside the queue's lock.
+/// </summary>
+internal sealed record RedeliveryPolicy(int MaxRedeliveries, Action<MessageQueue, BrokerMessage> DeadLetter);
 
 /// <summary>A queue's bounds on its ready messages and what it does when they are reached.</summary>
 internal readonly record struct QueueLimits(int MaxLength, long MaxBytes, QueueOverflow Overflow);

@@ -4,13 +4,16 @@ using Broker.Resources;
 namespace Broker.Routing;
 
 /// <summary>
-/// Topic routing with per-destination history. Each exact key is a <see cref="Topic"/> that numbers
-/// its messages, keeps a bounded history and fans out under its own lock, so a destination's
+/// Topic routing with per-destination history. Each exact key someone subscribes to is a <see cref="Topic"/>
+/// that numbers its messages, keeps a bounded history and fans out under its own lock, so a destination's
 /// subscribers see its messages in offset order and a resumed subscription can be replayed from
 /// its last position with no gap and no duplicate. Wildcard subscriptions live in a
 /// <see cref="TopicTrie{T}"/> that publishes walk without locking, under the topic's lock so that
-/// they too see one topic's messages in offset order. History bytes count against the memory budget,
-/// and history is the first thing given up when the budget goes above its high watermark.
+/// they too see one topic's messages in offset order. A key nobody subscribes to exactly has no
+/// <see cref="Topic"/> and gets none from a SEND: only patterns can match it, and nothing is kept for it
+/// (no one could resume it), so a publisher naming ever new keys costs nothing that stays.
+/// History bytes count against the memory budget, and history is the first thing given up when the
+/// budget goes above its high watermark.
 /// </summary>
 internal sealed class TopicRouter
 {
@@ -19,6 +22,8 @@ internal sealed class TopicRouter
     private readonly MemoryBudget? _budget;
     private readonly ConcurrentDictionary<string, Topic> _topics = new(StringComparer.Ordinal);
     private readonly TopicTrie<TopicSubscription> _wildcards = new();
+
+    private static readonly Action<TopicSubscription, BrokerMessage> s_deliver = static (subscription, message) => subscription.Deliver(message);
 
     public TopicRouter(HistoryOptions history, TimeProvider time, MemoryBudget? budget = null)
     {
@@ -29,6 +34,9 @@ internal sealed class TopicRouter
     }
 
     public int TopicCount => _topics.Count;
+
+    /// <summary>True when <paramref name="key"/> is an exact key this router holds a <see cref="Topic"/> for.</summary>
+    public bool Contains(string key) => _topics.ContainsKey(key);
 
     /// <summary>The exact-key topics now held (a live view, for statistics).</summary>
     internal ICollection<Topic> Topics => _topics.Values;
@@ -41,13 +49,25 @@ internal sealed class TopicRouter
 
     public void Publish(BrokerMessage message, string key)
     {
-        while (!GetTopic(key).TryPublish(message, _wildcards))
+        while (true)
         {
-            // The topic was evicted between lookup and lock; the next lookup makes a new one.
+            if (!_topics.TryGetValue(key, out var topic))
+            {
+                _wildcards.Match(key, message, s_deliver);
+                return;
+            }
+
+            if (topic.TryPublish(message, _wildcards))
+            {
+                return;
+            }
+
+            // The topic was evicted between lookup and lock: look again.
         }
     }
 
-    public TopicSubscription Subscribe(string key, IMessageSink sink, StreamPosition? resumeFrom)
+    /// <param name="durable">The subscriber's session can resume: the topic keeps history for it (see <see cref="Topic"/>).</param>
+    public TopicSubscription Subscribe(string key, IMessageSink sink, StreamPosition? resumeFrom, bool durable = true)
     {
         if (Destinations.IsWildcard(key))
         {
@@ -60,7 +80,7 @@ internal sealed class TopicRouter
 
         while (true)
         {
-            if (GetTopic(key).TrySubscribe(this, sink, resumeFrom) is { } subscription)
+            if (GetTopic(key).TrySubscribe(this, sink, resumeFrom, durable) is { } subscription)
             {
                 return subscription;
             }
@@ -104,18 +124,28 @@ internal sealed class TopicRouter
     private Topic GetTopic(string key) => _topics.GetOrAdd(key, static (k, self) => new Topic(k, self._history, self._time, self._budget), this);
 }
 
-/// <summary>Bounds on each topic's history.</summary>
-public sealed record HistoryOptions(int Size, TimeSpan MaxAge);
+/// <summary>Bounds on each topic's history: messages, age and bytes (as <see cref="MessageSize"/> counts them).</summary>
+public sealed record HistoryOptions(int Size, TimeSpan MaxAge, long MaxBytes = long.MaxValue);
 
-/// <summary>One exact topic key: its subscribers, its offsets and its bounded history.</summary>
+/// <summary>
+/// One exact topic key: its subscribers, its offsets and its bounded history. History exists for durable
+/// subscribers to resume, so a topic keeps messages only while it has a durable subscriber or had one within
+/// <see cref="HistoryOptions.MaxAge"/> (one that dropped may come back that long); its history array is made on
+/// the first message kept and grows to <see cref="HistoryOptions.Size"/>, and it holds at most
+/// <see cref="HistoryOptions.MaxBytes"/>: the oldest go first. The same bytes count against the memory budget.
+/// </summary>
 internal sealed class Topic(string key, HistoryOptions options, TimeProvider time, MemoryBudget? budget = null)
 {
     private static readonly Action<TopicSubscription, BrokerMessage> s_deliver = static (subscription, message) => subscription.Deliver(message);
 
     private readonly Lock _gate = new();
-    private readonly (BrokerMessage Message, long Timestamp)[] _history = new (BrokerMessage, long)[Math.Max(options.Size, 0)];
+    private (BrokerMessage Message, long Timestamp, long Size)[] _history = [];
     private int _head;
     private int _count;
+    private long _historyBytes;
+    private int _durableSubscribers;
+    private bool _hadDurable;
+    private long _lastDurableAt;
     private long _lastOffset;
     private bool _evicted;
     // Exact-key subscribers, changed and read only under _gate. A subscription knows its slot, so adding
@@ -139,7 +169,7 @@ internal sealed class Topic(string key, HistoryOptions options, TimeProvider tim
         }
     }
 
-        public bool TryPublish(BrokerMessage message, TopicTrie<TopicSubscription> wildcards)
+    public bool TryPublish(BrokerMessage message, TopicTrie<TopicSubscription> wildcards)
     {
         lock (_gate)
         {
@@ -174,7 +204,7 @@ internal sealed class Topic(string key, HistoryOptions options, TimeProvider tim
 
     // Subscribe live and replay under the same lock that publishing takes: no message can fall between
     // the replayed history and the live stream, and none can arrive twice.
-    public TopicSubscription? TrySubscribe(TopicRouter router, IMessageSink sink, StreamPosition? resumeFrom)
+    public TopicSubscription? TrySubscribe(TopicRouter router, IMessageSink sink, StreamPosition? resumeFrom, bool durable)
     {
         lock (_gate)
         {
@@ -208,7 +238,14 @@ internal sealed class Topic(string key, HistoryOptions options, TimeProvider tim
                 sink.Start(new StreamPosition(Epoch, _lastOffset));
             }
 
-            var subscription = new TopicSubscription(router, this, Key, sink, recovered);
+            var subscription = new TopicSubscription(router, this, Key, sink, recovered) { Durable = durable };
+            if (durable)
+            {
+                _durableSubscribers++;
+                _hadDurable = true;
+                _lastDurableAt = time.GetTimestamp();
+            }
+
             if (_subscriberCount == _subscribers.Length)
             {
                 Array.Resize(ref _subscribers, Math.Max(4, _subscribers.Length * 2));
@@ -242,6 +279,11 @@ internal sealed class Topic(string key, HistoryOptions options, TimeProvider tim
             _subscribers[slot].Slot = slot;
             _subscribers[last] = null!;
             subscription.Slot = -1;
+            if (subscription.Durable && --_durableSubscribers == 0)
+            {
+                _lastDurableAt = time.GetTimestamp();
+            }
+
             if (_subscribers.Length > 16 && _subscriberCount < _subscribers.Length / 4)
             {
                 Array.Resize(ref _subscribers, _subscribers.Length / 2);
@@ -275,40 +317,76 @@ internal sealed class Topic(string key, HistoryOptions options, TimeProvider tim
                 bytes += DropOldest();
             }
 
+            ReleaseEmptyHistory();
             return bytes;
         }
     }
 
     private long OffsetAt(int index) => _history[(_head + index) % _history.Length].Message.Offset;
 
-    // Called under _gate with history kept: removes the oldest entry, gives its bytes back.
-    private long DropOldest()
+    /// <summary>Bytes of history held (for tests and accounting).</summary>
+    internal long HistoryBytes
     {
-        var size = MessageSize.Of(_history[_head].Message);
-        _history[_head] = default;
-        _head = (_head + 1) % _history.Length;
-        _count--;
-        budget?.Subtract(MemoryComponent.TopicHistory, size);
-        return size;
+        get
+        {
+            lock (_gate)
+            {
+                return _historyBytes;
+            }
+        }
     }
 
     private void Append(BrokerMessage message)
     {
-        if (_history.Length == 0)
+        var now = time.GetTimestamp();
+        var size = MessageSize.Of(message);
+        if (options.Size <= 0 || size > options.MaxBytes ||
+            (_durableSubscribers == 0 && (!_hadDurable || time.GetElapsedTime(_lastDurableAt, now) > options.MaxAge)))
         {
+            TrimExpired();
             return;
         }
 
-        var now = time.GetTimestamp();
-        if (_count == _history.Length)
+        while (_count > 0 && (_count == options.Size || _historyBytes + size > options.MaxBytes))
         {
             DropOldest();
         }
 
-        _history[(_head + _count) % _history.Length] = (message, now);
+        if (_count == _history.Length)
+        {
+            Grow();
+        }
+
+        _history[(_head + _count) % _history.Length] = (message, now, size);
         _count++;
-        budget?.Add(MemoryComponent.TopicHistory, MessageSize.Of(message));
+        _historyBytes += size;
+        budget?.Add(MemoryComponent.TopicHistory, size);
         TrimExpired();
+    }
+
+    // Doubles the ring (from 8) up to options.Size, keeping the entries in order from index 0.
+    private void Grow()
+    {
+        var grown = new (BrokerMessage, long, long)[Math.Min(options.Size, Math.Max(8, _history.Length * 2))];
+        for (var i = 0; i < _count; i++)
+        {
+            grown[i] = _history[(_head + i) % _history.Length];
+        }
+
+        _history = grown;
+        _head = 0;
+    }
+
+    // Called under _gate with history kept: removes the oldest entry, gives its bytes back (to the topic's bound and the budget).
+    private long DropOldest()
+    {
+        var size = _history[_head].Size;
+        _history[_head] = default;
+        _head = (_head + 1) % _history.Length;
+        _count--;
+        _historyBytes -= size;
+        budget?.Subtract(MemoryComponent.TopicHistory, size);
+        return size;
     }
 
     private void TrimExpired()
@@ -317,6 +395,18 @@ internal sealed class Topic(string key, HistoryOptions options, TimeProvider tim
         while (_count > 0 && time.GetElapsedTime(_history[_head].Timestamp, now) > options.MaxAge)
         {
             DropOldest();
+        }
+
+        ReleaseEmptyHistory();
+    }
+
+    // Nothing kept and nobody to keep it for: the topic costs no more than its name.
+    private void ReleaseEmptyHistory()
+    {
+        if (_count == 0 && _durableSubscribers == 0 && _history.Length > 0)
+        {
+            _history = [];
+            _head = 0;
         }
     }
 }
@@ -339,6 +429,9 @@ internal sealed class TopicSubscription : IBrokerSubscription
     }
 
     public string Key { get; }
+
+    /// <summary>The subscriber's session can resume (its topic keeps history for it).</summary>
+    internal bool Durable { get; init; }
 
     /// <summary>A wildcard subscription's place in the router's trie (null for an exact key).</summary>
     internal TopicTrie<TopicSubscription>.Binding? Binding { get; set; }

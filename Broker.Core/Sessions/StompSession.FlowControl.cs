@@ -78,24 +78,20 @@ public sealed partial class StompSession
         }
     }
 
-    // A SEND held by an open transaction until COMMIT or ABORT.
-    private void HoldForTransaction(Routing.BrokerMessage message)
+    // A SEND, ACK or NACK held by an open transaction until COMMIT or ABORT (max-transaction-bytes was checked before).
+    private void HoldForTransaction(TransactionAction action)
     {
-        var size = MessageSize.Of(message);
-        _transactionBytes += size;
-        _services.Memory.Add(MemoryComponent.Transactions, size);
+        _transactionBytes += action.Size;
+        _services.Memory.Add(MemoryComponent.Transactions, action.Size);
     }
 
-    // A transaction committed or aborted: its SENDs are no longer held by it.
+    // A transaction committed or aborted: what it held goes back, from max-transaction-bytes and from the budget.
     private void ReleaseTransaction(List<TransactionAction> actions)
     {
         var size = 0L;
         foreach (var action in actions)
         {
-            if (action.Message is { } message)
-            {
-                size += MessageSize.Of(message);
-            }
+            size += action.Size;
         }
 
         _transactionBytes -= size;

@@ -169,7 +169,7 @@ public sealed partial class StompSession
     // subscriber and is never published again.
     private void Requeue(in Outbound item)
     {
-        if (item.Subscription!.AckMode == AckMode.Auto && item.Message!.Offset == 0)
+        if (item.Subscription!.AckMode == AckMode.Auto && item.Message!.Offset == 0 && !Destinations.IsTopic(item.Message.Destination))
         {
             _ = RequeueAsync(item.Message);
         }
@@ -187,7 +187,7 @@ public sealed partial class StompSession
         }
     }
 
-    // "MESSAGE\nsubscription:<id>\n" [ack:<n>\n] + the message's shared, once-serialised tail.
+    // "MESSAGE\nsubscription:<id>\n" [ack:<n>\n] [redelivered:true\n] + the message's shared, once-serialised tail.
     private long WriteMessage(IBufferWriter<byte> output, in Outbound item)
     {
         var subscription = item.Subscription!;
@@ -202,6 +202,12 @@ public sealed partial class StompSession
             span[4 + digits] = (byte)'\n';
             output.Advance(5 + digits);
             length += 5 + digits;
+        }
+
+        if (item.Message!.Redeliveries > 0)
+        {
+            output.Write("redelivered:true\n"u8);
+            length += 17;
         }
 
         if (item.Message!.Offset > 0)

@@ -58,6 +58,7 @@ public sealed partial class StompSession
 
     private string? ValidateSendDestination(string destination)
     {
+        Destinations.CheckSize(destination, _options.MaxDestinationLength, _options.MaxDestinationWords);
         if (UserDestinations.CheckSend(destination) is { } problem)
         {
             return problem;

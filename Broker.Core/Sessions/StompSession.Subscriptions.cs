@@ -73,9 +73,12 @@ public sealed partial class StompSession
     }
 
     // A user destination is this session's own queue; the broker judges its name as it would any queue's.
-    private string? ValidateSubscribeDestination(string destination) =>
-        UserDestinations.CheckSubscribe(destination) ?? _services.Broker.ValidateDestination(
+    private string? ValidateSubscribeDestination(string destination)
+    {
+        Destinations.CheckSize(destination, _options.MaxDestinationLength, _options.MaxDestinationWords);
+        return UserDestinations.CheckSubscribe(destination) ?? _services.Broker.ValidateDestination(
             Destinations.IsUser(destination) ? UserDestinations.ResolveSubscribe(destination, Id) : destination, forSubscribe: true);
+    }
 
     // STOMP 1.2 "UNSUBSCRIBE".
     private void Unsubscribe(StompFrame frame)
@@ -126,6 +129,18 @@ public sealed partial class StompSession
             else
             {
                 Detach(subscription);
+            }
+        }
+
+        // A session that cannot come back leaves no /user/ queue behind (README "User destinations").
+        if (disconnected || _persistence is null)
+        {
+            foreach (var subscription in _subscriptions.Values)
+            {
+                if (Destinations.IsUser(subscription.Destination))
+                {
+                    _services.Broker.DeleteSessionQueue(subscription.Route);
+                }
             }
         }
 

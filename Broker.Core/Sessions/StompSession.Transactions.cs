@@ -86,12 +86,20 @@ public sealed partial class StompSession
             throw StompProtocolException.LimitExceeded("max-transaction-size", actions.Count + 1, _options.MaxTransactionSize);
         }
 
-        actions.Add(action);
-        if (action.Message is { } message)
+        // max-transaction-bytes: what every open transaction of this connection holds, together.
+        var bytes = _transactionBytes + action.Size;
+        if (bytes > _options.MaxTransactionBytes)
         {
-            HoldForTransaction(message);
+            throw StompProtocolException.LimitExceeded("max-transaction-bytes", bytes, _options.MaxTransactionBytes);
         }
+
+        actions.Add(action);
+        HoldForTransaction(action);
     }
 
-    private sealed record TransactionAction(BrokerMessage? Message, PendingAck? Ack, bool Nack);
+    private sealed record TransactionAction(BrokerMessage? Message, PendingAck? Ack, bool Nack)
+    {
+        // An ACK or NACK holds a reference and a little bookkeeping; a SEND its body and headers (as the budget counts them).
+        public long Size { get; } = Message is null ? 64 : Resources.MessageSize.Of(Message);
+    }
 }

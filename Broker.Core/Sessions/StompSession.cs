@@ -88,6 +88,7 @@ public sealed partial class StompSession
     private long _flushStartedAt;
 
     // FlowControl: what this session holds for its client besides its outbox (read loop only), and flow control.
+    // _transactionBytes: what every open transaction holds, bounded by max-transaction-bytes and counted in the budget.
     private long _partialFrameBytes;
     private long _transactionBytes;
     private volatile bool _flowControlled;

@@ -111,6 +111,9 @@ internal static class UserDestinations
     public static string ResolveSubscribe(string userDestination, string sessionId) =>
         SessionQueue(userDestination[(Prefix.Length + QueuePart.Length)..], sessionId);
 
+    /// <summary>True for <c>/queue/&lt;name&gt;-user&lt;session id&gt;</c>: the queue behind one session's <c>/user/queue/</c> subscription.</summary>
+    public static bool IsSessionQueue(string destination) => IsReserved(destination);
+
     // "/queue/<name>-user<24 hex digits>": a session's own queue, reachable only through /user/.
     private static bool IsReserved(string destination)
     {
