@@ -43,6 +43,7 @@ public sealed class BrokerMetrics
         _storeWrite = meter.CreateHistogram<double>("broker.store.write.duration", "s", "Time to apply one write to the session store",
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5] });
         meter.CreateObservableGauge("broker.sessions.connected", () => Observe("sessions.connected"), "{session}", "Sessions with a live connection on this node");
+        meter.CreateObservableGauge("broker.sessions.away", () => Observe("sessions.away"), "{session}", "Durable sessions of this node whose client is away and may resume (until the session TTL)");
         meter.CreateObservableGauge("broker.destinations.active", () => Observe("destinations.active"), "{destination}", "Live destinations this node holds, by kind");
         meter.CreateObservableGauge("broker.queue.messages", () => Observe("queue.messages"), "{message}", "Messages waiting in queues for a consumer, all queues together");
         meter.CreateObservableGauge("broker.store.backlog", () => Observe("store.backlog"), "{write}", "Session writes queued for the store");

@@ -31,6 +31,10 @@ internal sealed partial class SessionPersistence : IAsyncDisposable
     private readonly Task _writer;
     private readonly Task _cleanup;
     private readonly BrokerMetrics? _metrics;
+
+    // Durable sessions of this node that dropped and may resume: id → when their TTL passes (Unix ms). One entry a
+    // session, gone on resume, removal or expiry; for the broker.sessions.away gauge.
+    private readonly ConcurrentDictionary<string, long> _away = new(StringComparer.Ordinal);
     private int _failures;
     private int _inFlight;
 
@@ -38,6 +42,7 @@ internal sealed partial class SessionPersistence : IAsyncDisposable
     {
         _metrics = metrics;
         metrics?.Observe("store.backlog", "sessions", () => _pending.Count + Volatile.Read(ref _inFlight));
+        metrics?.Observe("sessions.away", "sessions", AwayCount);
         _store = store;
         _registry = registry;
         _live = live;
@@ -62,7 +67,42 @@ internal sealed partial class SessionPersistence : IAsyncDisposable
 
     // A removal keeps the record so a pending removal can still be matched by its token.
 
-    public void Remove(SessionRecord record) => Update(record.Id, p => p with { Record = record, Remove = true });
+    public void Remove(SessionRecord record)
+    {
+        _away.TryRemove(record.Id, out _);
+        Update(record.Id, p => p with { Record = record, Remove = true });
+    }
+
+    /// <summary>A durable session of this node lost its connection and may resume until the TTL passes (for <c>broker.sessions.away</c>).</summary>
+    public void Away(string sessionId) => _away[sessionId] = (_time.GetUtcNow() + _options.Ttl).ToUnixTimeMilliseconds();
+
+    /// <summary>A durable session resumed (here); it is no longer away.</summary>
+    public void Back(string sessionId) => _away.TryRemove(sessionId, out _);
+
+    private long AwayCount()
+    {
+        var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
+        var count = 0L;
+        foreach (var (_, expiresAt) in _away)
+        {
+            count += expiresAt > now ? 1 : 0;
+        }
+
+        return count;
+    }
+
+    // Forgets away sessions whose TTL has passed (on the cleanup interval).
+    private void ForgetExpiredAway()
+    {
+        var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
+        foreach (var (id, expiresAt) in _away)
+        {
+            if (expiresAt <= now)
+            {
+                _away.TryRemove(new KeyValuePair<string, long>(id, expiresAt));
+            }
+        }
+    }
 
     /// <summary>
     /// A write for the token still in the queue: the latest state (found, record) or a pending removal
@@ -237,6 +277,7 @@ internal sealed partial class SessionPersistence : IAsyncDisposable
             {
                 try
                 {
+                    ForgetExpiredAway();
                     var removed = await _store.RemoveExpiredAsync(_time.GetUtcNow() - _options.Ttl, _stopping.Token).ConfigureAwait(false);
                     if (removed > 0)
                     {

@@ -41,6 +41,7 @@ public sealed partial class StompSession
         {
             var recovered = await RestoreAsync(record).ConfigureAwait(false);
             _services.Metrics.Resumed(recovered);
+            _persistence.Back(record.Id);
             SaveSnapshot();
             if (Principal is not null)
             {
@@ -293,6 +294,7 @@ public sealed partial class StompSession
         else
         {
             _persistence.Save(_finalState);
+            _persistence.Away(_finalState.Id);
         }
 
         if (Principal is not null)
