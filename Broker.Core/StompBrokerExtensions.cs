@@ -1,3 +1,4 @@
+using Broker.Application;
 using Broker.Durability;
 using Broker.Hosting;
 using Broker.Routing;
@@ -42,6 +43,7 @@ public static class StompBrokerExtensions
         services.AddOptions<DurableSessionOptions>();
         services.TryAddSingleton<SessionPersistence>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, SessionPersistenceHost>());
+        services.AddStompApplication();
         services.TryAddSingleton(sp => new StompSessionServices(
             sp.GetRequiredService<IOptions<StompBrokerOptions>>(),
             sp.GetRequiredService<IMessageBroker>(),
@@ -50,6 +52,7 @@ public static class StompBrokerExtensions
             sp.GetRequiredService<StompSessionRegistry>(),
             sp.GetRequiredService<Microsoft.Extensions.Logging.ILoggerFactory>(),
             sp.GetRequiredService<KeepAliveMonitor>(),
+            sp.GetRequiredService<Application.StompApplication>(),
             // Durable sessions are on when a session store is registered (AddSqliteSessionStore, AddRedisSessionStore, ...).
             sp.GetService<ISessionStore>() is null ? null : sp.GetRequiredService<SessionPersistence>()));
         services.TryAddSingleton(sp => new OriginPolicy(sp.GetRequiredService<IOptions<StompBrokerOptions>>().Value));

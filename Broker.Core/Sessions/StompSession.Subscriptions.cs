@@ -59,19 +59,29 @@ public sealed partial class StompSession
             throw new StompProtocolException(problem);
         }
 
+        _services.Application.Intercept(this, frame, destination);
         var subscription = new SessionSubscription(this, id, destination, ackMode, prefetch);
         lock (_subscriptionsGate)
         {
             _subscriptions.Add(id, subscription);
         }
 
+        // An application destination: its handler answers on the subscription; no broker behind it.
+        if (_services.Application.IsApplicationDestination(destination))
+        {
+            await _services.Application.SubscribeAsync(this, subscription, frame, _currentReceipt).ConfigureAwait(false);
+            return;
+        }
+
         subscription.Handle = await _services.Broker.SubscribeAsync(new SubscriptionRequest(Id, id, subscription.Route, ackMode, prefetch, Durable: _persistence is not null), subscription).ConfigureAwait(false);
         SaveSnapshot();
+        _services.Application.Subscribed(this, subscription);
         SendReceiptIfRequested();
     }
 
     // A user destination is this session's own queue; the broker judges its name as it would any queue's.
     private string? ValidateSubscribeDestination(string destination) =>
+        _services.Application.IsApplicationDestination(destination) ? _services.Application.ValidateSubscribe(destination) :
         UserDestinations.CheckSubscribe(destination) ?? _services.Broker.ValidateDestination(
             Destinations.IsUser(destination) ? UserDestinations.ResolveSubscribe(destination, Id) : destination, forSubscribe: true);
 
@@ -79,6 +89,7 @@ public sealed partial class StompSession
     private void Unsubscribe(StompFrame frame)
     {
         var id = Version == StompVersion.V10 ? frame.GetString(StompHeaders.Id) ?? RequireHeader(frame, StompHeaders.Destination) : RequireHeader(frame, StompHeaders.Id);
+        _services.Application.Intercept(this, frame, _subscriptions.GetValueOrDefault(id)?.Destination);
         SessionSubscription? subscription;
         lock (_subscriptionsGate)
         {
@@ -92,6 +103,7 @@ public sealed partial class StompSession
 
         End(subscription);
         SaveSnapshot();
+        _services.Application.Unsubscribed(this, subscription);
     }
 
     /// <summary>A message from the broker for <paramref name="subscription"/>: tracked for ACK in the client modes, then queued for the writer.</summary>
@@ -114,7 +126,7 @@ public sealed partial class StompSession
     // At close: DISCONNECT ends the subscriptions for good; a dropped connection leaves them resumable.
     private void ReleaseSubscriptions()
     {
-        var disconnected = ClosedBecause == CloseReason.Disconnect;
+        var disconnected = EndsForGood;
         foreach (var subscription in _subscriptions.Values)
         {
             if (disconnected)
@@ -163,10 +175,10 @@ public sealed partial class StompSession
     }
 
     // For user destinations: does this session take messages sent to its user's /user/queue/<name>?
-    private bool IsSubscribedTo(string destination)
+    internal bool IsSubscribedTo(string destination)
     {
         // A closing session that cannot resume would leave the message in a queue nobody reads.
-        if (IsClosing && (_persistence is null || ClosedBecause == CloseReason.Disconnect))
+        if (IsClosing && (_persistence is null || EndsForGood))
         {
             return false;
         }

@@ -74,6 +74,9 @@ public sealed partial class StompSession
     private volatile bool _handingOver;
     private SessionRecord? _finalState;
 
+    // Application API (Application part): made once CONNECTED is queued; cancels its handlers when the session closes.
+    private Application.SessionApplication? _application;
+
     // Output: the queue to the writer loop, and the current batch's deliveries (their positions move on once flushed).
     private readonly Outbox<Outbound> _outbox = new();
     private readonly List<(SessionSubscription Subscription, BrokerMessage Message)> _batch = [];
@@ -161,6 +164,7 @@ public sealed partial class StompSession
             var reason = ClosedBecause ?? CloseReason.PeerGone;
             Volatile.Write(ref _state, (int)SessionState.Closed);
             _services.Registry.Remove(this);
+            _services.Application.Closed(this, reason);
             _services.Metrics.ConnectionClosed(TransportKind, reason);
             _finished.TrySetResult();
             Log.Closed(_logger, Id, reason);
@@ -274,8 +278,7 @@ public sealed partial class StompSession
                 Abort(frame);
                 break;
             case StompCommand.Disconnect:
-                Disconnect();
-                return ValueTask.CompletedTask;
+                return DisconnectAsync();
             case StompCommand.Connect:
             case StompCommand.Stomp:
                 throw new StompProtocolException("already connected");
@@ -314,6 +317,7 @@ public sealed partial class StompSession
             if (seen == state)
             {
                 Volatile.Write(ref _closeReason, (int)reason);
+                Volatile.Read(ref _application)?.Closing();
                 return true;
             }
 
