@@ -37,13 +37,20 @@ public sealed partial class StompSession
     // A session that ends for good: its subscriptions and durable record go, as after DISCONNECT.
     private bool EndsForGood => ClosedBecause is CloseReason.Disconnect or CloseReason.Terminated;
 
-    /// <summary>A copy of what the session is now, for the application.</summary>
+    /// <summary>A copy of what the session is now, for the application; once closed, with the subscriptions it had at the end.</summary>
     internal StompSessionInfo Describe()
     {
         StompSubscriptionInfo[] subscriptions;
-        lock (_subscriptionsGate)
+        if (State == SessionState.Closed && _finalState is { } final)
         {
-            subscriptions = [.. _subscriptions.Values.Select(s => new StompSubscriptionInfo(s.Id, s.Destination))];
+            subscriptions = [.. final.Subscriptions.Select(s => new StompSubscriptionInfo(s.Id, s.Destination))];
+        }
+        else
+        {
+            lock (_subscriptionsGate)
+            {
+                subscriptions = [.. _subscriptions.Values.Select(s => new StompSubscriptionInfo(s.Id, s.Destination))];
+            }
         }
 
         var lastSeen = _keepAlive.Time.GetUtcNow() - TimeSpan.FromMilliseconds(_keepAlive.NowMs() - Volatile.Read(ref _lastReadAt));
