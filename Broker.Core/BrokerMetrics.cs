@@ -135,6 +135,7 @@ public sealed class BrokerMetrics
         Sessions.CloseReason.TakenOver => "taken_over",
         Sessions.CloseReason.PeerGone => "peer_gone",
         Sessions.CloseReason.ServerShutdown => "server_shutdown",
+        Sessions.CloseReason.Terminated => "terminated",
         _ => "application",
     };
 

@@ -1,3 +1,4 @@
+using Broker.Application;
 using Broker.Durability;
 using Broker.Hosting;
 using Broker.Routing;
@@ -52,6 +53,7 @@ public static class StompBrokerExtensions
         services.AddOptions<DurableSessionOptions>();
         services.TryAddSingleton<SessionPersistence>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, SessionPersistenceHost>());
+        services.AddStompApplication();
         services.TryAddSingleton(sp => new StompSessionServices(
             sp.GetRequiredService<IOptions<StompBrokerOptions>>(),
             sp.GetRequiredService<IMessageBroker>(),
@@ -61,6 +63,7 @@ public static class StompBrokerExtensions
             sp.GetRequiredService<Microsoft.Extensions.Logging.ILoggerFactory>(),
             sp.GetRequiredService<KeepAliveMonitor>(),
             sp.GetRequiredService<Resources.MemoryBudget>(),
+            sp.GetRequiredService<Application.StompApplication>(),
             // Durable sessions are on when a session store is registered (AddSqliteSessionStore, AddRedisSessionStore, ...).
             sp.GetService<ISessionStore>() is null ? null : sp.GetRequiredService<SessionPersistence>()) { Authorization = sp.GetRequiredService<Security.DestinationAuthorization>() });
         services.TryAddSingleton(sp => new OriginPolicy(sp.GetRequiredService<IOptions<StompBrokerOptions>>().Value));

@@ -23,4 +23,13 @@ public sealed class DurableSessionOptions
 
     /// <summary>Longest a resuming CONNECT waits for the store before it gets a fresh session instead.</summary>
     public TimeSpan ResumeTimeout { get; set; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>
+    /// Most live sessions one user may have (limit name <c>max-sessions-per-user</c>); 0 (the default) = no limit. Counted at
+    /// CONNECT (this node's sessions and, with a shared user registry, other nodes'); past it see <see cref="WhenMaxPerUser"/>.
+    /// </summary>
+    public int MaxPerUser { get; set; }
+
+    /// <summary>What a CONNECT past <see cref="MaxPerUser"/> does: end the user's oldest session (default) or be refused.</summary>
+    public MaxSessionsPerUserPolicy WhenMaxPerUser { get; set; } = MaxSessionsPerUserPolicy.TerminateOldest;
 }

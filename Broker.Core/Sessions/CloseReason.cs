@@ -26,4 +26,7 @@ internal enum CloseReason
 
     /// <summary>The application closed it (<see cref="StompSession.Close(string)"/>, <see cref="StompSessionRegistry.CloseUser"/>).</summary>
     Application,
+
+    /// <summary>The application or an operator ended it for good (<c>IStompSessionControl</c>, <c>max-sessions-per-user</c>): as after DISCONNECT, nothing is kept to resume.</summary>
+    Terminated,
 }

@@ -33,6 +33,7 @@ public sealed partial class StompSession
         }
 
         Principal = result.Principal;
+        await _services.Application.ConnectingAsync(this, frame).ConfigureAwait(false);
         // Authenticated: the before-CONNECT frame limit no longer applies.
         _reader.Connected();
         _services.Authorization.Attach(this, result, _transport.User);
@@ -61,6 +62,7 @@ public sealed partial class StompSession
         // The first visit finds the negotiated heart-beats (and the touch) and files their deadlines.
         _keepAlive.Schedule(this, _keepAlive.NowMs() + _keepAlive.TickMs);
         Log.Connected(_logger, Id, _transport.RemoteEndPoint?.ToString(), Principal ?? "anonymous", version.ToHeaderValue());
+        AttachApplication(resumed, recovered);
     }
 
     // STOMP 1.2 "Protocol Negotiation": the ERROR lists the versions this server speaks.

@@ -25,6 +25,12 @@ public sealed partial class StompSession
         var authorizing = _services.Authorization.AuthorizeAsync(this, Security.StompOperation.Send, destination);
         if (!authorizing.IsCompletedSuccessfully) { return Security.DestinationAuthorization.ThenAsync(authorizing, SendAsync, frame); }
 
+        _services.Application.Intercept(this, frame, destination);
+        if (_services.Application.IsApplicationDestination(destination))
+        {
+            return _services.Application.DispatchSendAsync(this, frame, destination, _currentReceipt);
+        }
+
         var headers = UserHeaders(frame);
         var message = new BrokerMessage(destination, _services.NextMessageId(), headers, frame.Body.ToArray());
         using var trace = BrokerTelemetry.StartSend(message, headers);
@@ -59,6 +65,11 @@ public sealed partial class StompSession
     private string? ValidateSendDestination(string destination)
     {
         Destinations.CheckSize(destination, _options.MaxDestinationLength, _options.MaxDestinationWords);
+        if (_services.Application.IsApplicationDestination(destination))
+        {
+            return _services.Application.ValidateSend(destination);
+        }
+
         if (UserDestinations.CheckSend(destination) is { } problem)
         {
             return problem;
@@ -114,11 +125,8 @@ public sealed partial class StompSession
     private ValueTask RouteAsync(BrokerMessage message) =>
         Destinations.IsUser(message.Destination) ? PublishToUserAsync(message) : _services.Broker.PublishAsync(message);
 
-    // User destinations (README "User destinations", Spring's semantics): SEND to /user/<login>/queue/<name>
-    // reaches every session of <login> that subscribed to /user/queue/<name>: the user's sessions on this node,
-    // connected or dropped and resumable, and every session the user registry lists on another node (there the
-    // relay's shared queue reaches it; with the in-process broker the queue here keeps the message for a session
-    // that resumes here). No session: nothing is delivered and the SEND still succeeds, as in Spring.
+    // User destinations (README "User destinations"): to every session of the user, through the router the
+    // application's IStompMessenger uses too.
     private async ValueTask PublishToUserAsync(BrokerMessage message)
     {
         if (!UserDestinations.TryParseSend(message.Destination, out var login, out var queueName))
@@ -126,53 +134,7 @@ public sealed partial class StompSession
             throw new StompProtocolException($"cannot send to '{message.Destination}'"); // validated at SEND; not reached
         }
 
-        var subscribed = UserDestinations.SubscribeForm(queueName);
-        var targets = new List<string>();
-        foreach (var session in _services.Registry.SessionsOf(login))
-        {
-            if (session.IsSubscribedTo(subscribed) && !targets.Contains(session.Id))
-            {
-                targets.Add(session.Id);
-            }
-        }
-
-        foreach (var sessionId in _services.Registry.DormantSubscribers(login, subscribed))
-        {
-            if (!targets.Contains(sessionId))
-            {
-                targets.Add(sessionId);
-            }
-        }
-
-        if (_services.Persistence is { } persistence)
-        {
-            IReadOnlyList<UserSession> registered = [];
-            try
-            {
-                using var timeout = new CancellationTokenSource(persistence.Options.StoreTimeout);
-                registered = await persistence.Users.GetSessionsAsync(login, timeout.Token).ConfigureAwait(false);
-            }
-            catch (Exception ex)
-            {
-                Log.UserLookupFailed(_logger, ex, Id, login);
-            }
-
-            // This node's own sessions were counted above; an entry naming this node but no live session
-            // here is one the registry has not yet been told has gone.
-            foreach (var user in registered)
-            {
-                if (user.Node != _services.NodeId && _services.Registry.Find(user.SessionId) is null && !targets.Contains(user.SessionId))
-                {
-                    targets.Add(user.SessionId);
-                }
-            }
-        }
-
-        foreach (var sessionId in targets)
-        {
-            var copy = new BrokerMessage(UserDestinations.SessionQueue(queueName, sessionId), message.MessageId, message.Headers, message.Body);
-            await _services.Broker.PublishAsync(copy).ConfigureAwait(false);
-        }
+        await _services.UserRouter.SendAsync(login, queueName, message, Id).ConfigureAwait(false);
     }
 
     private ValueTask PublishPipelined(BrokerMessage message)

@@ -214,7 +214,7 @@ public sealed partial class StompSession
     /// <summary>Queues the session's current state for the store (write-behind; never awaited).</summary>
     private void SaveSnapshot()
     {
-        if (_persistence is not null && ClosedBecause != CloseReason.Disconnect && !_handingOver)
+        if (_persistence is not null && !EndsForGood && !_handingOver)
         {
             _persistence.Save(Snapshot());
         }
@@ -231,6 +231,12 @@ public sealed partial class StompSession
         var subscriptions = new List<SubscriptionRecord>(current.Length);
         foreach (var s in current)
         {
+            // An application subscription was answered once; a resume does not ask its handler again.
+            if (_services.Application.IsApplicationDestination(s.Destination))
+            {
+                continue;
+            }
+
             var (epoch, position) = ResumePosition(s);
             subscriptions.Add(new SubscriptionRecord(s.Id, s.Destination, s.AckMode, s.Prefetch, epoch, position));
         }
@@ -274,7 +280,7 @@ public sealed partial class StompSession
             return;
         }
 
-        var disconnected = ClosedBecause == CloseReason.Disconnect;
+        var disconnected = EndsForGood;
         _finalState = Snapshot();
         if (!disconnected)
         {

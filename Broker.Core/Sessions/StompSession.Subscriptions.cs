@@ -61,14 +61,23 @@ public sealed partial class StompSession
 
         await _services.Authorization.AuthorizeAsync(this, Security.StompOperation.Subscribe, destination).ConfigureAwait(false);
 
+        _services.Application.Intercept(this, frame, destination);
         var subscription = new SessionSubscription(this, id, destination, ackMode, prefetch);
         lock (_subscriptionsGate)
         {
             _subscriptions.Add(id, subscription);
         }
 
+        // An application destination: its handler answers on the subscription; no broker behind it.
+        if (_services.Application.IsApplicationDestination(destination))
+        {
+            await _services.Application.SubscribeAsync(this, subscription, frame, _currentReceipt).ConfigureAwait(false);
+            return;
+        }
+
         subscription.Handle = await _services.Broker.SubscribeAsync(new SubscriptionRequest(Id, id, subscription.Route, ackMode, prefetch, Durable: _persistence is not null), subscription).ConfigureAwait(false);
         SaveSnapshot();
+        _services.Application.Subscribed(this, subscription);
         SendReceiptIfRequested();
     }
 
@@ -76,6 +85,11 @@ public sealed partial class StompSession
     private string? ValidateSubscribeDestination(string destination)
     {
         Destinations.CheckSize(destination, _options.MaxDestinationLength, _options.MaxDestinationWords);
+        if (_services.Application.IsApplicationDestination(destination))
+        {
+            return _services.Application.ValidateSubscribe(destination);
+        }
+
         return UserDestinations.CheckSubscribe(destination) ?? _services.Broker.ValidateDestination(
             Destinations.IsUser(destination) ? UserDestinations.ResolveSubscribe(destination, Id) : destination, forSubscribe: true);
     }
@@ -84,6 +98,7 @@ public sealed partial class StompSession
     private void Unsubscribe(StompFrame frame)
     {
         var id = Version == StompVersion.V10 ? frame.GetString(StompHeaders.Id) ?? RequireHeader(frame, StompHeaders.Destination) : RequireHeader(frame, StompHeaders.Id);
+        _services.Application.Intercept(this, frame, _subscriptions.GetValueOrDefault(id)?.Destination);
         SessionSubscription? subscription;
         lock (_subscriptionsGate)
         {
@@ -97,6 +112,7 @@ public sealed partial class StompSession
 
         End(subscription);
         SaveSnapshot();
+        _services.Application.Unsubscribed(this, subscription);
     }
 
     /// <summary>A message from the broker for <paramref name="subscription"/>: tracked for ACK in the client modes, then queued for the writer.</summary>
@@ -119,7 +135,7 @@ public sealed partial class StompSession
     // At close: DISCONNECT ends the subscriptions for good; a dropped connection leaves them resumable.
     private void ReleaseSubscriptions()
     {
-        var disconnected = ClosedBecause == CloseReason.Disconnect;
+        var disconnected = EndsForGood;
         foreach (var subscription in _subscriptions.Values)
         {
             if (disconnected)
@@ -185,10 +201,10 @@ public sealed partial class StompSession
     }
 
     // For user destinations: does this session take messages sent to its user's /user/queue/<name>?
-    private bool IsSubscribedTo(string destination)
+    internal bool IsSubscribedTo(string destination)
     {
         // A closing session that cannot resume would leave the message in a queue nobody reads.
-        if (IsClosing && (_persistence is null || ClosedBecause == CloseReason.Disconnect))
+        if (IsClosing && (_persistence is null || EndsForGood))
         {
             return false;
         }

@@ -78,7 +78,9 @@ public sealed partial class StompSession
     private volatile bool _holding;
     private volatile bool _handingOver;
     private SessionRecord? _finalState;
-    private volatile bool _terminated; // ended by the operator: its durable record goes too
+
+    // Application API (Application part): made once CONNECTED is queued; cancels its handlers when the session closes.
+    private Application.SessionApplication? _application;
 
     // Output: the queue to the writer loop, and the current batch's deliveries (their positions move on once flushed).
     private readonly Outbox<Outbound> _outbox;
@@ -176,6 +178,7 @@ public sealed partial class StompSession
             var reason = ClosedBecause ?? CloseReason.PeerGone;
             Volatile.Write(ref _state, (int)SessionState.Closed);
             _services.Registry.Remove(this);
+            _services.Application.Closed(this, reason);
             _services.Metrics.ConnectionClosed(TransportKind, reason);
             Interlocked.CompareExchange(ref _finished, s_finished, null)?.TrySetResult();
             Log.Closed(_logger, Id, reason);
@@ -298,8 +301,7 @@ public sealed partial class StompSession
                 Abort(frame);
                 break;
             case StompCommand.Disconnect:
-                Disconnect();
-                return ValueTask.CompletedTask;
+                return DisconnectAsync();
             case StompCommand.Connect:
             case StompCommand.Stomp:
                 throw new StompProtocolException("already connected");
@@ -339,6 +341,7 @@ public sealed partial class StompSession
             {
                 Volatile.Write(ref _closeReason, (int)reason);
                 Volatile.Read(ref _closingSignal)?.TrySetResult();
+                Volatile.Read(ref _application)?.Closing();
                 return true;
             }
 

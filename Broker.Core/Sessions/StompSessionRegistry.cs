@@ -127,6 +127,18 @@ public sealed class StompSessionRegistry
         return found;
     }
 
+    /// <summary>Forgets a dropped session's user destinations (it was ended for good): messages to its user no longer wait for it.</summary>
+    internal void Unpark(string principal, string sessionId)
+    {
+        lock (_principalGate)
+        {
+            if (_dormant.TryGetValue(principal, out var sessions) && sessions.Remove(sessionId) && sessions.Count == 0)
+            {
+                _dormant.Remove(principal);
+            }
+        }
+    }
+
     private long _dormantSweptAt = Environment.TickCount64;
 
     // At most once a minute, under _principalGate: forget sessions whose TTL has passed.

@@ -14,8 +14,11 @@ internal sealed class StompSessionServices(
     ILoggerFactory loggerFactory,
     KeepAliveMonitor keepAlive,
     Resources.MemoryBudget memory,
+    Application.StompApplication application,
     Durability.SessionPersistence? persistence = null)
 {
+    private UserDestinationRouter? _userRouter;
+
     private static long s_messageIds;
     private readonly string _nodePrefix = Convert.ToHexStringLower(BitConverter.GetBytes(Random.Shared.Next()));
 
@@ -42,6 +45,12 @@ internal sealed class StompSessionServices(
 
     /// <summary>Durable-session writes; null when durable sessions are off.</summary>
     public Durability.SessionPersistence? Persistence { get; } = persistence;
+
+    /// <summary>The application API: /app/ handlers, interceptors, session events, the per-user session limit.</summary>
+    public Application.StompApplication Application { get; } = application;
+
+    /// <summary>Delivery to user destinations (a session's SEND, the application's messenger).</summary>
+    public UserDestinationRouter UserRouter => _userRouter ??= new UserDestinationRouter(this);
 
     /// <summary>This process's name in session records and the user registry.</summary>
     public string NodeId { get; } = $"{Environment.MachineName}-{Environment.ProcessId}-{Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(4))}";

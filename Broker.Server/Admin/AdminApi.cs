@@ -63,7 +63,7 @@ internal sealed class AdminApi(
         {
             if (user is null || session.Principal == user)
             {
-                sessions.Add(FromLive(session.Describe()));
+                sessions.Add(FromLive(session.DescribeView()));
             }
         }
 
@@ -153,7 +153,7 @@ internal sealed class AdminApi(
         }
 
         var live = tracker.Refresh();
-        var views = live.ConvertAll(s => s.Describe());
+        var views = live.ConvertAll(s => s.DescribeView());
         var users = new HashSet<string>(StringComparer.Ordinal);
         var durable = 0;
         foreach (var view in views)

@@ -27,8 +27,11 @@ public abstract class InteropFixture
     public async Task StartServer()
     {
         await CheckPrerequisitesAsync();
-        _server = await TestServer.StartAsync();
+        _server = await StartServerAsync();
     }
+
+    /// <summary>The broker the fixture's scenarios run against: the embedded test server, unless a fixture serves an app of its own.</summary>
+    private protected virtual Task<TestServer> StartServerAsync() => TestServer.StartAsync();
 
     [OneTimeTearDown]
     public async Task StopServer()

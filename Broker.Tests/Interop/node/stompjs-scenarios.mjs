@@ -594,6 +594,69 @@ const scenarios = {
     return { destination: messages[0].headers.destination, sessions: messages.length };
   },
 
+  // The README's chat sample (Broker.Tests/Application/ChatSample.cs), served by ChatSampleInteropTests.
+  async 'chat-sample'() {
+    const http = url.replace(/^ws/, 'http').replace(/\/ws$/, '');
+    const room = `interop-${runId}`;
+    const { client: alice } = await connect('alice', { connectHeaders: { login: 'alice', passcode: 'alice' } });
+    const { client: bob } = await connect('bob', { connectHeaders: { login: 'bob', passcode: 'bob' } });
+    const aliceRoom = await subscribe(alice, `/topic/chat.${room}`);
+    const bobRoom = await subscribe(bob, `/topic/chat.${room}`);
+    const acks = await subscribe(alice, '/user/queue/chat-acks');
+    const errors = await subscribe(alice, '/user/queue/errors');
+
+    // A subscription mapping: its handler's value arrives once, before the SUBSCRIBE's receipt.
+    const online = await subscribe(alice, '/app/chat/online');
+    check(online.mailbox.items.length === 1, `the online list came before the receipt (${online.mailbox.items.length} messages)`);
+    const who = JSON.parse((await online.mailbox.next()).body);
+    check(JSON.stringify(who) === JSON.stringify(['alice', 'bob']), `online: ${JSON.stringify(who)}`);
+
+    // A SEND to the handler with reply-to: the reply comes to alice alone, before the SEND's receipt.
+    await publishConfirmed(alice, {
+      destination: `/app/chat/${room}`,
+      body: JSON.stringify({ text: 'hello from stomp.js' }),
+      headers: { 'content-type': 'application/json', 'reply-to': '/user/queue/chat-acks' },
+    });
+    check(acks.mailbox.items.length === 1, 'the reply came before the receipt');
+    const ack = JSON.parse((await acks.mailbox.next()).body);
+    check(ack.room === room && typeof ack.sentAt === 'string', `reply ${JSON.stringify(ack)}`);
+    const lines = [await aliceRoom.mailbox.next(), await bobRoom.mailbox.next()].map(m => JSON.parse(m.body));
+    lines.forEach((line, i) => check(line.from === 'alice' && line.text === 'hello from stomp.js' && line.room === room, `line ${i}: ${JSON.stringify(line)}`));
+
+    // A refused message: an error message to alice, and her connection stays open.
+    alice.publish({ destination: `/app/chat/${room}`, body: JSON.stringify({ text: ' ' }), headers: { 'content-type': 'application/json' } });
+    const error = await errors.mailbox.next();
+    check(error.headers.message === 'a chat message needs text', `error ${JSON.stringify(error.headers)}`);
+    check(JSON.parse(error.body).error === 'StompApplicationException', `error body ${error.body}`);
+
+    // A server-side notification from the HTTP endpoint reaches the room.
+    const response = await fetch(`${http}/rooms/${room}/announcements`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ text: 'announced over HTTP' }),
+    });
+    check(response.status === 202, `POST announcements: ${response.status}`);
+    for (const mailbox of [aliceRoom.mailbox, bobRoom.mailbox]) {
+      const line = JSON.parse((await mailbox.next()).body);
+      check(line.from === 'server' && line.text === 'announced over HTTP', `announcement ${JSON.stringify(line)}`);
+    }
+
+    // An /app/ destination nothing maps: an ERROR naming it, on a connection of its own.
+    const { client: stray } = await connect('stray');
+    const refused = new Promise(resolve => {
+      stray.onStompError = frame => resolve(frame);
+    });
+    stray.closingOnPurpose = true;
+    stray.publish({ destination: '/app/nowhere', body: 'x' });
+    const frame = await withTimeout(refused, STEP_TIMEOUT_MS, 'the ERROR for /app/nowhere');
+    check(frame.headers.message === "no application handler for '/app/nowhere'", `ERROR ${JSON.stringify(frame.headers)}`);
+    await stray.deactivate();
+
+    await disconnect(alice);
+    await disconnect(bob);
+    return { online: who, reply: Object.keys(ack), error: error.headers.message, unmapped: frame.headers.message };
+  },
+
   async wildcard() {
     const root = `interop-wc-${runId}`;
     const { client, connected } = await connect('wildcard');

@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 import traceback
+import urllib.request
 import uuid
 
 import stomp
@@ -114,6 +115,8 @@ class Collector(stomp.ConnectionListener):
         self.answered = threading.Event()  # CONNECTED, ERROR or a close: waiting for CONNECTED ends
         self.connected_frame = None
         self.closing = False
+        self.tolerate_errors = False  # a scenario that expects an ERROR (and the close after it)
+        self.error_frames = queue.Queue()
         self.lost = None
         self.errors = []
         self.heartbeats = 0
@@ -144,7 +147,10 @@ class Collector(stomp.ConnectionListener):
     def on_error(self, frame):
         body = frame.body if isinstance(frame.body, str) else frame.body.decode("utf-8", "replace")
         self.errors.append("ERROR frame: message=%r body=%r" % (frame.headers.get("message"), body[:300]))
-        if self.connected.is_set():
+        self.error_frames.put(frame)
+        if self.tolerate_errors:
+            self.closing = True
+        elif self.connected.is_set():
             fail("[%s] %s" % (self.label, self.errors[-1]))
         self.answered.set()
 
@@ -167,7 +173,7 @@ class Connection:
 
     CLASSES = {"1.0": stomp.Connection10, "1.1": stomp.Connection11, "1.2": stomp.Connection12}
 
-    def __init__(self, host, port, label, version="1.2", heartbeats=(0, 0), auto_decode=True):
+    def __init__(self, host, port, label, version="1.2", heartbeats=(0, 0), auto_decode=True, login="guest"):
         self.label = label
         self.version = version
         kwargs = {"auto_decode": auto_decode, "reconnect_attempts_max": 1, "timeout": STEP_TIMEOUT}
@@ -186,7 +192,7 @@ class Connection:
         self._counter = 0
 
         try:
-            self.conn.connect("guest", "guest", wait=False)
+            self.conn.connect(login, login, wait=False)
         except stomp.exception.ConnectFailedException:
             raise ScenarioError("[%s] could not open a TCP connection to %s:%s" % (label, host, port)) from None
         self.listener.answered.wait(STEP_TIMEOUT)
@@ -466,6 +472,63 @@ def scenario_large(host, port):
     return {"version": c.connected_headers.get("version"), "bytes": len(got)}
 
 
+def scenario_chat_sample(host, port):
+    """The README's chat sample (Broker.Tests/Application/ChatSample.cs), served by ChatSampleInteropTests."""
+    check(_http_base, "chat-sample needs the HTTP base URL as a fourth argument")
+    room = "interop-%s" % RUN_ID
+    alice = Connection(host, port, "alice", login="alice")
+    bob = Connection(host, port, "bob", login="bob")
+    alice_room = alice.subscribe("/topic/chat.%s" % room)
+    bob_room = bob.subscribe("/topic/chat.%s" % room)
+    replies = alice.subscribe("/user/queue/replies")
+    errors = alice.subscribe("/user/queue/errors")
+
+    # A subscription mapping: the online list arrives once, before the SUBSCRIBE's receipt.
+    online = alice.subscribe("/app/chat/online")
+    check(alice.pending(online) == 1, "the online list came before the receipt (%d messages)" % alice.pending(online))
+    who = json.loads(body_text(alice.next_message(online, "the online list")))
+    check(who == ["alice", "bob"], "online: %r" % who)
+
+    # A SEND to the handler: the room gets the line, alice alone the reply on /user/queue/replies, then the receipt.
+    alice.send("/app/chat/%s" % room, json.dumps({"text": "hello from stomp.py"}), content_type="application/json", confirmed=True)
+    check(alice.pending(replies) == 1, "the reply came before the receipt")
+    reply = json.loads(body_text(alice.next_message(replies, "the reply")))
+    check(reply.get("room") == room and "sentAt" in reply, "reply %r" % reply)
+    for conn, sub in ((alice, alice_room), (bob, bob_room)):
+        line = json.loads(body_text(conn.next_message(sub, "the chat line")))
+        check(line.get("from") == "alice" and line.get("text") == "hello from stomp.py", "line %r" % line)
+
+    # A refused message: an error message to alice, and her connection stays open (the next SEND gets its receipt).
+    alice.send("/app/chat/%s" % room, json.dumps({"text": ""}), content_type="application/json")
+    error = alice.next_message(errors, "the error message")
+    check(error.headers.get("message") == "a chat message needs text", "error %r" % error.headers)
+    alice.send("/app/chat/%s" % room, json.dumps({"text": "still here"}), content_type="application/json", confirmed=True)
+    alice.next_message(replies, "the second reply")
+
+    # A server-side notification from the HTTP endpoint reaches the room.
+    request = urllib.request.Request("%s/rooms/%s/announcements" % (_http_base, room), data=json.dumps({"text": "announced over HTTP"}).encode(),
+                                     headers={"content-type": "application/json"}, method="POST")
+    with urllib.request.urlopen(request, timeout=STEP_TIMEOUT) as response:
+        check(response.status == 202, "POST announcements: %d" % response.status)
+    for conn, sub in ((alice, alice_room), (bob, bob_room)):
+        lines = [json.loads(body_text(conn.next_message(sub, "a room line"))) for _ in range(2)]  # "still here", then the announcement
+        check(lines[-1].get("from") == "server" and lines[-1].get("text") == "announced over HTTP", "announcement %r" % lines)
+
+    # An /app/ destination nothing maps: an ERROR naming it, on a connection of its own.
+    stray = Connection(host, port, "stray")
+    stray.listener.tolerate_errors = True
+    stray.conn.send("/app/nowhere", "x")
+    try:
+        frame = stray.listener.error_frames.get(timeout=STEP_TIMEOUT)
+    except queue.Empty:
+        raise ScenarioError("no ERROR for /app/nowhere") from None
+    check(frame.headers.get("message") == "no application handler for '/app/nowhere'", "ERROR %r" % frame.headers)
+
+    alice.disconnect()
+    bob.disconnect()
+    return {"online": who, "reply": sorted(reply), "error": error.headers.get("message"), "unmapped": frame.headers.get("message")}
+
+
 SCENARIOS = {
     "pubsub": scenario_pubsub,
     "receipt": scenario_receipt,
@@ -476,14 +539,19 @@ SCENARIOS = {
     "large": scenario_large,
     "version10": scenario_version10,
     "version11": scenario_version11,
+    "chat-sample": scenario_chat_sample,
 }
 
 
+_http_base = None
+
+
 def main(argv):
-    global _scenario_name
-    if len(argv) != 4:
-        fail("usage: stomp_scenarios.py <host> <port> <scenario>; scenarios: " + ", ".join(SCENARIOS))
+    global _scenario_name, _http_base
+    if len(argv) not in (4, 5):
+        fail("usage: stomp_scenarios.py <host> <port> <scenario> [<http base url>]; scenarios: " + ", ".join(SCENARIOS))
     host, port, _scenario_name = argv[1], argv[2], argv[3]
+    _http_base = argv[4].rstrip("/") if len(argv) == 5 else None
     scenario = SCENARIOS.get(_scenario_name)
     if scenario is None:
         fail("unknown scenario %r; scenarios: %s" % (_scenario_name, ", ".join(SCENARIOS)))

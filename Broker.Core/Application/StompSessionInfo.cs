@@ -1,0 +1,62 @@
+namespace Broker.Application;
+
+/// <summary>
+/// A session as the application sees it (events, <see cref="IStompSessionControl"/>): a copy taken when it was asked
+/// for. Fields a node does not know (a session live on another node is known only by id and node) are null or empty.
+/// </summary>
+/// <param name="Id">The public session id (CONNECTED's <c>session</c> header).</param>
+/// <param name="Login">The authenticated principal's name; null when anonymous.</param>
+/// <param name="Node">The node serving it, or that served it last.</param>
+/// <param name="Connected">True while a connection serves it; false for a durable session whose client is away (resumable until its TTL passes).</param>
+/// <param name="Durable">It holds a session token: a dropped connection leaves it resumable.</param>
+/// <param name="CreatedAt">When the session began (its first connection, for a resumed one too).</param>
+/// <param name="LastSeenAt">When its client was last heard from.</param>
+/// <param name="Subscriptions">Its subscriptions, by id.</param>
+/// <param name="Metadata">Application data kept with it (<c>StompSession.SetMetadata</c>).</param>
+public sealed record StompSessionInfo(
+    string Id,
+    string? Login,
+    string? Node,
+    bool Connected,
+    bool Durable,
+    DateTimeOffset? CreatedAt,
+    DateTimeOffset? LastSeenAt,
+    IReadOnlyList<StompSubscriptionInfo> Subscriptions,
+    IReadOnlyDictionary<string, string> Metadata);
+
+/// <summary>One subscription of a session: the id the client gave it and the destination it named.</summary>
+public sealed record StompSubscriptionInfo(string Id, string Destination);
+
+/// <summary>A subscription that came or went (<see cref="IStompSessionObserver.OnSubscribed"/>, <see cref="IStompSessionObserver.OnUnsubscribed"/>).</summary>
+/// <param name="SessionId">The session's id.</param>
+/// <param name="Login">The session's principal; null when anonymous.</param>
+/// <param name="Subscription">The subscription.</param>
+public sealed record StompSubscriptionEvent(string SessionId, string? Login, StompSubscriptionInfo Subscription);
+
+/// <summary>Why a session's connection ended (<see cref="IStompSessionObserver.OnDisconnected"/>).</summary>
+public enum StompDisconnectReason
+{
+    /// <summary>The client sent DISCONNECT: the session ended for good.</summary>
+    ClientDisconnect,
+
+    /// <summary>The connection went away without DISCONNECT; a durable session stays resumable.</summary>
+    Dropped,
+
+    /// <summary>No heart-beat from a client that promised them (or no CONNECT in time).</summary>
+    TimedOut,
+
+    /// <summary>An ERROR frame: the client broke the protocol or a limit, or the broker failed its request.</summary>
+    Error,
+
+    /// <summary>The client did not keep up with its messages (<c>max-pending-bytes</c>, <c>max-unacked</c>, <c>send-timeout</c>).</summary>
+    SlowConsumer,
+
+    /// <summary>The same durable session resumed on another connection (an <see cref="IStompSessionObserver.OnResumed"/> follows for it).</summary>
+    TakenOver,
+
+    /// <summary>The application or an operator closed it (<see cref="IStompSessionControl"/>, <c>StompSession.Close</c>, <c>max-sessions-per-user</c>).</summary>
+    ClosedByServer,
+
+    /// <summary>The server is stopping.</summary>
+    ServerShutdown,
+}
