@@ -21,6 +21,9 @@ switch (builder.Configuration["Broker:Relay:Kind"]?.Trim().ToLowerInvariant())
     case var other:
         throw new InvalidOperationException($"Broker:Relay:Kind is '{other}'; expected 'inprocess' or 'rabbitmq'.");
 }
+
+// Broker:Cluster:Kind = none (default) | redis: the in-process broker across nodes sharing a Redis (Broker:Cluster:*).
+broker.AddClusterFromConfiguration(builder.Configuration);
 builder.Services.Configure<DurableSessionOptions>(builder.Configuration.GetSection("Broker:Sessions"));
 builder.Services.AddHealthChecks();
 builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(10));
