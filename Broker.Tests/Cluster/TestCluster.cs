@@ -36,6 +36,9 @@ internal sealed class TestCluster : IAsyncDisposable
 
     public IReadOnlyList<TestServer> Nodes => _nodes;
 
+    /// <summary>Every node's log lines (Information and above), as "category: message".</summary>
+    public LogCapture Logs { get; } = new();
+
     public TestServer A => _nodes[0];
 
     public TestServer B => _nodes[1];
@@ -68,7 +71,7 @@ internal sealed class TestCluster : IAsyncDisposable
             o.Users["bob"] = "bob";
             o.Users["alice"] = "alice";
             _broker?.Invoke(o);
-        }, services => services.AddStompBroker()
+        }, services => services.AddSingleton<Microsoft.Extensions.Logging.ILoggerProvider>(Logs).AddStompBroker()
             .AddRedisSessionStore(o =>
             {
                 o.Configuration = Sessions.Configuration;
@@ -147,6 +150,48 @@ internal sealed class TestCluster : IAsyncDisposable
         foreach (var node in _nodes)
         {
             await node.DisposeAsync();
+        }
+    }
+}
+
+/// <summary>Keeps log lines in memory, for tests that assert what an operator would read.</summary>
+internal sealed class LogCapture : Microsoft.Extensions.Logging.ILoggerProvider
+{
+    private readonly List<string> _lines = [];
+
+    public IReadOnlyList<string> Lines
+    {
+        get
+        {
+            lock (_lines)
+            {
+                return [.. _lines];
+            }
+        }
+    }
+
+    public Microsoft.Extensions.Logging.ILogger CreateLogger(string categoryName) => new Logger(this, categoryName);
+
+    public void Dispose()
+    {
+    }
+
+    private sealed class Logger(LogCapture capture, string category) : Microsoft.Extensions.Logging.ILogger
+    {
+        public IDisposable? BeginScope<TState>(TState state)
+            where TState : notnull => null;
+
+        public bool IsEnabled(Microsoft.Extensions.Logging.LogLevel logLevel) => logLevel >= Microsoft.Extensions.Logging.LogLevel.Information;
+
+        public void Log<TState>(Microsoft.Extensions.Logging.LogLevel logLevel, Microsoft.Extensions.Logging.EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+        {
+            if (IsEnabled(logLevel))
+            {
+                lock (capture._lines)
+                {
+                    capture._lines.Add($"{category}: {formatter(state, exception)}");
+                }
+            }
         }
     }
 }

@@ -34,8 +34,11 @@ internal sealed partial class RedisServer : IAsyncDisposable
 
     public static Task StopSharedAsync() => s_shared.StopAsync();
 
-    /// <summary>A server of the caller's own (for tests that stop it); on <paramref name="port"/> to start one again where a stopped one was.</summary>
-    public static async Task<RedisServer> StartAsync(int? port = null)
+    /// <summary>
+    /// A server of the caller's own (for tests that stop it); on <paramref name="port"/> to start one again where a
+    /// stopped one was, with more redis-server <paramref name="arguments"/> (such as <c>--dir</c>, to load a saved snapshot).
+    /// </summary>
+    public static async Task<RedisServer> StartAsync(int? port = null, IReadOnlyList<string>? arguments = null)
     {
         RequireRedisServer();
         Exception? last = null;
@@ -49,7 +52,7 @@ internal sealed partial class RedisServer : IAsyncDisposable
                 RedirectStandardOutput = true,
                 RedirectStandardError = true,
                 UseShellExecute = false,
-            })!;
+            }.WithArguments(arguments))!;
             var output = new StringBuilder();
             var ready = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
             process.OutputDataReceived += (_, e) =>
@@ -139,4 +142,17 @@ internal sealed partial class RedisServer : IAsyncDisposable
 
     /// <summary>Implemented where a test framework decides what a missing redis-server means (fail under CI, else ignore).</summary>
     static partial void RequireRedisServer();
+}
+
+internal static class RedisServerStartInfo
+{
+    public static ProcessStartInfo WithArguments(this ProcessStartInfo info, IReadOnlyList<string>? arguments)
+    {
+        foreach (var argument in arguments ?? [])
+        {
+            info.ArgumentList.Add(argument);
+        }
+
+        return info;
+    }
 }
