@@ -157,6 +157,11 @@ internal sealed class ClusterTopic(RedisClusterBroker broker, string key)
         {
             await ProcessAsync(epoch, offset, payload).ConfigureAwait(false);
         }
+        catch (Exception ex)
+        {
+            // Never let the channel's message loop end: the next message is processed as usual.
+            broker.DeliveryFailed(ex, Key);
+        }
         finally
         {
             _processing.Release();

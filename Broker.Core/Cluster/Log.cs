@@ -34,6 +34,9 @@ internal static partial class Log
     [LoggerMessage(209, LogLevel.Information, "Redis cluster: topic '{Key}' has a new epoch: this node delivered messages published while Redis was unreachable, so no resume from before can promise them")]
     public static partial void EpochBumped(ILogger logger, string key);
 
+    [LoggerMessage(211, LogLevel.Error, "Redis cluster: delivering a message from '{Source}' failed")]
+    public static partial void DeliveryFailed(ILogger logger, Exception exception, string source);
+
     [LoggerMessage(210, LogLevel.Debug, "Redis cluster: queue '{Name}': {Count} oldest message(s) dropped at the max-queue-length limit")]
     public static partial void QueueDropped(ILogger logger, string name, long count);
 }

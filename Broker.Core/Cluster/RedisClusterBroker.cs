@@ -746,6 +746,8 @@ internal sealed class RedisClusterBroker : IMessageBroker, IAsyncDisposable
 
     internal void Undecodable(string source) => Log.Undecodable(_logger, source);
 
+    internal void DeliveryFailed(Exception exception, string source) => Log.DeliveryFailed(_logger, exception, source);
+
     internal void MissedMessages(string key, long count)
     {
         if (count > 0)
@@ -849,6 +851,12 @@ internal sealed class RedisClusterBroker : IMessageBroker, IAsyncDisposable
         finally
         {
             Volatile.Write(ref _recovering, 0);
+
+            // A reconnect reported while this was finishing: run again.
+            if (Volatile.Read(ref _recoverAgain) == 1 && Interlocked.Exchange(ref _recovering, 1) == 0)
+            {
+                _ = RecoverAsync();
+            }
         }
     }
 

@@ -52,23 +52,31 @@ internal sealed class WildcardGroup(RedisClusterBroker broker, string glob)
         }
 
         BrokerMessage? message = null;
-        lock (_gate)
+        try
         {
-            foreach (var subscription in _subscriptions)
+            lock (_gate)
             {
-                if (subscription.Pattern.Matches(key))
+                foreach (var subscription in _subscriptions)
                 {
-                    message ??= broker.Decode(key, payload);
-                    if (message is null || broker.DeliveredInOutage(message.MessageId))
+                    if (subscription.Pattern.Matches(key))
                     {
-                        return;
-                    }
+                        message ??= broker.Decode(key, payload);
+                        if (message is null || broker.DeliveredInOutage(message.MessageId))
+                        {
+                            return;
+                        }
 
-                    message.Epoch = epoch;
-                    message.Offset = offset;
-                    subscription.Sink.TryDeliver(message, 0);
+                        message.Epoch = epoch;
+                        message.Offset = offset;
+                        subscription.Sink.TryDeliver(message, 0);
+                    }
                 }
             }
+        }
+        catch (Exception ex)
+        {
+            // Never let the pattern's message loop end.
+            broker.DeliveryFailed(ex, Glob);
         }
     }
 
