@@ -69,6 +69,8 @@ internal sealed class RedisClusterBroker : IMessageBroker, IAsyncDisposable
     private int _recoverAgain;
     private int _disposed;
     private int _background;
+    private long _epochCounter;
+    private readonly string _epochPrefix = ClusterKeys.NewEpoch();
 
     public RedisClusterBroker(IOptions<RedisClusterOptions> options, IOptions<StompBrokerOptions> brokerOptions, IOptions<RedisSessionStoreOptions> sessionStore,
         BrokerMetrics metrics, IMeterFactory meterFactory, ILoggerFactory loggerFactory, TimeProvider? time = null)
@@ -157,6 +159,9 @@ internal sealed class RedisClusterBroker : IMessageBroker, IAsyncDisposable
             if (multiplexer.IsConnected)
             {
                 Log.Connected(_logger, Endpoints);
+
+                // Anything published or subscribed before the connection was there is settled as after an outage.
+                OnConnectionRestored();
             }
             else
             {
@@ -318,7 +323,7 @@ internal sealed class RedisClusterBroker : IMessageBroker, IAsyncDisposable
     private Task<RedisResult> EvaluatePublishTopic(IDatabase database, BrokerMessage message, string key) =>
         database.ScriptEvaluateAsync(ClusterScripts.PublishTopic,
             [Keys.TopicHistory(key), Keys.TopicMeta(key)],
-            [ClusterMessageCodec.Encode(message), _historySize, _historyAgeMs, _keyTtlMs, ClusterKeys.NewEpoch(), Keys.TopicChannel(key).ToString()]);
+            [ClusterMessageCodec.Encode(message), _historySize, _historyAgeMs, _keyTtlMs, NextEpoch(), Keys.TopicChannel(key).ToString()]);
 
     private void PublishFailed(Exception exception, string key, BrokerMessage message)
     {
@@ -379,7 +384,7 @@ internal sealed class RedisClusterBroker : IMessageBroker, IAsyncDisposable
         var database = Database ?? throw new InvalidOperationException("not connected to Redis");
         var dropped = (long)await database.ScriptEvaluateAsync(ClusterScripts.PublishQueue,
             [Keys.QueueStream(name), Keys.QueueMeta(name)],
-            [payload, _maxQueueLength, _keyTtlMs, ClusterKeys.NewEpoch(), ClusterKeys.QueueGroup, Keys.QueueChannel(name).ToString()]).ConfigureAwait(false);
+            [payload, _maxQueueLength, _keyTtlMs, NextEpoch(), ClusterKeys.QueueGroup, Keys.QueueChannel(name).ToString()]).ConfigureAwait(false);
         if (dropped > 0)
         {
             Log.QueueDropped(_logger, name, dropped);
@@ -515,7 +520,7 @@ internal sealed class RedisClusterBroker : IMessageBroker, IAsyncDisposable
         {
             var result = await database.ScriptEvaluateAsync(ClusterScripts.ReadTopic,
                 [Keys.TopicHistory(key), Keys.TopicMeta(key)],
-                [after?.Offset ?? -1, after?.Epoch ?? "", fillNewEpoch ? "1" : "0", _historyReadCount, _historyAgeMs, ClusterKeys.NewEpoch(), _keyTtlMs]).ConfigureAwait(false);
+                [after?.Offset ?? -1, after?.Epoch ?? "", fillNewEpoch ? "1" : "0", _historyReadCount, _historyAgeMs, NextEpoch(), _keyTtlMs]).ConfigureAwait(false);
             return TopicHistory.Parse(result);
         }
         catch (Exception ex) when (IsRedisFailure(ex))
@@ -579,7 +584,7 @@ internal sealed class RedisClusterBroker : IMessageBroker, IAsyncDisposable
         try
         {
             return (string?)await database.ScriptEvaluateAsync(ClusterScripts.OpenQueue, [queue.Stream, queue.Meta],
-                [ClusterKeys.NewEpoch(), ClusterKeys.QueueGroup, _keyTtlMs]).ConfigureAwait(false);
+                [NextEpoch(), ClusterKeys.QueueGroup, _keyTtlMs]).ConfigureAwait(false);
         }
         catch (Exception ex) when (IsRedisFailure(ex))
         {
@@ -869,7 +874,7 @@ internal sealed class RedisClusterBroker : IMessageBroker, IAsyncDisposable
 
         try
         {
-            if ((int)await database.ScriptEvaluateAsync(ClusterScripts.BumpEpoch, [Keys.TopicMeta(key)], [redisEpoch, ClusterKeys.NewEpoch()]).ConfigureAwait(false) == 1)
+            if ((int)await database.ScriptEvaluateAsync(ClusterScripts.BumpEpoch, [Keys.TopicMeta(key)], [redisEpoch, NextEpoch()]).ConfigureAwait(false) == 1)
             {
                 Log.EpochBumped(_logger, key);
             }
@@ -984,6 +989,10 @@ internal sealed class RedisClusterBroker : IMessageBroker, IAsyncDisposable
         _connection.Dispose();
         _permits.Dispose();
     }
+
+    // A fresh epoch for a script to use if the destination has none: this node's random prefix and a counter,
+    // unique without asking the random number generator on every publish.
+    private string NextEpoch() => string.Create(null, stackalloc char[40], $"{_epochPrefix}{Interlocked.Increment(ref _epochCounter):x}");
 
     private static RedisValue Milliseconds(TimeSpan value) => (long)Math.Clamp(value.TotalMilliseconds, 1, TimeSpan.FromDays(3650).TotalMilliseconds);
 }
