@@ -121,7 +121,8 @@ internal sealed class TestCluster : IAsyncDisposable
         var toClient = new System.IO.Pipelines.Pipe();
         var session = new Broker.Sessions.StompSession(new Broker.Sessions.PipeTransport(toServer.Reader, toClient.Writer),
             node.Services.GetRequiredService<Broker.Sessions.StompSessionServices>());
-        _ = session.RunAsync(CancellationToken.None);
+        // Closed when the node stops, as its socket connections are.
+        _ = session.RunAsync(node.Services.GetRequiredService<Microsoft.Extensions.Hosting.IHostApplicationLifetime>().ApplicationStopping);
         var client = StompTestClient.OverPipes(toClient.Reader, toServer.Writer);
         _clients.Add(client);
         var connected = await client.ConnectAsync(login: login, passcode: login, sessionToken: token);
