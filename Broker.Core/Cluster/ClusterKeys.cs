@@ -1,4 +1,3 @@
-using System.Text;
 using StackExchange.Redis;
 
 namespace Broker.Cluster;
@@ -35,6 +34,9 @@ internal sealed class ClusterKeys(string prefix)
     /// <summary>The glob channel pattern a node PSUBSCRIBEs for a wildcard subscription (see <see cref="TopicGlob"/>).</summary>
     public RedisChannel TopicPattern(string glob) => RedisChannel.Pattern(TopicGlob.Escape(_topicChannel) + glob);
 
+    /// <summary>The positions this session's durable topic subscriptions were last written to (see <see cref="WrittenPositions"/>).</summary>
+    public RedisKey WrittenPositions(string sessionId) => $"{Prefix}w:{{{sessionId}}}";
+
     public RedisKey QueueStream(string name) => $"{Prefix}q:{{{name}}}";
 
     public RedisKey QueueMeta(string name) => $"{Prefix}qm:{{{name}}}";
@@ -45,6 +47,4 @@ internal sealed class ClusterKeys(string prefix)
     public static string NewEpoch() => Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(8));
 
     public override string ToString() => Prefix;
-
-    internal static byte[] Utf8(string value) => Encoding.UTF8.GetBytes(value);
 }

@@ -51,8 +51,17 @@ internal sealed class ClusterTopic(RedisClusterBroker broker, string key)
     }
 
     /// <summary>Adds a subscription; null when the topic was evicted meanwhile (the caller makes a new one).</summary>
-    public async ValueTask<ClusterTopicSubscription?> TrySubscribeAsync(IMessageSink sink, StreamPosition? resumeFrom)
+    public async ValueTask<ClusterTopicSubscription?> TrySubscribeAsync(SubscriptionRequest request, IMessageSink sink)
     {
+        var resumeFrom = request.ResumeFrom;
+        (string SessionId, string SubscriptionId)? tracked = request.Durable && request.AckMode == AckMode.Auto ? (request.SessionId, request.SubscriptionId) : null;
+        if (resumeFrom is not null && tracked is { } key && await broker.Positions.ReadAsync(key.SessionId, key.SubscriptionId).ConfigureAwait(false) is { } written &&
+            written.Epoch == resumeFrom.Epoch && written.Offset > resumeFrom.Offset)
+        {
+            // Its node recorded a later position than the session store has (the node died before saving).
+            resumeFrom = written;
+        }
+
         ClusterTopicSubscription subscription;
         lock (_gate)
         {
@@ -65,14 +74,25 @@ internal sealed class ClusterTopic(RedisClusterBroker broker, string key)
             // gets every later one, with no Redis round trip.
             if (resumeFrom is null && _epoch is not null && _channel is { IsCompletedSuccessfully: true, Result: true })
             {
-                subscription = new ClusterTopicSubscription(this, sink, joining: false, broker.Options.MaxResumeBuffer) { Recovered = false };
+                subscription = new ClusterTopicSubscription(this, sink, joining: false, broker.Options.MaxResumeBuffer)
+                {
+                    Recovered = false,
+                    Tracked = tracked,
+                    Positions = tracked is null ? null : broker.Positions,
+                };
+                Track(subscription);
                 sink.Start(new StreamPosition(_epoch, _last));
                 Add(subscription);
                 return subscription;
             }
 
             // Otherwise subscribe live first and hold what arrives while the history is read.
-            subscription = new ClusterTopicSubscription(this, sink, joining: true, broker.Options.MaxResumeBuffer);
+            subscription = new ClusterTopicSubscription(this, sink, joining: true, broker.Options.MaxResumeBuffer)
+            {
+                Tracked = tracked,
+                Positions = tracked is null ? null : broker.Positions,
+            };
+            Track(subscription);
             subscription.JoinedAt = _epoch is null ? null : new StreamPosition(_epoch, _last);
             Add(subscription);
         }
@@ -89,6 +109,14 @@ internal sealed class ClusterTopic(RedisClusterBroker broker, string key)
         }
 
         return subscription;
+    }
+
+    private void Track(ClusterTopicSubscription subscription)
+    {
+        if (subscription.Tracked is not null)
+        {
+            broker.Positions.Track(subscription);
+        }
     }
 
     // Under _gate. Replays history when it covers the gap, then what arrived meanwhile, skipping what was replayed.

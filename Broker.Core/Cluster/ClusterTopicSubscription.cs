@@ -15,8 +15,20 @@ internal sealed class ClusterTopicSubscription(ClusterTopic topic, IMessageSink 
     private string? _skipEpoch;
     private long _skipThrough;
     private int _disposed;
+    private readonly Lock _writtenGate = new();
+    private string? _writtenEpoch;
+    private long _writtenOffset;
+    private bool _writtenMoved;
 
     public IMessageSink Sink { get; } = sink;
+
+    /// <summary>Set for a durable auto-ack subscription: its written position is kept in Redis (<see cref="WrittenPositions"/>).</summary>
+    internal (string SessionId, string SubscriptionId)? Tracked { get; init; }
+
+    internal WrittenPositions? Positions { get; init; }
+
+    /// <summary>The connection went (not the subscription): the last position is still to be flushed.</summary>
+    internal bool IsDetached => Volatile.Read(ref _disposed) == 1;
 
     public bool Recovered { get; set; }
 
@@ -75,6 +87,35 @@ internal sealed class ClusterTopicSubscription(ClusterTopic topic, IMessageSink 
         }
     }
 
+    // Called by the session's writer, in order, once a positioned delivery has been written.
+    public void Written(BrokerMessage message)
+    {
+        if (Tracked is not null && message.Epoch is { } epoch)
+        {
+            lock (_writtenGate)
+            {
+                _writtenEpoch = epoch;
+                _writtenOffset = message.Offset;
+                _writtenMoved = true;
+            }
+        }
+    }
+
+    /// <summary>The position written to since the last call, or null when it has not moved.</summary>
+    internal StreamPosition? TakeWritten()
+    {
+        lock (_writtenGate)
+        {
+            if (!_writtenMoved)
+            {
+                return null;
+            }
+
+            _writtenMoved = false;
+            return new StreamPosition(_writtenEpoch!, _writtenOffset);
+        }
+    }
+
     public void Ack(ulong deliveryTag, bool multiple)
     {
     }
@@ -89,5 +130,11 @@ internal sealed class ClusterTopicSubscription(ClusterTopic topic, IMessageSink 
         {
             topic.Remove(this);
         }
+    }
+
+    public void Unsubscribe()
+    {
+        Dispose();
+        Positions?.Forget(this);
     }
 }

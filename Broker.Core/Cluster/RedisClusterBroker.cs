@@ -62,6 +62,7 @@ internal sealed class RedisClusterBroker : IMessageBroker, IAsyncDisposable
 
     private ConnectionMultiplexer? _multiplexer;
     private ITimer? _timer;
+    private ITimer? _positionsTimer;
     private long _sweptAt;
     private int _started;
     private int _down;
@@ -83,6 +84,7 @@ internal sealed class RedisClusterBroker : IMessageBroker, IAsyncDisposable
         _logger = loggerFactory.CreateLogger("Broker.Cluster.Redis");
         _time = time ?? TimeProvider.System;
         Keys = new ClusterKeys(Options.KeyPrefix);
+        Positions = new WrittenPositions(this);
         var configuration = string.IsNullOrWhiteSpace(Options.Redis) ? sessionStore.Value.Configuration : Options.Redis;
         _connection = new RedisConnection(configuration, Options.ConnectTimeout, Options.OperationTimeout, BacklogPolicy.FailFast);
         _permits = new SemaphoreSlim(Options.MaxPublishesInFlight, Options.MaxPublishesInFlight);
@@ -98,6 +100,8 @@ internal sealed class RedisClusterBroker : IMessageBroker, IAsyncDisposable
     public RedisClusterOptions Options { get; }
 
     internal ClusterKeys Keys { get; }
+
+    internal WrittenPositions Positions { get; }
 
     /// <summary>This node's consumer name in every queue's consumer group.</summary>
     public string NodeId { get; } = $"{Environment.MachineName}-{Environment.ProcessId}-{Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(4))}";
@@ -127,6 +131,7 @@ internal sealed class RedisClusterBroker : IMessageBroker, IAsyncDisposable
             _ = ConnectAsync();
             var period = TimeSpan.FromTicks(Math.Clamp(Options.QueueRedeliveryTimeout.Ticks / 3, TimeSpan.FromMilliseconds(50).Ticks, TimeSpan.FromSeconds(5).Ticks));
             _timer = _time.CreateTimer(static s => ((RedisClusterBroker)s!).OnTimer(), this, period, period);
+            _positionsTimer = _time.CreateTimer(static s => ((RedisClusterBroker)s!).FlushPositions(), this, Options.PositionFlushInterval, Options.PositionFlushInterval);
         }
     }
 
@@ -483,7 +488,7 @@ internal sealed class RedisClusterBroker : IMessageBroker, IAsyncDisposable
         while (true)
         {
             var topic = _topics.GetOrAdd(key, static (k, self) => new ClusterTopic(self, k), this);
-            if (await topic.TrySubscribeAsync(sink, request.ResumeFrom).ConfigureAwait(false) is { } subscription)
+            if (await topic.TrySubscribeAsync(request, sink).ConfigureAwait(false) is { } subscription)
             {
                 return subscription;
             }
@@ -492,7 +497,7 @@ internal sealed class RedisClusterBroker : IMessageBroker, IAsyncDisposable
 
     // --- Redis operations for the topics and queues ----------------------------------------------------------
 
-    private IDatabase? Database => _multiplexer is { IsConnected: true } multiplexer ? multiplexer.GetDatabase() : null;
+    internal IDatabase? Database => _multiplexer is { IsConnected: true } multiplexer ? multiplexer.GetDatabase() : null;
 
     internal BrokerMessage? Decode(string key, ReadOnlyMemory<byte> payload)
     {
@@ -919,6 +924,18 @@ internal sealed class RedisClusterBroker : IMessageBroker, IAsyncDisposable
         }
     }
 
+    private void FlushPositions()
+    {
+        try
+        {
+            Positions.Flush();
+        }
+        catch (Exception ex)
+        {
+            Log.OperationFailed(_logger, ex, "record written positions");
+        }
+    }
+
     /// <summary>Lets go of topics, patterns and queues nobody here subscribes to any more; returns how many.</summary>
     internal int Sweep()
     {
@@ -977,6 +994,13 @@ internal sealed class RedisClusterBroker : IMessageBroker, IAsyncDisposable
         {
             await _timer.DisposeAsync().ConfigureAwait(false);
         }
+
+        if (_positionsTimer is not null)
+        {
+            await _positionsTimer.DisposeAsync().ConfigureAwait(false);
+        }
+
+        FlushPositions();
 
         // The sessions closed first, giving their queue deliveries back: let those reach Redis (bounded), so
         // other nodes get them at once rather than after the redelivery timeout.

@@ -42,6 +42,13 @@ public sealed class RedisClusterOptions
     /// </summary>
     public TimeSpan QueueRedeliveryTimeout { get; set; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>
+    /// How often a node records in Redis where its durable auto-ack topic subscriptions have been written to,
+    /// so a session whose node is SIGKILLed resumes elsewhere without getting again what it was written more
+    /// than this long before. Default 100 ms.
+    /// </summary>
+    public TimeSpan PositionFlushInterval { get; set; } = TimeSpan.FromMilliseconds(100);
+
     /// <summary>Most queue messages one read from Redis fetches for a node's consumers. Default 64.</summary>
     public int QueueReadBatch { get; set; } = 64;
 
@@ -70,9 +77,9 @@ public sealed class RedisClusterOptions
             throw new InvalidOperationException("Broker:Cluster:KeyPrefix must not be empty.");
         }
 
-        if (OperationTimeout <= TimeSpan.Zero || ConnectTimeout <= TimeSpan.Zero || KeyTtl <= TimeSpan.Zero || QueueRedeliveryTimeout <= TimeSpan.Zero)
+        if (OperationTimeout <= TimeSpan.Zero || ConnectTimeout <= TimeSpan.Zero || KeyTtl <= TimeSpan.Zero || QueueRedeliveryTimeout <= TimeSpan.Zero || PositionFlushInterval <= TimeSpan.Zero)
         {
-            throw new InvalidOperationException("Broker:Cluster timeouts (ConnectTimeout, OperationTimeout, KeyTtl, QueueRedeliveryTimeout) must be positive.");
+            throw new InvalidOperationException("Broker:Cluster timeouts (ConnectTimeout, OperationTimeout, KeyTtl, QueueRedeliveryTimeout, PositionFlushInterval) must be positive.");
         }
 
         if (QueueReadBatch < 1 || MaxPublishesInFlight < 1 || OutageBufferSize < 0 || MaxResumeBuffer < 1)
