@@ -36,6 +36,8 @@ try
             throw new InvalidOperationException($"Broker:Relay:Kind is '{other}'; expected 'inprocess' or 'rabbitmq'.");
     }
 
+    // Broker:Cluster:Kind = none (default) | redis: the in-process broker across nodes sharing a Redis (Broker:Cluster:*).
+    broker.AddClusterFromConfiguration(builder.Configuration);
     builder.Services.Configure<DurableSessionOptions>(builder.Configuration.GetSection("Broker:Sessions"));
     builder.Services.AddHealthChecks().AddStompBroker();
     builder.Services.AddOpenTelemetry().ConfigureResource(resource => resource.AddService("broker")).WithMetrics(metrics => metrics.AddMeter(BrokerMetrics.MeterName).AddPrometheusExporter());

@@ -11,6 +11,7 @@ internal sealed class LoadOptions
                Broker.Benchmarks load idle --url URL --connections N [options]
 
           --url URL              ws://host:port/path or tcp://host:port (required)
+          --publish-url URL      publishers connect here instead of --url (another node of a cluster)
           --destination D        default /topic/load (idle: /topic/idle); /queue/... = competing consumers
           --subscribers N        default 10
           --publishers P         default 1
@@ -39,6 +40,11 @@ internal sealed class LoadOptions
         """;
 
     public required LoadTarget Target { get; init; }
+
+    /// <summary>Where publishers connect: <c>--publish-url</c>, else <see cref="Target"/>.</summary>
+    public LoadTarget? PublishTarget { get; init; }
+
+    public LoadTarget PublisherTarget => PublishTarget ?? Target;
 
     public bool Idle { get; init; }
 
@@ -92,6 +98,7 @@ internal sealed class LoadOptions
     {
         var idle = args.Length > 0 && args[0] == "idle";
         string? url = null;
+        string? publishUrl = null;
         string? destination = null;
         int subscribers = 10, publishers = 1, size = 128, window = 0, prefetch = 0, sources = 1, connections = 0, concurrency = 64;
         long messages = 0;
@@ -107,6 +114,7 @@ internal sealed class LoadOptions
             switch (args[i])
             {
                 case "--url": url = Next(); break;
+                case "--publish-url": publishUrl = Next(); break;
                 case "--destination": destination = Next(); break;
                 case "--subscribers": subscribers = NextInt(); break;
                 case "--publishers": publishers = NextInt(); break;
@@ -164,6 +172,7 @@ internal sealed class LoadOptions
         return new LoadOptions
         {
             Target = LoadTarget.Parse(url),
+            PublishTarget = publishUrl is null ? null : LoadTarget.Parse(publishUrl),
             Idle = idle,
             Destination = destination ?? (idle ? "/topic/idle" : "/topic/load"),
             Subscribers = subscribers,

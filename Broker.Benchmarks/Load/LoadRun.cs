@@ -58,7 +58,8 @@ internal static class LoadRun
             var window = _options.Window > 0 ? _options.Window : (int)Math.Clamp(64L * 1024 * 1024 / ((long)_options.Size * FanOut), 16, 10_000);
             var pacing = _options.Rate > 0 ? $"paced at {_options.Rate.ToString("N0", CultureInfo.InvariantCulture)} msg/s" : $"unpaced (window {window} messages)";
             var amount = _options.Duration > 0 ? $"for {_options.Duration.ToString(CultureInfo.InvariantCulture)} s" : $"{_options.Messages} messages";
-            output.WriteLine($"load: {_options.Target} {_options.Destination}: {_options.Publishers} publisher(s) -> {_options.Subscribers} subscriber(s) " +
+            var publishAt = _options.PublishTarget is { } other ? $" (publishers at {other})" : "";
+            output.WriteLine($"load: {_options.Target}{publishAt} {_options.Destination}: {_options.Publishers} publisher(s) -> {_options.Subscribers} subscriber(s) " +
                              $"({(_options.IsQueue ? "competing consumers" : "fan-out")}, ack {_options.Ack}), {_options.Size} B, {pacing}, {amount}");
             try
             {
@@ -76,7 +77,7 @@ internal static class LoadRun
                 var publishers = new List<(LoadConnection Connection, Task Reader)>();
                 for (var p = 0; p < _options.Publishers; p++)
                 {
-                    var connection = await OpenAsync(p, 1024);
+                    var connection = await OpenAsync(_options.PublisherTarget, p, 1024);
                     var reader = new PublisherReader(this);
                     publishers.Add((connection, ReadUntilStoppedAsync(connection, reader)));
                 }
@@ -99,9 +100,9 @@ internal static class LoadRun
             }
         }
 
-        private async Task<LoadConnection> OpenAsync(int index, int receiveBuffer)
+        private async Task<LoadConnection> OpenAsync(LoadTarget target, int index, int receiveBuffer)
         {
-            var connection = await LoadConnection.OpenAsync(_options.Target, _options.SourceAddress(index), receiveBuffer, _stop.Token);
+            var connection = await LoadConnection.OpenAsync(target, _options.SourceAddress(index), receiveBuffer, _stop.Token);
             lock (_connections)
             {
                 _connections.Add(connection);
@@ -120,7 +121,7 @@ internal static class LoadRun
                 await gate.WaitAsync(_stop.Token);
                 try
                 {
-                    var connection = await OpenAsync(_options.Publishers + i, bufferSize);
+                    var connection = await OpenAsync(_options.Target, _options.Publishers + i, bufferSize);
                     connection.WriteSubscribe("sub-0", _options.Destination, _options.Ack, _options.Prefetch, "subscribed");
                     await connection.FlushAsync(_stop.Token);
                     await connection.ExpectAsync(StompCommand.Receipt, _stop.Token);

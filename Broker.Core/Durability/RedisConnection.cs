@@ -12,7 +12,11 @@ internal sealed class RedisConnection : IDisposable
     private readonly ConfigurationOptions _configuration;
     private readonly Lazy<Task<ConnectionMultiplexer>> _multiplexer;
 
-    public RedisConnection(string configuration, TimeSpan connectTimeout, TimeSpan operationTimeout)
+    /// <param name="backlogPolicy">
+    /// What a command does while the connection is down; null keeps the client's default. The cluster broker
+    /// passes <see cref="BacklogPolicy.FailFast"/>: its message path must not queue behind a dead connection.
+    /// </param>
+    public RedisConnection(string configuration, TimeSpan connectTimeout, TimeSpan operationTimeout, BacklogPolicy? backlogPolicy = null)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(configuration);
         _configuration = ConfigurationOptions.Parse(configuration);
@@ -21,6 +25,11 @@ internal sealed class RedisConnection : IDisposable
         _configuration.SyncTimeout = ToMilliseconds(operationTimeout);
         _configuration.AsyncTimeout = ToMilliseconds(operationTimeout);
         _configuration.ConnectRetry = 1;
+        if (backlogPolicy is not null)
+        {
+            _configuration.BacklogPolicy = backlogPolicy;
+        }
+
         Endpoints = string.Join(",", _configuration.EndPoints.Select(e => e.ToString()));
         _multiplexer = new(ConnectAsync, LazyThreadSafetyMode.ExecutionAndPublication);
     }
@@ -49,6 +58,9 @@ internal sealed class RedisConnection : IDisposable
         var multiplexer = await _multiplexer.Value.ConfigureAwait(false);
         return multiplexer.GetDatabase();
     }
+
+    /// <summary>The multiplexer itself, for pub/sub and connection events (the cluster broker).</summary>
+    public Task<ConnectionMultiplexer> GetMultiplexerAsync() => _multiplexer.Value;
 
     private async Task<ConnectionMultiplexer> ConnectAsync()
     {

@@ -13,7 +13,7 @@ namespace Broker.Tests.Durability;
 internal sealed partial class RedisServer : IAsyncDisposable
 {
     private static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(15);
-    private static readonly SharedInstance<RedisServer> s_shared = new(StartAsync);
+    private static readonly SharedInstance<RedisServer> s_shared = new(() => StartAsync());
 
     private readonly Process _process;
 
@@ -34,22 +34,25 @@ internal sealed partial class RedisServer : IAsyncDisposable
 
     public static Task StopSharedAsync() => s_shared.StopAsync();
 
-    /// <summary>A server of the caller's own (for tests that stop it).</summary>
-    public static async Task<RedisServer> StartAsync()
+    /// <summary>
+    /// A server of the caller's own (for tests that stop it); on <paramref name="port"/> to start one again where a
+    /// stopped one was, with more redis-server <paramref name="arguments"/> (such as <c>--dir</c>, to load a saved snapshot).
+    /// </summary>
+    public static async Task<RedisServer> StartAsync(int? port = null, IReadOnlyList<string>? arguments = null)
     {
         RequireRedisServer();
         Exception? last = null;
         for (var attempt = 0; attempt < 3; attempt++)
         {
             // The port is free now; another process could take it before redis binds, hence the retries.
-            var port = FreePort();
+            var chosen = port ?? FreePort();
             var process = Process.Start(new ProcessStartInfo("redis-server")
             {
-                ArgumentList = { "--port", port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no" },
+                ArgumentList = { "--port", chosen.ToString(System.Globalization.CultureInfo.InvariantCulture), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no" },
                 RedirectStandardOutput = true,
                 RedirectStandardError = true,
                 UseShellExecute = false,
-            })!;
+            }.WithArguments(arguments))!;
             var output = new StringBuilder();
             var ready = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
             process.OutputDataReceived += (_, e) =>
@@ -71,7 +74,7 @@ internal sealed partial class RedisServer : IAsyncDisposable
             try
             {
                 await ready.Task.WaitAsync(StartTimeout);
-                var server = new RedisServer(process, port);
+                var server = new RedisServer(process, chosen);
                 await server.PingAsync();
                 return server;
             }
@@ -79,7 +82,7 @@ internal sealed partial class RedisServer : IAsyncDisposable
             {
                 lock (output)
                 {
-                    last = new InvalidOperationException($"redis-server on port {port} did not start: {ex.Message}\n{output}", ex);
+                    last = new InvalidOperationException($"redis-server on port {chosen} did not start: {ex.Message}\n{output}", ex);
                 }
 
                 KillProcess(process);
@@ -139,4 +142,17 @@ internal sealed partial class RedisServer : IAsyncDisposable
 
     /// <summary>Implemented where a test framework decides what a missing redis-server means (fail under CI, else ignore).</summary>
     static partial void RequireRedisServer();
+}
+
+internal static class RedisServerStartInfo
+{
+    public static ProcessStartInfo WithArguments(this ProcessStartInfo info, IReadOnlyList<string>? arguments)
+    {
+        foreach (var argument in arguments ?? [])
+        {
+            info.ArgumentList.Add(argument);
+        }
+
+        return info;
+    }
 }

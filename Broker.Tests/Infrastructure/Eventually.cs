@@ -9,6 +9,9 @@ public static class Eventually
 {
     private static readonly TimeSpan PollInterval = TimeSpan.FromMilliseconds(10);
 
+    /// <summary>A longer wait, for what crosses processes or an external server (RabbitMQ, Redis, another node).</summary>
+    public static readonly TimeSpan Relaxed = TimeSpan.FromSeconds(20);
+
     /// <summary>Waits until <paramref name="condition"/> holds; throws <see cref="TimeoutException"/> naming <paramref name="what"/> when it does not within <paramref name="timeout"/> (default <see cref="StompTestClient.DefaultTimeout"/>).</summary>
     public static Task That(Func<bool> condition, string what, TimeSpan? timeout = null) =>
         That(() => Task.FromResult(condition()), what, timeout);

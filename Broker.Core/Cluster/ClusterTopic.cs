@@ -1,0 +1,502 @@
+using Broker.Routing;
+using StackExchange.Redis;
+using StreamPosition = Broker.Routing.StreamPosition;
+
+namespace Broker.Cluster;
+
+/// <summary>
+/// One exact topic key on this node while it has subscribers here: the node SUBSCRIBEs to its channel and
+/// delivers what arrives to its local subscriptions under one lock, in offset order, as the in-process
+/// topic does. It keeps the position of the last message it delivered (<see cref="_epoch"/>, <see cref="_last"/>):
+/// a message further on than the next offset means this node missed some (its Redis connection dropped), and
+/// the missing ones are read from history first; one at or before it has been delivered already. Messages are
+/// processed one at a time (<see cref="_processing"/>), whether from the channel or a catch-up after a reconnect.
+/// </summary>
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001", Justification = "The semaphore has no wait handle to release; a handler may still hold it when the topic is evicted.")]
+internal sealed class ClusterTopic(RedisClusterBroker broker, string key)
+{
+    private readonly Lock _gate = new();
+    private readonly SemaphoreSlim _processing = new(1, 1);
+
+    // Subscribers, changed and read under _gate; slots make add and remove O(1), as in Routing.Topic.
+    private ClusterTopicSubscription[] _subscribers = [];
+    private int _subscriberCount;
+    private bool _delivering;
+    private bool _evicted;
+
+    // The position of the last message delivered here; null until the first message or history read.
+    private string? _epoch;
+    private long _last;
+
+    // While Redis is unreachable, messages published on this node are delivered here under an epoch of their
+    // own; once Redis is back the topic gets a new epoch in Redis too (no resume from before can promise them).
+    private string? _outageEpoch;
+    private long _outageOffset;
+    private bool _deliveredInOutage;
+
+    private Task<bool>? _channel;
+    private ChannelMessageQueue? _queue;
+
+    public string Key { get; } = key;
+
+    public int SubscriberCount
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _subscriberCount;
+            }
+        }
+    }
+
+    /// <summary>Adds a subscription; null when the topic was evicted meanwhile (the caller makes a new one).</summary>
+    public async ValueTask<ClusterTopicSubscription?> TrySubscribeAsync(SubscriptionRequest request, IMessageSink sink)
+    {
+        var resumeFrom = request.ResumeFrom;
+        (string SessionId, string SubscriptionId)? tracked = request.Durable && request.AckMode == AckMode.Auto ? (request.SessionId, request.SubscriptionId) : null;
+        if (resumeFrom is not null && tracked is { } key && await broker.Positions.ReadAsync(key.SessionId, key.SubscriptionId).ConfigureAwait(false) is { } written &&
+            written.Epoch == resumeFrom.Epoch && written.Offset > resumeFrom.Offset)
+        {
+            // Its node recorded a later position than the session store has (the node died before saving).
+            resumeFrom = written;
+        }
+
+        ClusterTopicSubscription subscription;
+        lock (_gate)
+        {
+            if (_evicted)
+            {
+                return null;
+            }
+
+            // Already following the channel: a new subscriber starts at the last message delivered here and
+            // gets every later one, with no Redis round trip.
+            if (resumeFrom is null && _epoch is not null && _channel is { IsCompletedSuccessfully: true, Result: true })
+            {
+                subscription = new ClusterTopicSubscription(this, sink, joining: false, broker.Options.MaxResumeBuffer)
+                {
+                    Recovered = false,
+                    Tracked = tracked,
+                    Positions = tracked is null ? null : broker.Positions,
+                };
+                Track(subscription);
+                sink.Start(new StreamPosition(_epoch, _last));
+                Add(subscription);
+                return subscription;
+            }
+
+            // Otherwise subscribe live first and hold what arrives while the history is read.
+            subscription = new ClusterTopicSubscription(this, sink, joining: true, broker.Options.MaxResumeBuffer)
+            {
+                Tracked = tracked,
+                Positions = tracked is null ? null : broker.Positions,
+            };
+            Track(subscription);
+            subscription.JoinedAt = _epoch is null ? null : new StreamPosition(_epoch, _last);
+            Add(subscription);
+        }
+
+        TopicHistory? history = null;
+        if (await EnsureChannelAsync().ConfigureAwait(false))
+        {
+            history = await broker.TryReadTopicAsync(Key, resumeFrom, fillNewEpoch: false).ConfigureAwait(false);
+        }
+
+        lock (_gate)
+        {
+            Complete(subscription, resumeFrom, history);
+        }
+
+        return subscription;
+    }
+
+    private void Track(ClusterTopicSubscription subscription)
+    {
+        if (subscription.Tracked is not null)
+        {
+            broker.Positions.Track(subscription);
+        }
+    }
+
+    // Under _gate. Replays history when it covers the gap, then what arrived meanwhile, skipping what was replayed.
+    private void Complete(ClusterTopicSubscription subscription, StreamPosition? resumeFrom, TopicHistory? history)
+    {
+        var sink = subscription.Sink;
+        StreamPosition start;
+        if (history is not null)
+        {
+            // No message seen here yet: every later one arrives on the channel, every earlier one is history.
+            if (_epoch is null)
+            {
+                _epoch = history.Epoch;
+                _last = history.Top;
+            }
+
+            subscription.Recovered = resumeFrom is not null && !subscription.Overflowed && resumeFrom.Epoch == history.Epoch && history.Covers(resumeFrom.Offset);
+            if (subscription.Recovered)
+            {
+                sink.Start(resumeFrom);
+                foreach (var entry in history.Entries)
+                {
+                    if (entry.Offset > resumeFrom!.Offset && broker.Decode(Key, entry.Payload) is { } message)
+                    {
+                        message.Epoch = history.Epoch;
+                        message.Offset = entry.Offset;
+                        sink.TryDeliver(message, 0);
+                    }
+                }
+            }
+
+            start = history.Position;
+        }
+        else
+        {
+            // Redis unreachable: start where this node is, or at an epoch of this node's own that no resume matches.
+            start = subscription.JoinedAt ?? new StreamPosition(OutageEpoch(), 0);
+        }
+
+        if (!subscription.Recovered)
+        {
+            if (subscription.Overflowed)
+            {
+                broker.ResumeBufferOverflowed(Key);
+                start = subscription.DroppedThrough ?? start;
+            }
+
+            sink.Start(start);
+        }
+
+        subscription.GoLive(start);
+    }
+
+    /// <summary>A message from the topic's channel: in order, once; gaps are filled from history.</summary>
+    public async Task OnPublishedAsync(ChannelMessage published)
+    {
+        byte[]? bytes = published.Message;
+        if (bytes is null || !ClusterMessageCodec.TrySplitPublished(bytes, out var offset, out var epoch, out var payload))
+        {
+            broker.Undecodable(Key);
+            return;
+        }
+
+        await _processing.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            await ProcessAsync(epoch, offset, payload).ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            // Never let the channel's message loop end: the next message is processed as usual.
+            broker.DeliveryFailed(ex, Key);
+        }
+        finally
+        {
+            _processing.Release();
+        }
+    }
+
+    private async Task ProcessAsync(string epoch, long offset, ReadOnlyMemory<byte> payload)
+    {
+        string? knownEpoch;
+        long known;
+        lock (_gate)
+        {
+            if (_evicted)
+            {
+                return;
+            }
+
+            if (_epoch is null || (epoch == _epoch && offset == _last + 1))
+            {
+                Deliver(epoch, offset, payload);
+                return;
+            }
+
+            if (epoch == _epoch && offset <= _last)
+            {
+                return; // delivered already, from history
+            }
+
+            knownEpoch = _epoch;
+            known = _last;
+        }
+
+        // Published while this node was not listening (a reconnect), or a new epoch (Redis lost its data).
+        var history = await broker.TryReadTopicAsync(Key, new StreamPosition(knownEpoch, known), fillNewEpoch: true).ConfigureAwait(false);
+        lock (_gate)
+        {
+            if (_evicted)
+            {
+                return;
+            }
+
+            CatchUp(history, epoch, offset - 1);
+            if (epoch != _epoch || offset > _last)
+            {
+                Deliver(epoch, offset, payload);
+            }
+        }
+    }
+
+    /// <summary>After a reconnect: delivers what was published while this node was not listening.</summary>
+    public async Task ResyncAsync()
+    {
+        if (!await EnsureChannelAsync().ConfigureAwait(false))
+        {
+            return;
+        }
+
+        await _processing.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            string? epoch;
+            long last;
+            lock (_gate)
+            {
+                if (_evicted || _epoch is null)
+                {
+                    return;
+                }
+
+                epoch = _epoch;
+                last = _last;
+            }
+
+            var history = await broker.TryReadTopicAsync(Key, new StreamPosition(epoch, last), fillNewEpoch: true).ConfigureAwait(false);
+            lock (_gate)
+            {
+                if (!_evicted && history is not null)
+                {
+                    CatchUp(history, history.Epoch, history.Top);
+                }
+            }
+        }
+        finally
+        {
+            _processing.Release();
+        }
+    }
+
+    // Under _gate: delivers history entries after this node's position up to (epoch, through).
+    private void CatchUp(TopicHistory? history, string epoch, long through)
+    {
+        if (history is null || history.Epoch != epoch)
+        {
+            // History could not be read (or moved on again): what was missed cannot be delivered.
+            if (epoch != _epoch)
+            {
+                _epoch = epoch;
+                _last = 0;
+            }
+
+            broker.MissedMessages(Key, through - _last);
+            _last = Math.Max(_last, through);
+            return;
+        }
+
+        if (epoch != _epoch)
+        {
+            _epoch = epoch;
+            _last = history.Base;
+        }
+
+        foreach (var entry in history.Entries)
+        {
+            if (entry.Offset > through)
+            {
+                break;
+            }
+
+            if (entry.Offset <= _last || entry.Time < history.Cutoff)
+            {
+                continue;
+            }
+
+            if (entry.Offset > _last + 1)
+            {
+                broker.MissedMessages(Key, entry.Offset - _last - 1);
+            }
+
+            Deliver(epoch, entry.Offset, entry.Payload);
+        }
+
+        if (through > _last)
+        {
+            broker.MissedMessages(Key, through - _last);
+            _last = through;
+        }
+    }
+
+    // Under _gate: one message to every subscriber, once decoded.
+    private void Deliver(string epoch, long offset, ReadOnlyMemory<byte> payload)
+    {
+        _epoch = epoch;
+        _last = offset;
+        var message = broker.Decode(Key, payload);
+        if (message is null || broker.DeliveredInOutage(message.MessageId))
+        {
+            return;
+        }
+
+        message.Epoch = epoch;
+        message.Offset = offset;
+        DeliverToAll(message);
+    }
+
+    /// <summary>A message published on this node while Redis is unreachable: delivered here only.</summary>
+    public void DeliverInOutage(BrokerMessage message)
+    {
+        lock (_gate)
+        {
+            if (_evicted || _subscriberCount == 0)
+            {
+                return;
+            }
+
+            message.Epoch = OutageEpoch();
+            message.Offset = ++_outageOffset;
+            _deliveredInOutage = true;
+            DeliverToAll(message);
+        }
+    }
+
+    /// <summary>After an outage: whether this node delivered messages Redis never saw (then the Redis epoch they belong after, or "").</summary>
+    public bool TakeOutage(out string redisEpoch)
+    {
+        lock (_gate)
+        {
+            redisEpoch = _epoch ?? "";
+            var delivered = _deliveredInOutage;
+            _deliveredInOutage = false;
+            _outageEpoch = null;
+            _outageOffset = 0;
+            return delivered;
+        }
+    }
+
+    // Under _gate.
+    private string OutageEpoch() => _outageEpoch ??= "x" + ClusterKeys.NewEpoch();
+
+    private void DeliverToAll(BrokerMessage message)
+    {
+        _delivering = true;
+        try
+        {
+            var subscribers = _subscribers;
+            var count = _subscriberCount;
+            for (var i = 0; i < count; i++)
+            {
+                subscribers[i].Deliver(message);
+            }
+        }
+        finally
+        {
+            _delivering = false;
+        }
+    }
+
+    private Task<bool> EnsureChannelAsync()
+    {
+        lock (_gate)
+        {
+            if (_channel is null || (_channel.IsCompleted && !_channel.Result))
+            {
+                _channel = SubscribeChannelAsync();
+            }
+
+            return _channel;
+        }
+    }
+
+    private async Task<bool> SubscribeChannelAsync()
+    {
+        var queue = await broker.TrySubscribeAsync(broker.Keys.TopicChannel(Key)).ConfigureAwait(false);
+        if (queue is null)
+        {
+            return false;
+        }
+
+        lock (_gate)
+        {
+            if (_evicted)
+            {
+                _ = RedisClusterBroker.UnsubscribeAsync(queue);
+                return false;
+            }
+
+            _queue = queue;
+        }
+
+        queue.OnMessage(OnPublishedAsync);
+        return true;
+    }
+
+    /// <summary>Whether a reconnect must subscribe the channel again (an earlier attempt failed).</summary>
+    public bool NeedsChannel
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return !_evicted && _channel is { IsCompleted: true, Result: false };
+            }
+        }
+    }
+
+    private void Add(ClusterTopicSubscription subscription)
+    {
+        if (_subscriberCount == _subscribers.Length)
+        {
+            Array.Resize(ref _subscribers, Math.Max(4, _subscribers.Length * 2));
+        }
+
+        subscription.Slot = _subscriberCount;
+        _subscribers[_subscriberCount++] = subscription;
+    }
+
+    public void Remove(ClusterTopicSubscription subscription)
+    {
+        lock (_gate)
+        {
+            var slot = subscription.Slot;
+            if ((uint)slot >= (uint)_subscriberCount || _subscribers[slot] != subscription)
+            {
+                return;
+            }
+
+            // A removal from inside a delivery (the lock is re-entrant) must not move entries under the loop.
+            if (_delivering)
+            {
+                _subscribers = (ClusterTopicSubscription[])_subscribers.Clone();
+            }
+
+            var last = --_subscriberCount;
+            _subscribers[slot] = _subscribers[last];
+            _subscribers[slot].Slot = slot;
+            _subscribers[last] = null!;
+            subscription.Slot = -1;
+            if (_subscribers.Length > 16 && _subscriberCount < _subscribers.Length / 4)
+            {
+                Array.Resize(ref _subscribers, _subscribers.Length / 2);
+            }
+        }
+    }
+
+    /// <summary>Retires the topic when nobody here subscribes to it; the caller unsubscribes the channel.</summary>
+    public bool TryEvict(out ChannelMessageQueue? queue)
+    {
+        lock (_gate)
+        {
+            queue = null;
+            if (_subscriberCount > 0 || _deliveredInOutage)
+            {
+                return false;
+            }
+
+            _evicted = true;
+            queue = _queue;
+            return true;
+        }
+    }
+}

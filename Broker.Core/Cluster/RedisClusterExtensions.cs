@@ -1,0 +1,75 @@
+using Broker.Cluster;
+using Broker.Routing;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Hosting;
+
+namespace Broker;
+
+/// <summary><c>services.AddStompBroker(...).AddRedisCluster(o => o.Redis = "host:6379")</c>: nodes sharing one Redis act as one broker.</summary>
+public static class RedisClusterExtensions
+{
+    /// <summary>
+    /// Replaces the in-process broker with the Redis cluster broker (the in-process one's behaviour, across
+    /// every node on the same Redis and key prefix). It connects when the host starts and keeps retrying in
+    /// the background while Redis is unreachable; meanwhile each node serves its own clients.
+    /// </summary>
+    public static IStompBrokerBuilder AddRedisCluster(this IStompBrokerBuilder builder, Action<RedisClusterOptions>? configure = null)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        var options = builder.Services.AddOptions<RedisClusterOptions>();
+        if (configure is not null)
+        {
+            options.Configure(configure);
+        }
+
+        builder.Services.TryAddSingleton<RedisClusterBroker>();
+        builder.Services.RemoveAll<IMessageBroker>();
+        builder.Services.AddSingleton<IMessageBroker>(sp => sp.GetRequiredService<RedisClusterBroker>());
+        builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, RedisClusterHost>());
+        return builder;
+    }
+
+    /// <summary>
+    /// The cluster as configured: <c>Broker:Cluster:Kind</c> = <c>none</c> (default) or <c>redis</c>, with the
+    /// options of <see cref="RedisClusterOptions"/> under <c>Broker:Cluster</c>; an empty <c>Broker:Cluster:Redis</c>
+    /// takes <c>Broker:Sessions:Redis</c>.
+    /// </summary>
+    /// <exception cref="InvalidOperationException"><c>Kind</c> is not understood.</exception>
+    public static IStompBrokerBuilder AddClusterFromConfiguration(this IStompBrokerBuilder builder, IConfiguration configuration)
+    {
+        ArgumentNullException.ThrowIfNull(configuration);
+        var section = configuration.GetSection(RedisClusterOptions.SectionName);
+        switch (section["Kind"]?.Trim().ToLowerInvariant())
+        {
+            case null or "" or "none":
+                return builder;
+            case "redis" when configuration["Broker:Relay:Kind"]?.Trim().ToLowerInvariant() is { Length: > 0 } relay && relay != "inprocess":
+                throw new InvalidOperationException($"{RedisClusterOptions.SectionName}:Kind is 'redis' and Broker:Relay:Kind is '{relay}': the Redis cluster and a relay are alternatives; choose one.");
+            case "redis":
+                return builder.AddRedisCluster(o =>
+                {
+                    section.Bind(o);
+                    if (string.IsNullOrWhiteSpace(o.Redis))
+                    {
+                        o.Redis = configuration["Broker:Sessions:Redis"];
+                    }
+                });
+            case var other:
+                throw new InvalidOperationException($"{RedisClusterOptions.SectionName}:Kind is '{other}'; expected 'none' or 'redis'.");
+        }
+    }
+}
+
+/// <summary>Starts the cluster's connection with the host, so the first client does not wait for it.</summary>
+internal sealed class RedisClusterHost(RedisClusterBroker broker) : IHostedService
+{
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        broker.Start();
+        return Task.CompletedTask;
+    }
+
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+}
