@@ -25,7 +25,7 @@ namespace Broker.Cluster;
 /// message path waits longer than the timeout.</item>
 /// </list>
 /// </summary>
-internal sealed class RedisClusterBroker : IMessageBroker, IAsyncDisposable
+internal sealed class RedisClusterBroker : IMessageBroker, Microsoft.Extensions.Diagnostics.HealthChecks.IHealthCheck, IAsyncDisposable
 {
     private const int MaxOutageIds = 4096;
     private static readonly TimeSpan SweepInterval = TimeSpan.FromSeconds(30);
@@ -95,7 +95,15 @@ internal sealed class RedisClusterBroker : IMessageBroker, IAsyncDisposable
         _redeliveryMs = Milliseconds(Options.QueueRedeliveryTimeout);
         _releasedIdleMs = Milliseconds(Options.QueueRedeliveryTimeout + TimeSpan.FromSeconds(1));
         _historyReadCount = Math.Max(1, _brokerOptions.HistorySize) + 1;
+        metrics.Observe("link.up", "cluster", () => [new Measurement<long>(IsAvailable ? 1 : 0, new KeyValuePair<string, object?>("link", "redis-cluster"))]);
     }
+
+    /// <summary>Readiness: healthy while the connection to the cluster's Redis is up (local delivery goes on without it).</summary>
+    public Task<Microsoft.Extensions.Diagnostics.HealthChecks.HealthCheckResult> CheckHealthAsync(
+        Microsoft.Extensions.Diagnostics.HealthChecks.HealthCheckContext context, CancellationToken cancellationToken = default) =>
+        Task.FromResult(IsAvailable
+            ? Microsoft.Extensions.Diagnostics.HealthChecks.HealthCheckResult.Healthy($"Redis cluster at {Endpoints} connected")
+            : Microsoft.Extensions.Diagnostics.HealthChecks.HealthCheckResult.Unhealthy($"Redis cluster at {Endpoints} unreachable: messages cross no node until it is back"));
 
     public RedisClusterOptions Options { get; }
 

@@ -94,6 +94,19 @@ public sealed class OperationsTests
     }
 
     [Test]
+    public async Task Readiness_says_unhealthy_while_the_cluster_cannot_reach_redis()
+    {
+        await using var server = await ServerProcess.StartAsync(["--Broker:Sessions:Store=none", "--Broker:Cluster:Kind=redis", $"--Broker:Cluster:Redis=127.0.0.1:{FreePort()},connectTimeout=500"]);
+        using var http = new HttpClient();
+
+        var (status, body) = await GetAsync(http, new Uri(server.HttpUri, "health/ready"));
+
+        Assert.That(status, Is.EqualTo(HttpStatusCode.ServiceUnavailable), body);
+        Assert.That(Status(body, "stomp-broker"), Is.EqualTo("Unhealthy"), body);
+        Assert.That(body, Does.Contain("Redis cluster at"));
+    }
+
+    [Test]
     public async Task Metrics_are_served_for_prometheus()
     {
         await using var server = await ServerProcess.StartAsync(["--Broker:Sessions:Store=none"]);
