@@ -28,6 +28,10 @@ switch (args.Length > 0 ? args[0] : null)
     case "durability-overhead":
         return await DurabilityOverhead.RunAsync(args[1..]);
 
+    case "chaos":
+        // Nodes SIGKILLed and connections cut under durable subscribers; see ChaosRun.Usage.
+        return await Broker.Benchmarks.Chaos.ChaosRun.RunAsync(args[1..], Console.Out);
+
     case "load":
         // Drives any STOMP-over-WebSocket or TCP URL; see LoadOptions.Usage.
         return await LoadRun.RunAsync(args[1..], Console.Out);
@@ -51,6 +55,8 @@ switch (args.Length > 0 ? args[0] : null)
                                                   off vs on (default: SQLite store)
               load --url URL [options]            N subscribers / P publishers against any STOMP URL
                                                   (ws:// or tcp://): deliveries/s, latency percentiles
+              chaos [--nodes N] [--relay URI] ...  nodes SIGKILLed and connections cut under durable
+                                                  subscribers: gaps, duplicates, false recovered:true
               load idle --url URL --connections N memory per idle subscribed connection
                                                   ('load --help' lists every option)
             """);

@@ -54,7 +54,7 @@ internal sealed class ClusterTopic(RedisClusterBroker broker, string key)
     public async ValueTask<ClusterTopicSubscription?> TrySubscribeAsync(SubscriptionRequest request, IMessageSink sink)
     {
         var resumeFrom = request.ResumeFrom;
-        (string SessionId, string SubscriptionId)? tracked = request.Durable && request.AckMode == AckMode.Auto ? (request.SessionId, request.SubscriptionId) : null;
+        (string SessionId, string SubscriptionId)? tracked = request.Durable ? (request.SessionId, request.SubscriptionId) : null;
         if (resumeFrom is not null && tracked is { } key && await broker.Positions.ReadAsync(key.SessionId, key.SubscriptionId).ConfigureAwait(false) is { } written &&
             written.Epoch == resumeFrom.Epoch && written.Offset > resumeFrom.Offset)
         {
@@ -74,20 +74,20 @@ internal sealed class ClusterTopic(RedisClusterBroker broker, string key)
             // gets every later one, with no Redis round trip.
             if (resumeFrom is null && _epoch is not null && _channel is { IsCompletedSuccessfully: true, Result: true })
             {
-                subscription = new ClusterTopicSubscription(this, sink, joining: false, broker.Options.MaxResumeBuffer)
+                subscription = new ClusterTopicSubscription(this, sink, joining: false, broker.Options.MaxResumeBuffer, request.AckMode)
                 {
                     Recovered = false,
                     Tracked = tracked,
                     Positions = tracked is null ? null : broker.Positions,
                 };
                 Track(subscription);
-                sink.Start(new StreamPosition(_epoch, _last));
+                subscription.Start(new StreamPosition(_epoch, _last));
                 Add(subscription);
                 return subscription;
             }
 
             // Otherwise subscribe live first and hold what arrives while the history is read.
-            subscription = new ClusterTopicSubscription(this, sink, joining: true, broker.Options.MaxResumeBuffer)
+            subscription = new ClusterTopicSubscription(this, sink, joining: true, broker.Options.MaxResumeBuffer, request.AckMode)
             {
                 Tracked = tracked,
                 Positions = tracked is null ? null : broker.Positions,
@@ -122,7 +122,6 @@ internal sealed class ClusterTopic(RedisClusterBroker broker, string key)
     // Under _gate. Replays history when it covers the gap, then what arrived meanwhile, skipping what was replayed.
     private void Complete(ClusterTopicSubscription subscription, StreamPosition? resumeFrom, TopicHistory? history)
     {
-        var sink = subscription.Sink;
         StreamPosition start;
         if (history is not null)
         {
@@ -136,14 +135,14 @@ internal sealed class ClusterTopic(RedisClusterBroker broker, string key)
             subscription.Recovered = resumeFrom is not null && !subscription.Overflowed && resumeFrom.Epoch == history.Epoch && history.Covers(resumeFrom.Offset);
             if (subscription.Recovered)
             {
-                sink.Start(resumeFrom);
+                subscription.Start(resumeFrom);
                 foreach (var entry in history.Entries)
                 {
                     if (entry.Offset > resumeFrom!.Offset && broker.Decode(Key, entry.Payload) is { } message)
                     {
                         message.Epoch = history.Epoch;
                         message.Offset = entry.Offset;
-                        sink.TryDeliver(message, 0);
+                        subscription.DeliverNow(message);
                     }
                 }
             }
@@ -164,7 +163,7 @@ internal sealed class ClusterTopic(RedisClusterBroker broker, string key)
                 start = subscription.DroppedThrough ?? start;
             }
 
-            sink.Start(start);
+            subscription.Start(start);
         }
 
         subscription.GoLive(start);

@@ -6,23 +6,32 @@ namespace Broker.Cluster;
 /// A subscriber to an exact topic key on this node. While it joins (its history is being read from Redis)
 /// deliveries are held, bounded by <see cref="RedisClusterOptions.MaxResumeBuffer"/>: past it the oldest go
 /// and the subscription starts after them, unrecovered. Once live, anything at or before its start position
-/// is skipped, so a message both replayed and arriving on the channel is delivered once. All calls but
-/// <see cref="Dispose"/> come under the topic's lock.
+/// is skipped, so a message both replayed and arriving on the channel is delivered once. Deliveries come under
+/// the topic's lock.
+/// <para>
+/// A durable subscription also knows where a resume may continue from (<see cref="WrittenPositions"/>): in
+/// <c>auto</c> mode after the last message written to its client, in the client ack modes before its oldest
+/// unacknowledged delivery (deliveries carry their offset as delivery tag, so an ACK names it).
+/// </para>
 /// </summary>
-internal sealed class ClusterTopicSubscription(ClusterTopic topic, IMessageSink sink, bool joining, int maxHeld) : IBrokerSubscription
+internal sealed class ClusterTopicSubscription(ClusterTopic topic, IMessageSink sink, bool joining, int maxHeld, AckMode ackMode) : IBrokerSubscription
 {
     private Queue<BrokerMessage>? _held = joining ? new Queue<BrokerMessage>() : null;
     private string? _skipEpoch;
     private long _skipThrough;
     private int _disposed;
-    private readonly Lock _writtenGate = new();
-    private string? _writtenEpoch;
-    private long _writtenOffset;
-    private bool _writtenMoved;
+
+    // The resume position, under _positionGate: the epoch deliveries are positioned in, the last offset written
+    // (auto) or delivered (client modes), the client modes' unacknowledged offsets, and whether it moved.
+    private readonly Lock _positionGate = new();
+    private string? _positionEpoch;
+    private long _lastOffset;
+    private SortedSet<long>? _unacked;
+    private bool _positionMoved;
 
     public IMessageSink Sink { get; } = sink;
 
-    /// <summary>Set for a durable auto-ack subscription: its written position is kept in Redis (<see cref="WrittenPositions"/>).</summary>
+    /// <summary>Set for a durable subscription: its resume position is kept in Redis (<see cref="WrittenPositions"/>).</summary>
     internal (string SessionId, string SubscriptionId)? Tracked { get; init; }
 
     internal WrittenPositions? Positions { get; init; }
@@ -42,6 +51,22 @@ internal sealed class ClusterTopicSubscription(ClusterTopic topic, IMessageSink 
     internal bool Overflowed { get; private set; }
 
     internal StreamPosition? DroppedThrough { get; private set; }
+
+    /// <summary>Called once, before any delivery, with the position deliveries continue after (as the sink's Start).</summary>
+    internal void Start(StreamPosition? after)
+    {
+        if (Tracked is not null && after is not null)
+        {
+            lock (_positionGate)
+            {
+                _positionEpoch = after.Epoch;
+                _lastOffset = after.Offset;
+                _unacked = ackMode == AckMode.Auto ? null : [];
+            }
+        }
+
+        Sink.Start(after);
+    }
 
     public void Deliver(BrokerMessage message)
     {
@@ -68,7 +93,34 @@ internal sealed class ClusterTopicSubscription(ClusterTopic topic, IMessageSink 
             _skipEpoch = null; // offsets only grow: nothing later needs the check
         }
 
-        Sink.TryDeliver(message, 0);
+        DeliverNow(message);
+    }
+
+    /// <summary>Hands a message to the session, its offset as delivery tag; a client-mode delivery is unacknowledged until ACKed.</summary>
+    internal void DeliverNow(BrokerMessage message)
+    {
+        if (_unacked is null || message.Epoch != _positionEpoch)
+        {
+            Sink.TryDeliver(message, (ulong)message.Offset);
+            return;
+        }
+
+        lock (_positionGate)
+        {
+            // Before the hand-over: the client may ACK it before this returns.
+            _unacked.Add(message.Offset);
+        }
+
+        // Refused (the connection is closing), it stays unacknowledged: a resume must get it, so the position
+        // stays before it.
+        if (Sink.TryDeliver(message, (ulong)message.Offset))
+        {
+            lock (_positionGate)
+            {
+                _lastOffset = Math.Max(_lastOffset, message.Offset);
+                _positionMoved = true;
+            }
+        }
     }
 
     /// <summary>Ends the join: delivers what was held after <paramref name="start"/>, and every later message as it comes.</summary>
@@ -90,38 +142,49 @@ internal sealed class ClusterTopicSubscription(ClusterTopic topic, IMessageSink 
     // Called by the session's writer, in order, once a positioned delivery has been written.
     public void Written(BrokerMessage message)
     {
-        if (Tracked is not null && message.Epoch is { } epoch)
+        if (Tracked is not null && _unacked is null && message.Epoch == _positionEpoch)
         {
-            lock (_writtenGate)
+            lock (_positionGate)
             {
-                _writtenEpoch = epoch;
-                _writtenOffset = message.Offset;
-                _writtenMoved = true;
+                _lastOffset = message.Offset;
+                _positionMoved = true;
             }
-        }
-    }
-
-    /// <summary>The position written to since the last call, or null when it has not moved.</summary>
-    internal StreamPosition? TakeWritten()
-    {
-        lock (_writtenGate)
-        {
-            if (!_writtenMoved)
-            {
-                return null;
-            }
-
-            _writtenMoved = false;
-            return new StreamPosition(_writtenEpoch!, _writtenOffset);
         }
     }
 
     public void Ack(ulong deliveryTag, bool multiple)
     {
+        if (_unacked is null)
+        {
+            return;
+        }
+
+        lock (_positionGate)
+        {
+            var offset = (long)deliveryTag;
+            var removed = multiple ? _unacked.RemoveWhere(o => o <= offset) : _unacked.Remove(offset) ? 1 : 0;
+            _positionMoved |= removed > 0;
+        }
     }
 
     public void Nack(ulong deliveryTag, bool multiple)
     {
+        // A topic message is not delivered again on this connection; it stays unacknowledged, so a resume gets it again.
+    }
+
+    /// <summary>The position a resume may continue after, when it moved since the last call; else null.</summary>
+    internal StreamPosition? TakePosition()
+    {
+        lock (_positionGate)
+        {
+            if (!_positionMoved || _positionEpoch is null)
+            {
+                return null;
+            }
+
+            _positionMoved = false;
+            return new StreamPosition(_positionEpoch, _unacked is { Count: > 0 } unacked ? unacked.Min - 1 : _lastOffset);
+        }
     }
 
     public void Dispose()

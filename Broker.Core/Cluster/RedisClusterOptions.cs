@@ -43,9 +43,10 @@ public sealed class RedisClusterOptions
     public TimeSpan QueueRedeliveryTimeout { get; set; } = TimeSpan.FromSeconds(30);
 
     /// <summary>
-    /// How often a node records in Redis where its durable auto-ack topic subscriptions have been written to,
-    /// so a session whose node is SIGKILLed resumes elsewhere without getting again what it was written more
-    /// than this long before. Default 100 ms.
+    /// How often a node records in Redis where its durable topic subscriptions may resume from (written in
+    /// <c>auto</c> mode, acknowledged in the client modes), so a session whose node is SIGKILLed, or that comes
+    /// back elsewhere before its old node saved it, does not get again what it had more than this long before.
+    /// Default 100 ms.
     /// </summary>
     public TimeSpan PositionFlushInterval { get; set; } = TimeSpan.FromMilliseconds(100);
 

@@ -6,13 +6,14 @@ using StreamPosition = Broker.Routing.StreamPosition;
 namespace Broker.Cluster;
 
 /// <summary>
-/// Where each durable auto-ack topic subscription on this node has been written to its client, kept in Redis
-/// (hash <c>w:{session}</c>, field = subscription id, value <c>offset:epoch</c>) every
+/// Where each durable topic subscription on this node may resume from (after the last message written to it
+/// in <c>auto</c> mode, before its oldest unacknowledged one in the client modes), kept in Redis (hash
+/// <c>w:{session}</c>, field = subscription id, value <c>offset:epoch</c>) every
 /// <see cref="RedisClusterOptions.PositionFlushInterval"/>. The session store has the position too, but only as
-/// of the subscription's last change or its connection's close: a node that is SIGKILLed saves nothing, and its
-/// sessions would resume from their SUBSCRIBE and get again what they had been written. A resume on any node
-/// takes the later of the two positions in the same epoch. Client-ack subscriptions resume from their oldest
-/// unacknowledged message, which only the session knows, so they are not tracked.
+/// of the subscription's last change or its connection's close: a node that is SIGKILLed saves nothing, and a
+/// client that reconnects elsewhere at once may read the record before its old node wrote the close. Either
+/// way the session would resume from an older position and get again what it had. A resume on any node takes
+/// the later of the two positions in the same epoch.
 /// </summary>
 internal sealed class WrittenPositions(RedisClusterBroker broker)
 {
@@ -43,7 +44,7 @@ internal sealed class WrittenPositions(RedisClusterBroker broker)
         foreach (var subscription in _tracked.Keys)
         {
             var detached = subscription.IsDetached;
-            if (subscription.TakeWritten() is { } position && subscription.Tracked is { } key)
+            if (subscription.TakePosition() is { } position && subscription.Tracked is { } key)
             {
                 var hash = broker.Keys.WrittenPositions(key.SessionId);
                 _ = Ignore(batch.HashSetAsync(hash, key.SubscriptionId, string.Create(CultureInfo.InvariantCulture, $"{position.Offset}:{position.Epoch}"), flags: CommandFlags.FireAndForget));
