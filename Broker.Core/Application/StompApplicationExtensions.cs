@@ -45,6 +45,7 @@ public static class StompApplicationExtensions
     internal static void AddStompApplication(this IServiceCollection services)
     {
         services.AddOptions<StompApplicationOptions>().ValidateOnStart();
+        services.AddOptions<DurableSessionOptions>().ValidateOnStart();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<StompApplicationOptions>, ApplicationOptionsValidator>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<DurableSessionOptions>, ApplicationOptionsValidator>());
         services.TryAddSingleton<StompHandlerRegistry>();

@@ -378,6 +378,22 @@ public sealed class HandlerTests
     }
 
     [Test]
+    public async Task The_application_prefix_is_configurable_and_then_app_is_no_application_destination()
+    {
+        await using var server = await TestServer.StartAsync(
+            services: s => s.AddStompBroker().ConfigureApplication(o => o.DestinationPrefix = "/rpc/"),
+            app: a => a.MapStompMessage("/ping", () => "pong"));
+        await using var client = await StompTestClient.ConnectTcpAsync(server.TcpPort);
+        await client.ConnectAsync();
+        await client.SubscribeAndWaitAsync("replies", "/user/queue/replies");
+
+        await client.PublishAsync("/rpc/ping", "");
+        Assert.That((await client.ExpectMessageAsync("replies")).BodyText, Is.EqualTo("pong"));
+        await client.PublishAsync("/app/ping", "");
+        Assert.That((await client.ReceiveAsync())["message"], Is.EqualTo("unknown destination '/app/ping': use /topic/<key> or /queue/<name>"));
+    }
+
+    [Test]
     public void Mapping_checks_templates_and_parameters_when_the_app_maps_them()
     {
         var builder = WebApplication.CreateSlimBuilder();

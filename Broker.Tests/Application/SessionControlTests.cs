@@ -20,6 +20,20 @@ public sealed class SessionControlTests
         }));
 
     [Test]
+    public void Invalid_settings_stop_the_start_with_a_message_naming_them()
+    {
+        Assert.Multiple(() =>
+        {
+            Assert.That(async () => await ApplicationTestKit.StartAsync(services: s => s.Configure<DurableSessionOptions>(o => o.MaxPerUser = -1)),
+                Throws.InstanceOf<Microsoft.Extensions.Options.OptionsValidationException>().With.Message.Contains("Broker:Sessions:MaxPerUser is -1"));
+            Assert.That(async () => await ApplicationTestKit.StartAsync(services: s => s.Configure<StompApplicationOptions>(o => o.DestinationPrefix = "/topic")),
+                Throws.InstanceOf<Microsoft.Extensions.Options.OptionsValidationException>().With.Message.Contains("may not be /topic, /queue or /user"));
+            Assert.That(async () => await ApplicationTestKit.StartAsync(services: s => s.Configure<StompApplicationOptions>(o => o.MaxConcurrentHandlersPerSession = 0)),
+                Throws.InstanceOf<Microsoft.Extensions.Options.OptionsValidationException>().With.Message.Contains("MaxConcurrentHandlersPerSession is 0"));
+        });
+    }
+
+    [Test]
     public async Task FindByUserAsync_lists_the_users_connected_and_away_sessions()
     {
         await using var server = await StartAsync();

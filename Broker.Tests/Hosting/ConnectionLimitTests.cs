@@ -51,7 +51,7 @@ public sealed class ConnectionLimitTests
         var first = await StompTestClient.ConnectTcpAsync(server.TcpPort);
         await first.ConnectAsync();
         await first.DisposeAsync();
-        await WaitUntilAsync(() => limiter.Count == 0, "the first client's place given back");
+        await Eventually.That(() => limiter.Count == 0, "the first client's place given back");
 
         await using var next = await StompTestClient.ConnectTcpAsync(server.TcpPort);
         var connected = await next.ConnectAsync();
@@ -122,20 +122,6 @@ public sealed class ConnectionLimitTests
 
         Assert.That(refused["message"], Is.EqualTo("limit exceeded: max-connections (2 > 1)"));
         await server.WaitForOutputAsync(l => l.Contains("refused: limit exceeded: max-connections (2 > 1)", StringComparison.Ordinal), 1, "the refusal's log line");
-    }
-
-    private static async Task WaitUntilAsync(Func<bool> condition, string what)
-    {
-        var deadline = DateTime.UtcNow + StompTestClient.DefaultTimeout;
-        while (!condition())
-        {
-            if (DateTime.UtcNow > deadline)
-            {
-                throw new TimeoutException(what);
-            }
-
-            await Task.Delay(10);
-        }
     }
 
     // A WebSocket upgrade request by hand, so a refusal's status and body can both be read.
