@@ -33,7 +33,7 @@ public sealed class BrokerMetrics
         _connections = meter.CreateUpDownCounter<long>("broker.connections.active", "{connection}", "Open STOMP connections, by transport");
         _closed = meter.CreateCounter<long>("broker.connections.closed", "{connection}", "STOMP connections closed, by reason and transport");
         _published = meter.CreateCounter<long>("broker.messages.published", "{message}", "Messages accepted from SEND frames, by destination kind");
-        _delivered = meter.CreateCounter<long>("broker.messages.delivered", "{message}", "MESSAGE frames written to subscribers");
+        _delivered = meter.CreateCounter<long>("broker.messages.delivered", "{message}", "MESSAGE frames written to subscribers, by destination kind");
         _dropped = meter.CreateCounter<long>("broker.messages.dropped", "{message}", "Messages dropped by an overflow policy, by destination kind");
         _errors = meter.CreateCounter<long>("broker.errors", "{frame}", "ERROR frames sent");
         _resumed = meter.CreateCounter<long>("broker.sessions.resumed", "{session}", "Durable sessions resumed with a session token, by recovered (true or false)");
@@ -71,9 +71,7 @@ public sealed class BrokerMetrics
 
     public void Published(string kind = "topic") => _published.Add(1, new KeyValuePair<string, object?>("destination.kind", kind));
 
-    public void Delivered() => _delivered.Add(1);
-
-    public void Delivered(int count) => _delivered.Add(count);
+    public void Delivered(string kind) => _delivered.Add(1, new KeyValuePair<string, object?>("destination.kind", kind));
 
     public void Dropped(string kind = "queue") => _dropped.Add(1, new KeyValuePair<string, object?>("destination.kind", kind));
 

@@ -105,7 +105,7 @@ public sealed partial class StompSession
 
                         written += WriteMessage(output, item);
                         binary = !message.BodyIsText;
-                        _services.Metrics.Delivered();
+                        _services.Metrics.Delivered(Destinations.IsQueue(message.Destination) ? "queue" : "topic");
                     }
                     else if (item.Bytes is { } bytes)
                     {
