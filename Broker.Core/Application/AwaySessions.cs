@@ -58,6 +58,9 @@ internal sealed class AwaySessions : IDisposable
 
     public AwaySession? Find(string sessionId) => _entries.GetValueOrDefault(sessionId);
 
+    /// <summary>Every entry now.</summary>
+    public ICollection<AwaySession> All => _entries.Values;
+
     public List<AwaySession> OfUser(string login) => [.. _entries.Values.Where(e => e.Record.Principal == login)];
 
     public void Dispose()

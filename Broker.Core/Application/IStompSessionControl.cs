@@ -14,6 +14,12 @@ public interface IStompSessionControl
     /// <summary>The sessions of <paramref name="login"/>: this node's (connected and away), then other nodes' live ones from the user registry.</summary>
     ValueTask<IReadOnlyList<StompSessionInfo>> FindByUserAsync(string login, CancellationToken cancellationToken = default);
 
+    /// <summary>
+    /// This node's sessions, connected and away, as the admin API lists them: at most <paramref name="limit"/> (1 or
+    /// more), by login (anonymous first), connected before away, oldest first, with how many there are in all.
+    /// </summary>
+    ValueTask<StompSessionList> ListAsync(int limit, CancellationToken cancellationToken = default);
+
     /// <summary>This node's session with <paramref name="sessionId"/>, connected or away; null when this node does not hold it.</summary>
     ValueTask<StompSessionInfo?> FindAsync(string sessionId, CancellationToken cancellationToken = default);
 

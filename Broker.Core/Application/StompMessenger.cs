@@ -16,6 +16,7 @@ internal sealed class StompMessenger(StompSessionServices services, AwaySessions
     {
         ArgumentException.ThrowIfNullOrEmpty(destination);
         ArgumentNullException.ThrowIfNull(payload);
+        CheckSize(destination);
         if (Destinations.IsUser(destination))
         {
             throw new ArgumentException($"'{destination}' is a user destination: use SendToUserAsync or SendToSessionAsync", nameof(destination));
@@ -75,10 +76,24 @@ internal sealed class StompMessenger(StompSessionServices services, AwaySessions
         return StompPayload.From(value, services.Application.Options.JsonSerializerOptions);
     }
 
+    // The size limits a client's SEND meets (max-destination-length, max-destination-words).
+    private void CheckSize(string destination)
+    {
+        try
+        {
+            Destinations.CheckSize(destination, services.Options.MaxDestinationLength, services.Options.MaxDestinationWords);
+        }
+        catch (Protocol.StompProtocolException ex)
+        {
+            throw new ArgumentException(ex.Message, nameof(destination), ex);
+        }
+    }
+
     // "/queue/<name>" or "/user/queue/<name>": the name a user's or session's own queue is made from.
     private string QueueName(string destination)
     {
         ArgumentException.ThrowIfNullOrEmpty(destination);
+        CheckSize(destination);
         var ownQueue = Destinations.UserPrefix + "queue/";
         var name = destination.StartsWith(ownQueue, StringComparison.Ordinal) ? destination[ownQueue.Length..]
             : Destinations.IsQueue(destination) ? destination[Destinations.QueuePrefix.Length..]

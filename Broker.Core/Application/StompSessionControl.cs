@@ -46,6 +46,46 @@ internal sealed class StompSessionControl(StompSessionServices services, AwaySes
         return found;
     }
 
+    public ValueTask<StompSessionList> ListAsync(int limit, CancellationToken cancellationToken = default)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(limit, 1);
+        var sessions = new List<StompSessionInfo>();
+        var ids = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var session in services.Registry.All)
+        {
+            if (session.IsEstablished && ids.Add(session.Id))
+            {
+                sessions.Add(session.Describe());
+            }
+        }
+
+        foreach (var entry in away.All)
+        {
+            if (ids.Add(entry.Record.Id))
+            {
+                sessions.Add(entry.Info);
+            }
+        }
+
+        sessions.Sort(ListOrder);
+        var total = sessions.Count;
+        if (total > limit)
+        {
+            sessions.RemoveRange(limit, total - limit);
+        }
+
+        return ValueTask.FromResult(new StompSessionList(total, sessions));
+    }
+
+    /// <summary>The order <see cref="ListAsync"/> gives: by login (anonymous first), connected before away, oldest first.</summary>
+    internal static int ListOrder(StompSessionInfo a, StompSessionInfo b)
+    {
+        var byLogin = string.CompareOrdinal(a.Login, b.Login);
+        return byLogin != 0 ? byLogin
+            : a.Connected != b.Connected ? (a.Connected ? -1 : 1)
+            : Nullable.Compare(a.CreatedAt, b.CreatedAt);
+    }
+
     public ValueTask<StompSessionInfo?> FindAsync(string sessionId, CancellationToken cancellationToken = default)
     {
         ArgumentException.ThrowIfNullOrEmpty(sessionId);

@@ -1,8 +1,11 @@
+using Broker.Routing;
+
 namespace Broker.Application;
 
 /// <summary>
-/// A session as the application sees it (events, <see cref="IStompSessionControl"/>): a copy taken when it was asked
-/// for. Fields a node does not know (a session live on another node is known only by id and node) are null or empty.
+/// A session as the application and the operator see it (events, <see cref="IStompSessionControl"/>, the executable's
+/// <c>GET /api/sessions</c> and dashboard): a copy taken when it was asked for. Fields a node does not know (a session
+/// live on another node is known only by id and node; an away one has no connection) are null or empty.
 /// </summary>
 /// <param name="Id">The public session id (CONNECTED's <c>session</c> header).</param>
 /// <param name="Login">The authenticated principal's name; null when anonymous.</param>
@@ -22,10 +25,32 @@ public sealed record StompSessionInfo(
     DateTimeOffset? CreatedAt,
     DateTimeOffset? LastSeenAt,
     IReadOnlyList<StompSubscriptionInfo> Subscriptions,
-    IReadOnlyDictionary<string, string> Metadata);
+    IReadOnlyDictionary<string, string> Metadata)
+{
+    /// <summary>The STOMP version its connection negotiated (<c>1.2</c>); null without a connection on this node.</summary>
+    public string? Version { get; init; }
+
+    /// <summary>The connection's remote end point (address and port); null without a connection on this node.</summary>
+    public string? Remote { get; init; }
+
+    /// <summary>When its current connection was opened; null without a connection on this node.</summary>
+    public DateTimeOffset? ConnectedAt { get; init; }
+
+    /// <summary>Bytes queued for its connection and not yet written (bounded by <c>Broker:MaxPendingBytes</c>); null without a connection on this node.</summary>
+    public long? PendingBytes { get; init; }
+}
 
 /// <summary>One subscription of a session: the id the client gave it and the destination it named.</summary>
-public sealed record StompSubscriptionInfo(string Id, string Destination);
+public sealed record StompSubscriptionInfo(string Id, string Destination)
+{
+    /// <summary>How its messages are acknowledged (the SUBSCRIBE's <c>ack</c> header).</summary>
+    public AckMode Ack { get; init; }
+}
+
+/// <summary>A page of this node's sessions (<see cref="IStompSessionControl.ListAsync"/>).</summary>
+/// <param name="Total">How many sessions this node holds, connected and away.</param>
+/// <param name="Sessions">At most the number asked for: by login (anonymous first), connected before away, oldest first.</param>
+public sealed record StompSessionList(int Total, IReadOnlyList<StompSessionInfo> Sessions);
 
 /// <summary>A subscription that came or went (<see cref="IStompSessionObserver.OnSubscribed"/>, <see cref="IStompSessionObserver.OnUnsubscribed"/>).</summary>
 /// <param name="SessionId">The session's id.</param>

@@ -34,24 +34,40 @@ public sealed partial class StompSession
     // A session that ends for good: its subscriptions and durable record go, as after DISCONNECT.
     private bool EndsForGood => ClosedBecause is CloseReason.Disconnect or CloseReason.Terminated;
 
-    /// <summary>A copy of what the session is now, for the application; once closed, with the subscriptions it had at the end.</summary>
+    /// <summary>CONNECT was accepted and the connection is not closing: the id and the principal are final.</summary>
+    internal bool IsEstablished => State == SessionState.Connected;
+
+    /// <summary>
+    /// A copy of what the session is now, for the application and the operator (events, session control, the admin API);
+    /// once closed, with the subscriptions it had at the end; the connection's fields only while connected.
+    /// </summary>
     internal StompSessionInfo Describe()
     {
         StompSubscriptionInfo[] subscriptions;
-        if (State == SessionState.Closed && _finalState is { } final)
+        var closed = State == SessionState.Closed;
+        if (closed && _finalState is { } final)
         {
-            subscriptions = [.. final.Subscriptions.Select(s => new StompSubscriptionInfo(s.Id, s.Destination))];
+            subscriptions = [.. final.Subscriptions.Select(s => new StompSubscriptionInfo(s.Id, s.Destination) { Ack = s.AckMode })];
         }
         else
         {
             lock (_subscriptionsGate)
             {
-                subscriptions = [.. _subscriptions.Values.Select(s => new StompSubscriptionInfo(s.Id, s.Destination))];
+                subscriptions = [.. _subscriptions.Values.Select(s => new StompSubscriptionInfo(s.Id, s.Destination) { Ack = s.AckMode })];
             }
         }
 
-        var lastSeen = _keepAlive.Time.GetUtcNow() - TimeSpan.FromMilliseconds(_keepAlive.NowMs() - Volatile.Read(ref _lastReadAt));
-        return new StompSessionInfo(Id, Principal, _services.NodeId, State == SessionState.Connected, IsDurable, CreatedAt, lastSeen, subscriptions, _metadata);
+        var now = _keepAlive.Time.GetUtcNow();
+        var ticks = _keepAlive.NowMs();
+        var connected = State == SessionState.Connected;
+        return new StompSessionInfo(Id, Principal, _services.NodeId, connected, IsDurable, CreatedAt,
+            now - TimeSpan.FromMilliseconds(ticks - Volatile.Read(ref _lastReadAt)), subscriptions, _metadata)
+        {
+            Version = connected ? Version.ToHeaderValue() : null,
+            Remote = connected ? _transport.RemoteEndPoint?.ToString() : null,
+            ConnectedAt = connected ? now - TimeSpan.FromMilliseconds(ticks - _startedAt) : null,
+            PendingBytes = connected ? _outbox.PendingBytes : null,
+        };
     }
 
     /// <summary>

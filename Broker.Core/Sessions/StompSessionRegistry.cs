@@ -16,9 +16,6 @@ public sealed class StompSessionRegistry
 
     internal void Add(StompSession session) => _sessions[session.Id] = session;
 
-    /// <summary>Raised, on the closing session's thread, once a session has left this node (its final state handed to the store).</summary>
-    internal event Action<StompSession>? Removed;
-
     internal void Remove(StompSession session)
     {
         _sessions.TryRemove(new KeyValuePair<string, StompSession>(session.Id, session));
@@ -45,8 +42,6 @@ public sealed class StompSessionRegistry
         {
             _byTokenHash.TryRemove(new KeyValuePair<string, StompSession>(Convert.ToHexString(session.TokenHash), session));
         }
-
-        Removed?.Invoke(session);
     }
 
     /// <summary>Files a connected session under its principal (its id is final by then), for /user/ destinations.</summary>
@@ -184,6 +179,9 @@ public sealed class StompSessionRegistry
 
     /// <summary>The live session with <paramref name="sessionId"/> on this node, if any.</summary>
     public StompSession? Find(string sessionId) => _sessions.GetValueOrDefault(sessionId);
+
+    /// <summary>The live sessions of this node now (some may be connecting or closing).</summary>
+    internal ICollection<StompSession> All => _sessions.Values;
 
     /// <summary>The principals of the connected sessions (null for anonymous ones), by session id.</summary>
     public IReadOnlyDictionary<string, string?> Snapshot() => _sessions.ToDictionary(p => p.Key, p => p.Value.Principal);

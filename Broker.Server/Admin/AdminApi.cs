@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Broker.Application;
 using Broker.Durability;
 using Broker.Routing;
 using Broker.Sessions;
@@ -11,7 +12,7 @@ namespace Broker.Server.Admin;
 /// statistics the dashboard draws. Bad input gets 400 with a message saying what is wrong.
 /// </summary>
 internal sealed class AdminApi(
-    SessionTracker tracker,
+    IStompSessionControl control,
     StatsSampler sampler,
     BrokerCounters counters,
     StompSessionServices services,
@@ -31,15 +32,15 @@ internal sealed class AdminApi(
 
     public void Map(RouteGroupBuilder api)
     {
-        api.MapGet("/sessions", Sessions);
-        api.MapDelete("/sessions/{id}", EndSession);
-        api.MapDelete("/users/{login}/sessions", EndUserSessions);
-        api.MapGet("/stats", Stats);
+        api.MapGet("/sessions", SessionsAsync);
+        api.MapDelete("/sessions/{id}", EndSessionAsync);
+        api.MapDelete("/users/{login}/sessions", EndUserSessionsAsync);
+        api.MapGet("/stats", StatsAsync);
         api.Map("/{**rest}", static (HttpRequest request) => NotFound($"no API route {request.Method} {request.Path}"));
     }
 
-    // GET /api/sessions[?user=<login>][&limit=<n>]
-    private IResult Sessions(HttpRequest request)
+    // GET /api/sessions[?user=<login>][&limit=<n>]: this node's sessions, or a user's (with those the user registry lists on other nodes).
+    private async Task<IResult> SessionsAsync(HttpRequest request, CancellationToken cancellationToken)
     {
         var query = request.Query;
         string? user = null;
@@ -57,37 +58,23 @@ internal sealed class AdminApi(
             return error;
         }
 
-        var live = tracker.Refresh();
-        var sessions = new List<SessionJson>();
-        foreach (var session in live)
+        StompSessionList list;
+        if (user is null)
         {
-            if (user is null || session.Principal == user)
-            {
-                sessions.Add(FromLive(session.DescribeView()));
-            }
+            list = await control.ListAsync(limit, cancellationToken);
+        }
+        else
+        {
+            var found = (await control.FindByUserAsync(user, cancellationToken)).ToList();
+            found.Sort(StompSessionControl.ListOrder);
+            list = new StompSessionList(found.Count, found.Count > limit ? found[..limit] : found);
         }
 
-        foreach (var record in tracker.Away(user))
-        {
-            sessions.Add(FromAway(record));
-        }
-
-        sessions.Sort(static (a, b) =>
-        {
-            var byUser = string.CompareOrdinal(a.User, b.User);
-            return byUser != 0 ? byUser : b.Connected != a.Connected ? (a.Connected ? -1 : 1) : a.CreatedAt.CompareTo(b.CreatedAt);
-        });
-        var total = sessions.Count;
-        if (total > limit)
-        {
-            sessions.RemoveRange(limit, total - limit);
-        }
-
-        return Results.Json(new SessionsResponse(services.NodeId, total, total > limit, sessions));
+        return Results.Json(new SessionsResponse(services.NodeId, list.Total, list.Total > list.Sessions.Count, [.. list.Sessions.Select(ToJson)]));
     }
 
     // DELETE /api/sessions/{id}[?reason=...]: the live connection gets an ERROR with the reason and closes; the record is deleted.
-    private IResult EndSession(string id, HttpRequest request)
+    private async Task<IResult> EndSessionAsync(string id, HttpRequest request, CancellationToken cancellationToken)
     {
         if (id.Length > MaxSessionIdLength || !id.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_'))
         {
@@ -99,25 +86,18 @@ internal sealed class AdminApi(
             return error;
         }
 
-        tracker.Prune();
-        if (services.Registry.Find(id) is { } live)
+        var before = await control.FindAsync(id, cancellationToken);
+        if (!await control.TerminateAsync(id, reason, cancellationToken))
         {
-            Terminate(live, reason);
-            Log.SessionEnded(logger, id, reason);
-            return Results.Json(new SessionEndedResponse(id, Connected: true, reason));
+            return NotFound($"no session '{id}' on this node or in the session store");
         }
 
-        if (tracker.Away().Find(r => r.Id == id) is { } away && RemoveAway(away))
-        {
-            Log.SessionEnded(logger, id, reason);
-            return Results.Json(new SessionEndedResponse(id, Connected: false, reason));
-        }
-
-        return NotFound($"no session '{id}' on this node");
+        Log.SessionEnded(logger, id, reason);
+        return Results.Json(new SessionEndedResponse(id, Connected: before?.Connected ?? false, reason));
     }
 
-    // DELETE /api/users/{login}/sessions[?reason=...]: every session of the user on this node, live and away.
-    private IResult EndUserSessions(string login, HttpRequest request)
+    // DELETE /api/users/{login}/sessions[?reason=...]: every session of the user, live and away.
+    private async Task<IResult> EndUserSessionsAsync(string login, HttpRequest request, CancellationToken cancellationToken)
     {
         if (LoginProblem(login) is { } problem)
         {
@@ -129,54 +109,36 @@ internal sealed class AdminApi(
             return error;
         }
 
-        var closed = 0;
-        foreach (var session in tracker.Refresh())
-        {
-            if (session.Principal == login)
-            {
-                Terminate(session, reason);
-                closed++;
-            }
-        }
-
-        var removed = tracker.Away(login).Count(RemoveAway);
-        Log.UserSessionsEnded(logger, login, closed, removed, reason);
-        return Results.Json(new UserSessionsEndedResponse(login, closed, removed, reason));
+        var ended = await control.TerminateUserAsync(login, reason, cancellationToken);
+        Log.UserSessionsEnded(logger, login, ended, reason);
+        return Results.Json(new UserSessionsEndedResponse(login, ended, reason));
     }
 
     // GET /api/stats[?destinations=<n>]
-    private IResult Stats(HttpRequest request)
+    private async Task<IResult> StatsAsync(HttpRequest request, CancellationToken cancellationToken)
     {
         if (!TryReadLimit(request, "destinations", DefaultDestinationLimit, 0, MaxDestinationLimit, out var destinationLimit, out var error))
         {
             return error;
         }
 
-        var live = tracker.Refresh();
-        var views = live.ConvertAll(s => s.DescribeView());
+        var sessions = (await control.ListAsync(int.MaxValue, cancellationToken)).Sessions;
         var users = new HashSet<string>(StringComparer.Ordinal);
-        var durable = 0;
-        foreach (var view in views)
+        var (connected, durable) = (0, 0);
+        foreach (var session in sessions)
         {
-            if (view.Principal is { } principal)
+            if (session.Login is { } login)
             {
-                users.Add(principal);
+                users.Add(login);
             }
 
-            durable += view.Durable ? 1 : 0;
-        }
-
-        foreach (var record in tracker.Away())
-        {
-            if (record.Principal is { } principal)
-            {
-                users.Add(principal);
-            }
+            connected += session.Connected ? 1 : 0;
+            durable += session.Connected && session.Durable ? 1 : 0;
         }
 
         var totals = counters.Read();
         var gauges = counters.ReadGauges();
-        var (destinations, source) = Destinations(views);
+        var (destinations, source) = Destinations(sessions);
         destinations.Sort(static (a, b) =>
             b.Subscribers != a.Subscribers ? b.Subscribers.CompareTo(a.Subscribers)
             : (b.QueueDepth ?? 0) != (a.QueueDepth ?? 0) ? (b.QueueDepth ?? 0).CompareTo(a.QueueDepth ?? 0)
@@ -193,7 +155,7 @@ internal sealed class AdminApi(
             DateTimeOffset.UtcNow,
             _startedAt,
             services.Registry.Count,
-            new SessionCounts(views.Count, tracker.AwayCount, users.Count, durable, tracker.Forgotten),
+            new SessionCounts(connected, sessions.Count - connected, users.Count, durable),
             new MessageTotals(totals.Published, totals.Delivered, totals.Dropped, totals.Errors, totals.BytesReceived, totals.BytesSent,
                 totals.LimitsExceeded, totals.ResumedRecovered, totals.ResumedNotRecovered),
             new RatesJson(StatsSampler.Interval.TotalSeconds, StatsSampler.RingSize, sampler.Rates()),
@@ -205,7 +167,7 @@ internal sealed class AdminApi(
     }
 
     // The in-process broker knows its topics and queues; for another broker (the relay) this node's sessions say who subscribes to what.
-    private (List<DestinationJson> Items, string Source) Destinations(List<SessionView> views)
+    private (List<DestinationJson> Items, string Source) Destinations(IReadOnlyList<StompSessionInfo> sessions)
     {
         if (services.Broker is InProcessBroker inProcess)
         {
@@ -213,9 +175,14 @@ internal sealed class AdminApi(
         }
 
         var subscribers = new Dictionary<string, int>(StringComparer.Ordinal);
-        foreach (var view in views)
+        foreach (var session in sessions)
         {
-            foreach (var subscription in view.Subscriptions)
+            if (!session.Connected)
+            {
+                continue;
+            }
+
+            foreach (var subscription in session.Subscriptions)
             {
                 subscribers[subscription.Destination] = subscribers.GetValueOrDefault(subscription.Destination) + 1;
             }
@@ -259,7 +226,6 @@ internal sealed class AdminApi(
         new("Broker:HistorySize", null, "messages", Number(o.HistorySize)),
         new("Broker:HistoryMaxAge", null, "time", o.HistoryMaxAge.ToString("c")),
         new("Broker:Sessions:Ttl", null, "time", d.Ttl.ToString("c")),
-        new("admin-away-sessions", "admin-away-sessions", "count", Number(SessionTracker.MaxAwaySessions)),
     ];
 
     private static DateTimeOffset ProcessStartedAt()
@@ -270,13 +236,9 @@ internal sealed class AdminApi(
 
     private static string Number(long value) => value.ToString(System.Globalization.CultureInfo.InvariantCulture);
 
-    private static SessionJson FromLive(SessionView view) => new(
-        view.Id, view.Principal, view.Node, Connected: true, view.Durable, view.Version, view.Remote, view.CreatedAt, view.ConnectedAt, view.LastSeenAt,
-        [.. view.Subscriptions.Select(s => new SubscriptionJson(s.Id, s.Destination, AckText(s.AckMode)))]);
-
-    private static SessionJson FromAway(SessionRecord record) => new(
-        record.Id, record.Principal, record.Node, Connected: false, Durable: true, null, null, record.CreatedAt, null, record.LastSeenAt,
-        [.. record.Subscriptions.Select(s => new SubscriptionJson(s.Id, s.Destination, AckText(s.AckMode)))]);
+    private static SessionJson ToJson(StompSessionInfo s) => new(
+        s.Id, s.Login, s.Node, s.Connected, s.Durable, s.Version, s.Remote, s.CreatedAt, s.ConnectedAt, s.LastSeenAt, s.PendingBytes,
+        [.. s.Subscriptions.Select(x => new SubscriptionJson(x.Id, x.Destination, AckText(x.Ack)))]);
 
     private static string AckText(AckMode mode) => mode switch
     {
@@ -284,26 +246,6 @@ internal sealed class AdminApi(
         AckMode.ClientIndividual => "client-individual",
         _ => "auto",
     };
-
-    // A session that was closing anyway at that moment may have been listed as away meanwhile: not any more.
-    private void Terminate(StompSession session, string reason)
-    {
-        session.Terminate(reason);
-        var id = session.Id;
-        session.Finished.ContinueWith(_ => tracker.Forget(id), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
-    }
-
-    // Deletes an away session's record (a removal queued behind any pending write wins), so its token no longer resumes.
-    private bool RemoveAway(SessionRecord record)
-    {
-        if (!tracker.Forget(record.Id))
-        {
-            return false;
-        }
-
-        services.Persistence?.Remove(record);
-        return true;
-    }
 
     private static string? LoginProblem(string login) =>
         string.IsNullOrWhiteSpace(login) ? "it is empty"

@@ -2,12 +2,27 @@ namespace Broker.Server.Admin;
 
 // The JSON the HTTP API answers with (camelCase, ASP.NET's web defaults).
 
-internal sealed record ApiError(string Error);
+/// <param name="Error">What is wrong, for the caller.</param>
+internal sealed record ApiError(string Error)
+{
+    /// <summary>The limit the request passed (the name a client's ERROR carries, such as <c>max-queue-length</c>), if one.</summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    public string? Limit { get; init; }
+}
+
+/// <param name="Bytes">The message body's size.</param>
+internal sealed record PublishedResponse(string Destination, int Bytes);
+
+/// <param name="Sessions">How many of the user's sessions subscribed to the queue and were sent a copy (0 is no error: no session listens).</param>
+internal sealed record SentToUserResponse(string User, string Destination, int Bytes, int Sessions);
 
 internal sealed record SessionsResponse(string Node, int Total, bool Truncated, IReadOnlyList<SessionJson> Sessions);
 
-/// <param name="Connected">True: a live connection on this node; false: away (dropped, resumable with its token).</param>
-/// <param name="ConnectedAt">When the live connection was opened; null when away.</param>
+/// <summary>A session as <c>GET /api/sessions</c> lists it (<see cref="Broker.Application.StompSessionInfo"/>).</summary>
+/// <param name="Connected">True: a live connection (on <paramref name="Node"/>); false: away (dropped, resumable with its token).</param>
+/// <param name="ConnectedAt">When the live connection was opened; null when away or on another node.</param>
+/// <param name="CreatedAt">When the session began; null for a session on another node (the user registry knows id and node only).</param>
+/// <param name="PendingBytes">Bytes queued for the connection, not yet written; null when away or on another node.</param>
 internal sealed record SessionJson(
     string Id,
     string? User,
@@ -16,9 +31,10 @@ internal sealed record SessionJson(
     bool Durable,
     string? Version,
     string? Remote,
-    DateTimeOffset CreatedAt,
+    DateTimeOffset? CreatedAt,
     DateTimeOffset? ConnectedAt,
-    DateTimeOffset LastSeenAt,
+    DateTimeOffset? LastSeenAt,
+    long? PendingBytes,
     IReadOnlyList<SubscriptionJson> Subscriptions);
 
 internal sealed record SubscriptionJson(string Id, string Destination, string Ack);
@@ -26,9 +42,8 @@ internal sealed record SubscriptionJson(string Id, string Destination, string Ac
 /// <param name="Connected">The session had a live connection (closed now with an ERROR); false: it was away and its record is deleted.</param>
 internal sealed record SessionEndedResponse(string Id, bool Connected, string Reason);
 
-/// <param name="Closed">Live connections closed (each got an ERROR with the reason).</param>
-/// <param name="Removed">Away sessions whose records were deleted.</param>
-internal sealed record UserSessionsEndedResponse(string User, int Closed, int Removed, string Reason);
+/// <param name="Ended">Sessions ended: live connections closed (each got an ERROR with the reason) and away sessions whose records were deleted.</param>
+internal sealed record UserSessionsEndedResponse(string User, int Ended, string Reason);
 
 internal sealed record StatsResponse(
     string Node,
@@ -43,8 +58,8 @@ internal sealed record StatsResponse(
     MemoryJson Memory,
     IReadOnlyList<LimitJson> Limits);
 
-/// <param name="AwayForgotten">Away sessions no longer listed because the list reached its limit (<c>admin-away-sessions</c>).</param>
-internal sealed record SessionCounts(int Connected, int Away, int Users, int Durable, long AwayForgotten);
+/// <param name="Durable">Connected sessions that hold a token (a drop leaves them resumable).</param>
+internal sealed record SessionCounts(int Connected, int Away, int Users, int Durable);
 
 internal sealed record MessageTotals(
     long Published, long Delivered, long Dropped, long Errors, long BytesReceived, long BytesSent, long LimitsExceeded,

@@ -22,9 +22,9 @@ internal static class AdminExtensions
 
         services.TryAddSingleton(TimeProvider.System);
         services.TryAddSingleton<BrokerCounters>();
-        services.TryAddSingleton<SessionTracker>();
         services.TryAddSingleton<StatsSampler>();
         services.TryAddSingleton<AdminApi>();
+        services.TryAddSingleton<MessageApi>();
         services.AddHostedService(sp => sp.GetRequiredService<StatsSampler>());
         return services;
     }
@@ -52,6 +52,7 @@ internal static class AdminExtensions
             return await next(context);
         });
         services.GetRequiredService<AdminApi>().Map(api);
+        services.GetRequiredService<MessageApi>().Map(api);
         Log.AdminOn(logger);
         return endpoints;
     }

@@ -378,8 +378,8 @@ function renderSessions(response, now) {
       el('td', { class: 'mono', text: s.node || '–' }),
       el('td', { class: 'subs' }, ...(s.subscriptions.length ? s.subscriptions.map(sub =>
         el('span', { title: 'id ' + sub.id }, el('code', { text: sub.destination }), ' ', el('span', { class: 'ack', text: sub.ack }))) : ['–'])),
-      el('td', { text: s.connected ? 'connected ' + ago(s.connectedAt, now) : 'last seen ' + ago(s.lastSeenAt, now) }),
-      el('td', { text: 'since ' + ago(s.createdAt, now) }),
+      el('td', { text: s.connectedAt ? 'connected ' + ago(s.connectedAt, now) : s.lastSeenAt ? 'last seen ' + ago(s.lastSeenAt, now) : '–' }),
+      el('td', { text: s.createdAt ? 'since ' + ago(s.createdAt, now) : '–' }),
       el('td', {}, el('button', { type: 'button', class: 'danger small', 'data-end-session': s.id, text: 'end', title: 'end this session', onclick: () => endSession(s.id) }))));
     const table = el('table', {},
       el('thead', {}, el('tr', {}, ...['session', 'state', 'node', 'subscriptions', 'connection', 'session age', ''].map(t => el('th', { text: t })))),
@@ -442,7 +442,7 @@ async function endUser(user) {
   if (!confirm('End every session of ' + user + '?\n\nEach connection gets an ERROR and closes, and the session tokens stop resuming.')) return;
   try {
     const r = await api('DELETE', '/api/users/' + encodeURIComponent(user) + '/sessions');
-    notice('Ended the sessions of ' + r.user + ': ' + r.closed + ' connection(s) closed, ' + r.removed + ' away session(s) removed.');
+    notice('Ended the sessions of ' + r.user + ': ' + r.ended + ' session(s), connected and away.');
   } catch (e) {
     notice('Could not end the sessions of ' + user + ': ' + e.message);
   }

@@ -2,10 +2,9 @@ namespace Broker.Server.Admin;
 
 /// <summary>
 /// Every <see cref="Interval"/>: the counters' totals go into a ring of <see cref="RingSize"/> samples (the
-/// dashboard's message-rate chart over the last minutes), and the session tracker lets go of away sessions that
-/// resumed or expired. Runs only while the admin API is on.
+/// dashboard's message-rate chart over the last minutes). Runs only while the admin API is on.
 /// </summary>
-internal sealed class StatsSampler(BrokerCounters counters, SessionTracker tracker, TimeProvider time, ILogger<StatsSampler> logger) : IHostedService, IDisposable
+internal sealed class StatsSampler(BrokerCounters counters, TimeProvider time, ILogger<StatsSampler> logger) : IHostedService, IDisposable
 {
     public static readonly TimeSpan Interval = TimeSpan.FromSeconds(2);
 
@@ -82,8 +81,6 @@ internal sealed class StatsSampler(BrokerCounters counters, SessionTracker track
                     _head = (_head + 1) % RingSize;
                 }
             }
-
-            tracker.Prune();
         }
         catch (Exception ex)
         {

@@ -142,7 +142,7 @@ public sealed class AdminApiTests
         Assert.That(awayEntry.GetProperty("connectedAt").ValueKind, Is.EqualTo(JsonValueKind.Null));
         Assert.That(awayEntry.GetProperty("subscriptions")[0].GetProperty("destination").GetString(), Is.EqualTo("/topic/api.dave"));
         Assert.That(status, Is.EqualTo(HttpStatusCode.OK), body.ToString());
-        Assert.That((body.GetProperty("user").GetString(), body.GetProperty("closed").GetInt32(), body.GetProperty("removed").GetInt32()), Is.EqualTo(("dave", 1, 1)));
+        Assert.That((body.GetProperty("user").GetString(), body.GetProperty("ended").GetInt32()), Is.EqualTo(("dave", 2)), "one live session and one away");
         Assert.That(error["message"], Is.EqualTo("session ended by an administrator"));
         Assert.That(closed, Is.True);
         Assert.That(awayResumed["resumed"], Is.EqualTo("false"));

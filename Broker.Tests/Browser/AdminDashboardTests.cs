@@ -86,7 +86,7 @@ public sealed partial class AdminDashboardTests : BrowserFixture
         Assert.That(wsError["message"], Is.EqualTo("session ended by an administrator"));
         Assert.That(await aliceTcp.WaitClosedAsync(), Is.True, "alice's TCP connection closed");
         Assert.That(await aliceWs.WaitClosedAsync(), Is.True, "alice's WebSocket closed");
-        await Expect(Page.Locator("#notice")).ToContainTextAsync("Ended the sessions of alice: 2 connection(s) closed");
+        await Expect(Page.Locator("#notice")).ToContainTextAsync("Ended the sessions of alice: 2 session(s)");
         await Expect(alice).ToHaveCountAsync(0);
         await Expect(Page.Locator("#count-sessions")).ToHaveTextAsync("2");
         await Expect(Page.Locator("#sessions .user[data-user='bob'] .state")).ToHaveTextAsync("connected");
