@@ -10,9 +10,21 @@ internal sealed class AdminApiClient(Uri baseAddress, string? key) : IDisposable
 {
     private readonly HttpClient _http = new() { BaseAddress = baseAddress, Timeout = TimeSpan.FromSeconds(15) };
 
-    public async Task<(HttpStatusCode Status, JsonElement Body, HttpResponseMessage Response)> SendAsync(HttpMethod method, string path, string? authorization = null)
+    public Task<(HttpStatusCode Status, JsonElement Body, HttpResponseMessage Response)> SendAsync(HttpMethod method, string path, string? authorization = null) =>
+        SendAsync(method, path, json: null, authorization);
+
+    /// <summary>POSTs <paramref name="json"/> (as it is, valid or not) with <c>Content-Type: application/json</c>, as <c>curl -d</c> would.</summary>
+    public Task<(HttpStatusCode Status, JsonElement Body, HttpResponseMessage Response)> PostAsync(string path, string json) =>
+        SendAsync(HttpMethod.Post, path, json, authorization: null);
+
+    private async Task<(HttpStatusCode Status, JsonElement Body, HttpResponseMessage Response)> SendAsync(HttpMethod method, string path, string? json, string? authorization)
     {
         using var request = new HttpRequestMessage(method, path);
+        if (json is not null)
+        {
+            request.Content = new StringContent(json, System.Text.Encoding.UTF8, "application/json");
+        }
+
         if (authorization is not null)
         {
             request.Headers.TryAddWithoutValidation("Authorization", authorization);

@@ -19,6 +19,8 @@ public sealed class AdminApiTests
         ("DELETE", "/api/sessions/0123456789abcdef01234567"),
         ("DELETE", "/api/users/alice/sessions"),
         ("GET", "/api/stats"),
+        ("POST", "/api/publish"),
+        ("POST", "/api/users/alice/messages"),
         ("GET", "/api/no-such-route"),
     ];
 
