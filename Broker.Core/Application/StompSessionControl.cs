@@ -77,13 +77,14 @@ internal sealed class StompSessionControl(StompSessionServices services, AwaySes
         return ValueTask.FromResult(new StompSessionList(total, sessions));
     }
 
-    /// <summary>The order <see cref="ListAsync"/> gives: by login (anonymous first), connected before away, oldest first.</summary>
+    /// <summary>The order <see cref="ListAsync"/> gives: by login (anonymous first), connected before away, oldest first (then by id).</summary>
     internal static int ListOrder(StompSessionInfo a, StompSessionInfo b)
     {
         var byLogin = string.CompareOrdinal(a.Login, b.Login);
         return byLogin != 0 ? byLogin
             : a.Connected != b.Connected ? (a.Connected ? -1 : 1)
-            : Nullable.Compare(a.CreatedAt, b.CreatedAt);
+            : Nullable.Compare(a.CreatedAt, b.CreatedAt) is var byAge and not 0 ? byAge
+            : string.CompareOrdinal(a.Id, b.Id);
     }
 
     public ValueTask<StompSessionInfo?> FindAsync(string sessionId, CancellationToken cancellationToken = default)

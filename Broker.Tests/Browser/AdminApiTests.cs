@@ -34,7 +34,7 @@ public sealed class AdminApiTests
         Directory.CreateDirectory(_data);
         _server = await ServerProcess.StartAsync(
         [
-            $"--Broker:Api:Key={Key}", "--Broker:Users:alice=pw-a", "--Broker:Users:bob=pw-b", "--Broker:Users:carol=pw-c", "--Broker:Users:dave=pw-d", "--Broker:Users:erin=pw-e", "--Broker:Users:frank=pw-f",
+            $"--Broker:Api:Key={Key}", "--Broker:Users:alice=pw-a", "--Broker:Users:bob=pw-b", "--Broker:Users:carol=pw-c", "--Broker:Users:dave=pw-d", "--Broker:Users:erin=pw-e", "--Broker:Users:frank=pw-f", "--Broker:Users:grace=pw-g",
             $"--Broker:Sessions:SqlitePath={Path.Combine(_data, "broker.db")}",
         ]);
     }
@@ -89,10 +89,31 @@ public sealed class AdminApiTests
         {
             Assert.That(s.GetProperty("connectedAt").GetDateTimeOffset(), Is.GreaterThan(DateTimeOffset.UtcNow.AddMinutes(-1)).And.LessThanOrEqualTo(DateTimeOffset.UtcNow.AddSeconds(1)));
             Assert.That(s.GetProperty("createdAt").GetDateTimeOffset(), Is.LessThanOrEqualTo(s.GetProperty("connectedAt").GetDateTimeOffset().AddSeconds(1)));
+            Assert.That(s.GetProperty("version").GetString(), Is.EqualTo("1.2"));
+            Assert.That(s.GetProperty("remote").GetString(), Does.StartWith("127.0.0.1:"));
+            Assert.That(s.GetProperty("pendingBytes").GetInt64(), Is.GreaterThanOrEqualTo(0));
         }
 
         Assert.That(all, Does.Contain("bob").And.Contain("alice"));
         Assert.That(body.GetProperty("total").GetInt32(), Is.EqualTo(2));
+    }
+
+    [Test]
+    public async Task A_limit_truncates_the_list_and_says_how_many_there_are()
+    {
+        await using var first = await ConnectAsync("grace", "pw-g");
+        await using var second = await ConnectAsync("grace", "pw-g");
+        using var api = Api();
+
+        var all = await api.GetOkAsync("/api/sessions?limit=1");
+        var graces = await api.GetOkAsync("/api/sessions?user=grace&limit=1");
+
+        Assert.That(all.GetProperty("sessions").GetArrayLength(), Is.EqualTo(1));
+        Assert.That(all.GetProperty("total").GetInt32(), Is.GreaterThanOrEqualTo(2));
+        Assert.That(all.GetProperty("truncated").GetBoolean(), Is.True);
+        Assert.That(graces.GetProperty("sessions").GetArrayLength(), Is.EqualTo(1));
+        Assert.That(graces.GetProperty("total").GetInt32(), Is.EqualTo(2));
+        Assert.That(graces.GetProperty("sessions")[0].GetProperty("id").GetString(), Is.AnyOf(first.SessionId, second.SessionId));
     }
 
     [Test]
