@@ -38,9 +38,7 @@ public sealed class MessageApiTests
     public async Task A_publish_reaches_topic_subscribers_over_tcp_and_websocket_with_its_content_type_and_headers()
     {
         var topic = "/topic/" + Unique("api.prices");
-        await using var tcp = await StompTestClient.ConnectTcpAsync(_server.TcpPort);
-        await tcp.ConnectAsync(login: "bob", passcode: "pw-b");
-        await tcp.SubscribeAndWaitAsync("t", topic);
+        await using var tcp = await SubscribeAsync(topic);
         var (ws, _) = await StompTestClient.ConnectWebSocketAsync(_server.WebSocketUri, "v12.stomp");
         await using var _ws = ws;
         await ws.ConnectAsync(login: "bob", passcode: "pw-b");
@@ -75,9 +73,7 @@ public sealed class MessageApiTests
     public async Task A_string_body_goes_as_utf8_text_and_a_json_value_as_its_json_text()
     {
         var topic = "/topic/" + Unique("api.kinds");
-        await using var client = await StompTestClient.ConnectTcpAsync(_server.TcpPort);
-        await client.ConnectAsync(login: "bob", passcode: "pw-b");
-        await client.SubscribeAndWaitAsync("t", topic);
+        await using var client = await SubscribeAsync(topic);
         using var api = Api();
 
         var text = await api.PostAsync("/api/publish", Json(new { destination = topic, body = "grüße" }));
@@ -169,9 +165,7 @@ public sealed class MessageApiTests
     public async Task A_post_without_the_key_gets_401_and_is_not_delivered()
     {
         var topic = "/topic/" + Unique("api.guarded");
-        await using var client = await StompTestClient.ConnectTcpAsync(_server.TcpPort);
-        await client.ConnectAsync(login: "bob", passcode: "pw-b");
-        await client.SubscribeAndWaitAsync("t", topic);
+        await using var client = await SubscribeAsync(topic);
         using var anonymous = Api(key: null);
         using var wrong = Api(key: "wrong-key-0123456789abcdef");
         using var api = Api();
@@ -261,9 +255,7 @@ public sealed class MessageApiTests
     public async Task A_body_over_the_frame_size_gets_413_naming_the_limit_and_is_not_delivered()
     {
         var topic = "/topic/" + Unique("api.big");
-        await using var client = await StompTestClient.ConnectTcpAsync(_server.TcpPort);
-        await client.ConnectAsync(login: "bob", passcode: "pw-b");
-        await client.SubscribeAndWaitAsync("t", topic);
+        await using var client = await SubscribeAsync(topic);
         using var api = Api();
 
         var (overBody, overBodyJson, _) = await api.PostAsync("/api/publish", Json(new { destination = topic, body = new string('x', MaxFrameSize + 1) }));
@@ -334,4 +326,13 @@ public sealed class MessageApiTests
     }
 
     private static string Json<T>(T value) => JsonSerializer.Serialize(value);
+
+    // A TCP client subscribed (id "t") to the topic, its RECEIPT received.
+    private async Task<StompTestClient> SubscribeAsync(string topic)
+    {
+        var client = await StompTestClient.ConnectTcpAsync(_server.TcpPort);
+        await client.ConnectAsync(login: "bob", passcode: "pw-b");
+        await client.SubscribeAndWaitAsync("t", topic);
+        return client;
+    }
 }
