@@ -17,12 +17,18 @@ internal sealed record ApiMessage(string Destination, StompPayload Payload)
 {
     private static readonly string[] Properties = ["destination", "body", "bodyBase64", "contentType", "headers"];
 
-    /// <summary>The request's bytes, at most <see cref="RequestLimit"/>; null when over it.</summary>
+    /// <summary>The request's bytes, at most <paramref name="limit"/> (<see cref="RequestLimit"/>); null when over it.</summary>
     public static async Task<byte[]?> ReadRequestAsync(HttpRequest request, long limit, CancellationToken cancellationToken)
     {
         if (request.ContentLength > limit)
         {
             return null;
+        }
+
+        // Kestrel's own cap (30 MB by default) would answer first, without saying which of ours was passed.
+        if (request.HttpContext.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } size)
+        {
+            size.MaxRequestBodySize = limit + 1;
         }
 
         using var buffer = new MemoryStream();
@@ -45,13 +51,13 @@ internal sealed record ApiMessage(string Destination, StompPayload Payload)
     public static long RequestLimit(StompBrokerOptions options) => (2L * options.MaxFrameSize) + (64 * 1024);
 
     /// <summary>Reads a posted message; false with <paramref name="problem"/> saying what is wrong (and the limit, when one was passed).</summary>
-    public static bool TryRead(ReadOnlySpan<byte> json, StompBrokerOptions options, out ApiMessage? message, out ApiProblem? problem)
+    public static bool TryRead(ReadOnlyMemory<byte> json, StompBrokerOptions options, out ApiMessage? message, out ApiProblem? problem)
     {
         message = null;
         JsonDocument document;
         try
         {
-            document = JsonDocument.Parse(json.ToArray(), new JsonDocumentOptions { MaxDepth = 16 });
+            document = JsonDocument.Parse(json, new JsonDocumentOptions { MaxDepth = 16 });
         }
         catch (JsonException ex)
         {
