@@ -31,6 +31,7 @@ internal sealed class RedisClusterControl : IClusterControl, IDisposable
     private string? _nodeId;
     private Func<ControlMessage, CancellationToken, Task<ControlMessage>>? _handler;
     private volatile bool _listening;
+    private int _disposed;
 
     public RedisClusterControl(RedisClusterBroker broker, IOptions<DurableSessionOptions> sessions, IMeterFactory meterFactory, ILoggerFactory loggerFactory, TimeProvider? time = null)
     {
@@ -256,9 +257,12 @@ internal sealed class RedisClusterControl : IClusterControl, IDisposable
         return found;
     }
 
+    // Disposed once per registration (itself and IClusterControl): the token stays usable, only cancelled.
     public void Dispose()
     {
-        _stopping.Cancel();
-        _stopping.Dispose();
+        if (Interlocked.Exchange(ref _disposed, 1) == 0)
+        {
+            _stopping.Cancel();
+        }
     }
 }
