@@ -267,7 +267,7 @@ internal sealed class StompApplication
         try
         {
             // Created times (to find the oldest) are asked of the other nodes only when a session has to go.
-            remote = await services.ClusterSessions.LiveElsewhereAsync(login, takenOver is null ? token : null, describe: terminateOldest && local.Count + 1 >= max, CancellationToken.None).ConfigureAwait(false);
+            remote = await services.ClusterSessions.LiveElsewhereAsync(login, takenOver is null ? token : null, terminateOldest ? max - local.Count : int.MaxValue, CancellationToken.None).ConfigureAwait(false);
         }
         catch (Exception ex)
         {

@@ -152,10 +152,10 @@ internal sealed class ClusterSessions
 
     /// <summary>
     /// The user's connected sessions on other nodes (from the user registry), leaving out the one
-    /// <paramref name="presentedToken"/> names (its CONNECT takes it over); with <paramref name="describe"/>, as
-    /// their nodes describe them (created), else with what the registry knows (created unknown).
+    /// <paramref name="presentedToken"/> names (its CONNECT takes it over). When there are at least
+    /// <paramref name="describeFrom"/>, as their nodes describe them (created), else as the registry knows them (created unknown).
     /// </summary>
-    public async Task<List<StompSessionInfo>> LiveElsewhereAsync(string login, string? presentedToken, bool describe, CancellationToken cancellationToken)
+    public async Task<List<StompSessionInfo>> LiveElsewhereAsync(string login, string? presentedToken, int describeFrom, CancellationToken cancellationToken)
     {
         if (_services.Persistence is not { } persistence)
         {
@@ -180,7 +180,7 @@ internal sealed class ClusterSessions
         }
 
         var described = new Dictionary<string, StompSessionInfo>(StringComparer.Ordinal);
-        if (describe && Control.IsEnabled && live.Count > 0)
+        if (Control.IsEnabled && live.Count > 0 && live.Count >= describeFrom)
         {
             var request = new ControlMessage { Kind = ControlMessage.DescribeUser, Login = login };
             var answers = await Task.WhenAll(live.Select(u => u.Node).Distinct(StringComparer.Ordinal).Select(node => Control.AskAsync(node, request, cancellationToken))).ConfigureAwait(false);
