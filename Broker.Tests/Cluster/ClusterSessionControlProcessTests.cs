@@ -71,34 +71,12 @@ public sealed class ClusterSessionControlProcessTests
         var (old, connected) = await nodes.ConnectAsync(nodes.A.TcpPort, "alice");
         await old.SubscribeAndWaitAsync("t", topic, "client-individual");
         var (publisher, _) = await nodes.ConnectAsync(nodes.B.TcpPort, "bob");
-        var acks = new List<string>();
-        for (var i = 1; i <= 3; i++)
-        {
-            await publisher.PublishConfirmedAsync(topic, $"m{i}");
-            var message = await old.NextMessageAsync();
-            Assert.That(message.BodyText, Is.EqualTo($"m{i}"));
-            acks.Add(message["ack"]!);
-        }
-
-        await old.SendFrameAsync(StompCommand.Ack, ("id", acks[0]), ("receipt", "acked"));
-        await old.ExpectReceiptAsync("acked");
+        await ClusterSessionControlTests.DeliverThreeAcknowledgeOneAsync(publisher, old, topic);
         await nodes.WaitRegisteredAsync("alice", 1);
 
         var (taker, resumed) = await nodes.ConnectAsync(nodes.B.TcpPort, "alice", connected["session-token"]);
 
-        var error = await old.ReceiveAsync();
-        Assert.That((error.Command, error["message"]), Is.EqualTo((StompCommand.Error, "session resumed on another connection")));
-        Assert.That(await old.WaitClosedAsync(), Is.True);
-        Assert.That((resumed["resumed"], resumed["recovered"], resumed["session"]), Is.EqualTo(("true", "true", connected["session"])));
-        await publisher.PublishConfirmedAsync(topic, "m4");
-        var received = new List<string>();
-        for (var i = 0; i < 3; i++)
-        {
-            received.Add((await taker.NextMessageAsync()).BodyText);
-        }
-
-        Assert.That(received, Is.EqualTo(new[] { "m2", "m3", "m4" }), "the unacknowledged ones again, then the new one");
-        Assert.That(await taker.TryReceiveAsync(TimeSpan.FromMilliseconds(300)), Is.Null, "once");
+        await ClusterSessionControlTests.AssertTakenOverAsync(old, (taker, resumed), connected["session"]!, publisher, topic);
     }
 
     [Test]

@@ -152,39 +152,51 @@ public sealed class ClusterSessionControlTests
         var (old, connected) = await cluster.ConnectWithAsync(cluster.A, "alice");
         await old.SubscribeAndWaitAsync("t", topic, "client-individual");
         var publisher = await cluster.ConnectAsync(cluster.B, "bob");
-        var acks = new List<string>();
-        for (var i = 1; i <= 3; i++)
-        {
-            await publisher.PublishConfirmedAsync(topic, $"m{i}");
-            var message = await old.NextMessageAsync();
-            Assert.That(message.BodyText, Is.EqualTo($"m{i}"));
-            acks.Add(message["ack"]!);
-        }
-
-        await old.SendFrameAsync(StompCommand.Ack, ("id", acks[0]), ("receipt", "acked"));
-        await old.ExpectReceiptAsync("acked");
+        await DeliverThreeAcknowledgeOneAsync(publisher, old, topic);
         await ClusterTopicTests.WaitSessionSavedAsync(cluster);
 
         var (taker, resumed) = await cluster.ConnectWithAsync(cluster.B, "alice", connected["session-token"]);
 
+        await AssertTakenOverAsync(old, (taker, resumed), connected["session"]!, publisher, topic);
+        var expected = (connected["session"]!, NodeId(cluster.B), true);
+        await Eventually.That(async () => (await Control(cluster.A).FindByUserAsync("alice")).Select(s => (s.Id, s.Node, s.Connected)).SequenceEqual([expected]),
+            "one live copy, on node B");
+    }
+
+    /// <summary>Publishes m1..m3 to <paramref name="topic"/>, each received by <paramref name="subscriber"/> (client-individual), which ACKs only m1.</summary>
+    internal static async Task DeliverThreeAcknowledgeOneAsync(StompTestClient publisher, StompTestClient subscriber, string topic)
+    {
+        var acks = new List<string>();
+        for (var i = 1; i <= 3; i++)
+        {
+            await publisher.PublishConfirmedAsync(topic, $"m{i}");
+            var message = await subscriber.NextMessageAsync();
+            Assert.That(message.BodyText, Is.EqualTo($"m{i}"));
+            acks.Add(message["ack"]!);
+        }
+
+        await subscriber.SendFrameAsync(StompCommand.Ack, ("id", acks[0]), ("receipt", "acked"));
+        await subscriber.ExpectReceiptAsync("acked");
+    }
+
+    /// <summary>The old connection got the take-over ERROR and closed; the new one resumed the session and gets m2, m3 (unacknowledged), then m4, once.</summary>
+    internal static async Task AssertTakenOverAsync(StompTestClient old, (StompTestClient Client, ReceivedFrame Connected) taker, string sessionId, StompTestClient publisher, string topic)
+    {
         var error = await old.ReceiveAsync();
         Assert.That((error.Command, error["message"]), Is.EqualTo((StompCommand.Error, "session resumed on another connection")));
         Assert.That(await old.WaitClosedAsync(), Is.True);
-        Assert.That((resumed["resumed"], resumed["recovered"], resumed["session"]), Is.EqualTo(("true", "true", connected["session"])));
+        Assert.That((taker.Connected["resumed"], taker.Connected["recovered"], taker.Connected["session"]), Is.EqualTo(("true", "true", sessionId)));
         await publisher.PublishConfirmedAsync(topic, "m4");
         var received = new List<string>();
         for (var i = 0; i < 3; i++)
         {
-            var message = await taker.NextMessageAsync();
+            var message = await taker.Client.NextMessageAsync();
             Assert.That(message["subscription"], Is.EqualTo("t"));
             received.Add(message.BodyText);
         }
 
         Assert.That(received, Is.EqualTo(new[] { "m2", "m3", "m4" }), "the unacknowledged ones again, then the new one");
-        Assert.That(await taker.TryReceiveAsync(TimeSpan.FromMilliseconds(300)), Is.Null, "once");
-        var expected = (connected["session"]!, NodeId(cluster.B), true);
-        await Eventually.That(async () => (await Control(cluster.A).FindByUserAsync("alice")).Select(s => (s.Id, s.Node, s.Connected)).SequenceEqual([expected]),
-            "one live copy, on node B");
+        Assert.That(await taker.Client.TryReceiveAsync(TimeSpan.FromMilliseconds(300)), Is.Null, "once");
     }
 
     [Test]
