@@ -65,7 +65,11 @@ public static class StompBrokerExtensions
             sp.GetRequiredService<Resources.MemoryBudget>(),
             sp.GetRequiredService<Application.StompApplication>(),
             // Durable sessions are on when a session store is registered (AddSqliteSessionStore, AddRedisSessionStore, ...).
-            sp.GetService<ISessionStore>() is null ? null : sp.GetRequiredService<SessionPersistence>()) { Authorization = sp.GetRequiredService<Security.DestinationAuthorization>() });
+            sp.GetService<ISessionStore>() is null ? null : sp.GetRequiredService<SessionPersistence>())
+        {
+            Authorization = sp.GetRequiredService<Security.DestinationAuthorization>(),
+            Cluster = sp.GetService<Cluster.IClusterControl>() ?? Cluster.LocalClusterControl.Instance,
+        });
         services.TryAddSingleton(sp => new OriginPolicy(sp.GetRequiredService<IOptions<StompBrokerOptions>>().Value));
         services.TryAddSingleton<ConnectionLimiter>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, SecurityStartupLog>());

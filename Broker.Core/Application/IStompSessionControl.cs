@@ -5,13 +5,14 @@ namespace Broker.Application;
 /// singleton; the executable's admin HTTP API is built on it.
 /// <para>
 /// This node's sessions are known fully: connected ones, and durable ones whose client is away (resumable until the TTL
-/// passes). Sessions connected to other nodes are known from the user registry (id and node only) when it is shared
-/// (Redis); ending those waits for the cluster to carry the request.
+/// passes). With the Redis cluster, other nodes' sessions are found and ended through the node that holds them (a node
+/// that does not answer in time is acted for: its session's record is deleted). Without it, sessions connected to other
+/// nodes are known from a shared user registry (id and node only) and not ended.
 /// </para>
 /// </summary>
 public interface IStompSessionControl
 {
-    /// <summary>The sessions of <paramref name="login"/>: this node's (connected and away), then other nodes' live ones from the user registry.</summary>
+    /// <summary>The sessions of <paramref name="login"/>: this node's (connected and away), then other nodes' (as they describe them with the Redis cluster, else the registry's live ones).</summary>
     ValueTask<IReadOnlyList<StompSessionInfo>> FindByUserAsync(string login, CancellationToken cancellationToken = default);
 
     /// <summary>
@@ -30,6 +31,6 @@ public interface IStompSessionControl
     /// </summary>
     ValueTask<bool> TerminateAsync(string sessionId, string reason, CancellationToken cancellationToken = default);
 
-    /// <summary>Ends every session of <paramref name="login"/> this node holds, connected or away; returns how many.</summary>
+    /// <summary>Ends every session of <paramref name="login"/> this node holds, connected or away (with the Redis cluster, on every node); returns how many.</summary>
     ValueTask<int> TerminateUserAsync(string login, string reason, CancellationToken cancellationToken = default);
 }

@@ -245,13 +245,14 @@ internal sealed class StompApplication
 
     // Broker:Sessions:MaxPerUser: counts the user's live sessions (this node's, and other nodes' from the user
     // registry), leaving out the one this CONNECT takes over; past the limit the new CONNECT is refused
-    // (RefuseNew) or the oldest of this node's sessions are ended until there is room.
+    // (RefuseNew) or the user's oldest sessions are ended, on whichever node holds them, until there is room.
     private async ValueTask EnforceMaxPerUserAsync(StompSession session, StompFrame frame)
     {
         var max = _sessionOptions.MaxPerUser;
         var login = session.Principal!;
         var services = session.Services;
-        var takenOver = frame.GetString("session-token"u8) is { } token ? services.Registry.FindByTokenHash(StompSession.HashToken(token)) : null;
+        var token = frame.GetString("session-token"u8);
+        var takenOver = token is not null ? services.Registry.FindByTokenHash(StompSession.HashToken(token)) : null;
         var local = new List<StompSession>();
         foreach (var other in services.Registry.SessionsOf(login))
         {
@@ -261,49 +262,54 @@ internal sealed class StompApplication
             }
         }
 
-        var remote = 0;
-        if (services.Persistence is { } persistence)
+        List<StompSessionInfo> remote = [];
+        var terminateOldest = _sessionOptions.WhenMaxPerUser != MaxSessionsPerUserPolicy.RefuseNew;
+        try
         {
-            try
-            {
-                using var timeout = new CancellationTokenSource(persistence.Options.StoreTimeout);
-                foreach (var user in await persistence.Users.GetSessionsAsync(login, timeout.Token).ConfigureAwait(false))
-                {
-                    if (user.Node != services.NodeId && services.Registry.Find(user.SessionId) is null)
-                    {
-                        remote++;
-                    }
-                }
-            }
-            catch (Exception ex)
-            {
-                ApplicationLog.SessionCountFailed(Logger, ex, session.Id, login);
-            }
+            // Created times (to find the oldest) are asked of the other nodes only when a session has to go.
+            remote = await services.ClusterSessions.LiveElsewhereAsync(login, takenOver is null ? token : null, terminateOldest ? max - local.Count : int.MaxValue, CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            ApplicationLog.SessionCountFailed(Logger, ex, session.Id, login);
         }
 
-        var count = local.Count + remote;
+        var count = local.Count + remote.Count;
         if (count < max)
         {
             return;
         }
 
-        if (_sessionOptions.WhenMaxPerUser == MaxSessionsPerUserPolicy.RefuseNew)
+        if (!terminateOldest)
         {
             throw StompProtocolException.LimitExceeded(LimitName, count + 1, max);
         }
 
-        foreach (var oldest in local.OrderBy(s => s.CreatedAt))
+        // A session whose created time its node did not tell is taken as the oldest (its node may be gone).
+        var candidates = local.Select(s => (CreatedAt: s.CreatedAt, Local: (StompSession?)s, Remote: (StompSessionInfo?)null))
+            .Concat(remote.Select(r => (CreatedAt: r.CreatedAt ?? DateTimeOffset.MinValue, Local: (StompSession?)null, Remote: (StompSessionInfo?)r)))
+            .OrderBy(c => c.CreatedAt);
+        var reason = $"session ended: '{login}' opened a newer session past {LimitName} ({max})";
+        foreach (var oldest in candidates)
         {
             if (count < max)
             {
                 break;
             }
 
-            var reason = $"session ended: '{login}' opened a newer session past {LimitName} ({max})";
-            ApplicationLog.Terminated(Logger, oldest.Id, login, reason);
-            Metrics.Terminated("max_per_user");
-            oldest.Terminate(reason);
-            count--;
+            if (oldest.Local is { } here)
+            {
+                ApplicationLog.Terminated(Logger, here.Id, login, reason);
+                Metrics.Terminated("max_per_user");
+                here.Terminate(reason);
+                count--;
+            }
+            else if (services.Cluster.IsEnabled)
+            {
+                // Its node ends it, or (down, no answer) its record is deleted here.
+                await services.ClusterSessions.TerminateOnAsync(oldest.Remote!.Node, oldest.Remote.Id, login, reason, "max_per_user", CancellationToken.None).ConfigureAwait(false);
+                count--;
+            }
         }
 
         if (count >= max)

@@ -3,7 +3,10 @@ using Broker.Sessions;
 
 namespace Broker.Application;
 
-/// <summary><see cref="IStompSessionControl"/> over this node's session registry, its away sessions, the user registry and the session store.</summary>
+/// <summary>
+/// <see cref="IStompSessionControl"/> over this node's session registry, its away sessions, the user registry and the
+/// session store; sessions on other nodes through the cluster (<see cref="Cluster.ClusterSessions"/>).
+/// </summary>
 internal sealed class StompSessionControl(StompSessionServices services, AwaySessions away) : IStompSessionControl
 {
     // How long ending a connected session waits for it to close before deleting its record anyway.
@@ -12,6 +15,17 @@ internal sealed class StompSessionControl(StompSessionServices services, AwaySes
     public async ValueTask<IReadOnlyList<StompSessionInfo>> FindByUserAsync(string login, CancellationToken cancellationToken = default)
     {
         ArgumentException.ThrowIfNullOrEmpty(login);
+        var found = FindHere(login);
+        var ids = new HashSet<string>(found.Select(s => s.Id), StringComparer.Ordinal);
+
+        // Other nodes' sessions: as those nodes describe them (cluster), else as the user registry lists them.
+        await services.ClusterSessions.AddElsewhereAsync(login, ids, found, cancellationToken).ConfigureAwait(false);
+        return found;
+    }
+
+    /// <summary>This node's sessions of <paramref name="login"/>, connected and away (also what this node answers another node's cluster request with).</summary>
+    internal List<StompSessionInfo> FindHere(string login)
+    {
         var found = new List<StompSessionInfo>();
         var ids = new HashSet<string>(StringComparer.Ordinal);
         foreach (var session in services.Registry.SessionsOf(login))
@@ -27,19 +41,6 @@ internal sealed class StompSessionControl(StompSessionServices services, AwaySes
             if (ids.Add(entry.Record.Id))
             {
                 found.Add(entry.Info);
-            }
-        }
-
-        if (services.Persistence is { } persistence)
-        {
-            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            timeout.CancelAfter(persistence.Options.StoreTimeout);
-            foreach (var user in await persistence.Users.GetSessionsAsync(login, timeout.Token).ConfigureAwait(false))
-            {
-                if (user.Node != services.NodeId && ids.Add(user.SessionId))
-                {
-                    found.Add(new StompSessionInfo(user.SessionId, login, user.Node, Connected: true, Durable: true, null, null, [], new Dictionary<string, string>()));
-                }
             }
         }
 
@@ -97,6 +98,18 @@ internal sealed class StompSessionControl(StompSessionServices services, AwaySes
     {
         ArgumentException.ThrowIfNullOrEmpty(sessionId);
         ArgumentException.ThrowIfNullOrWhiteSpace(reason);
+        if (await TerminateHereAsync(sessionId, reason, cancellationToken).ConfigureAwait(false))
+        {
+            return true;
+        }
+
+        // Not held here: the node that holds it ends it (cluster); else its record in a shared store is deleted.
+        return await services.ClusterSessions.TerminateElsewhereAsync(sessionId, reason, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Ends the session when this node holds it, connected or away; false when it does not.</summary>
+    internal async Task<bool> TerminateHereAsync(string sessionId, string reason, CancellationToken cancellationToken)
+    {
         if (services.Registry.Find(sessionId) is { } live)
         {
             await TerminateAsync(live, reason, cancellationToken).ConfigureAwait(false);
@@ -111,14 +124,6 @@ internal sealed class StompSessionControl(StompSessionServices services, AwaySes
             return true;
         }
 
-        // Not held here: an away session another node recorded (a shared store) is deleted there.
-        if (services.Persistence is { } persistence)
-        {
-            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            timeout.CancelAfter(persistence.Options.StoreTimeout);
-            return await persistence.Store.RemoveAsync(sessionId, timeout.Token).ConfigureAwait(false);
-        }
-
         return false;
     }
 
@@ -126,6 +131,13 @@ internal sealed class StompSessionControl(StompSessionServices services, AwaySes
     {
         ArgumentException.ThrowIfNullOrEmpty(login);
         ArgumentException.ThrowIfNullOrWhiteSpace(reason);
+        var here = await TerminateUserHereAsync(login, reason, cancellationToken).ConfigureAwait(false);
+        return here + await services.ClusterSessions.TerminateUserElsewhereAsync(login, reason, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Ends every session of <paramref name="login"/> this node holds, connected or away; returns how many.</summary>
+    internal async Task<int> TerminateUserHereAsync(string login, string reason, CancellationToken cancellationToken)
+    {
         var ended = new List<Task>();
         foreach (var session in services.Registry.SessionsOf(login))
         {
@@ -156,8 +168,9 @@ internal sealed class StompSessionControl(StompSessionServices services, AwaySes
         {
             await session.Finished.WaitAsync(CloseWait, cancellationToken).ConfigureAwait(false);
         }
-        catch (TimeoutException)
+        catch (Exception ex) when (ex is TimeoutException or OperationCanceledException)
         {
+            // Its record goes below in any case; the close goes on by itself.
         }
 
         // Closing already for another reason (a drop), the session kept its state to resume: delete it after all.
@@ -177,5 +190,7 @@ internal sealed class StompSessionControl(StompSessionServices services, AwaySes
             services.Registry.Unpark(principal, record.Id);
             services.Persistence?.SetLive(record.Id, principal, services.NodeId, live: false);
         }
+
+        services.Cluster.NotAway(record.Principal, record.Id);
     }
 }

@@ -43,6 +43,12 @@ internal sealed class ClusterKeys(string prefix)
 
     public RedisChannel QueueChannel(string name) => RedisChannel.Literal($"{Prefix}qn:{name}");
 
+    /// <summary>The channel a node listens on for control requests and replies (<see cref="RedisClusterControl"/>).</summary>
+    public RedisChannel NodeControl(string nodeId) => RedisChannel.Literal($"{Prefix}node:{nodeId}:control");
+
+    /// <summary>A hash of the user's durable sessions that dropped and may resume: session id → when it expires, node, user destinations.</summary>
+    public RedisKey AwaySessions(string login) => $"{Prefix}away:{{{login}}}";
+
     /// <summary>A fresh epoch: 64 random bits in hex.</summary>
     public static string NewEpoch() => Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(8));
 

@@ -67,7 +67,7 @@ internal sealed partial class RedisClusterBroker
         }
     }
 
-    private static bool IsRedisFailure(Exception exception) =>
+    internal static bool IsRedisFailure(Exception exception) =>
         exception is RedisException or TimeoutException or ObjectDisposedException or InvalidOperationException or OperationCanceledException;
 
     private void OnConnectionFailed(ConnectionFailedEventArgs e)

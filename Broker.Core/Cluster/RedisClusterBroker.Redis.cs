@@ -7,6 +7,9 @@ namespace Broker.Cluster;
 // The Redis operations the topics and queues use: each bounded by the operation timeout, none throwing into a message path.
 internal sealed partial class RedisClusterBroker
 {
+    /// <summary>The connection, once made (the control plane's pub/sub shares it).</summary>
+    internal ConnectionMultiplexer? Multiplexer => Volatile.Read(ref _multiplexer);
+
     internal IDatabase? Database => _multiplexer is { IsConnected: true } multiplexer ? multiplexer.GetDatabase() : null;
 
     internal BrokerMessage? Decode(string key, ReadOnlyMemory<byte> payload)

@@ -28,6 +28,11 @@ public static class RedisClusterExtensions
         builder.Services.RemoveAll<IMessageBroker>();
         builder.Services.AddSingleton<IMessageBroker>(sp => sp.GetRequiredService<RedisClusterBroker>());
         builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, RedisClusterHost>());
+
+        // Session control across nodes: requests to the node that holds a session, over the same Redis.
+        builder.Services.TryAddSingleton<RedisClusterControl>();
+        builder.Services.TryAddSingleton<IClusterControl>(sp => sp.GetRequiredService<RedisClusterControl>());
+        builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, ClusterControlHost>());
         return builder;
     }
 
@@ -68,6 +73,18 @@ internal sealed class RedisClusterHost(RedisClusterBroker broker) : IHostedServi
     public Task StartAsync(CancellationToken cancellationToken)
     {
         broker.Start();
+        return Task.CompletedTask;
+    }
+
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+}
+
+/// <summary>Starts the control plane with the host: this node listens for requests, which its sessions carry out.</summary>
+internal sealed class ClusterControlHost(RedisClusterControl control, Sessions.StompSessionServices services) : IHostedService
+{
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        control.Start(services.NodeId, services.ClusterSessions.HandleAsync);
         return Task.CompletedTask;
     }
 

@@ -71,6 +71,19 @@ public sealed class RedisClusterOptions
     /// </summary>
     public int MaxResumeBuffer { get; set; } = 10_000;
 
+    /// <summary>
+    /// Longest wait for another node to answer a control request (end a session, hand one over, describe a user's
+    /// sessions). Past it, or at once when no node listens on that node's channel, the asking node acts without it:
+    /// it deletes the session's record (ending) or resumes from the store (take-over). Default 5 seconds.
+    /// </summary>
+    public TimeSpan ControlTimeout { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>
+    /// Control requests a node may wait on at once (limit <c>cluster-control-pending</c>); past it a request is
+    /// not sent and its caller falls back as if the other node did not answer. Default 1024.
+    /// </summary>
+    public int MaxPendingControlRequests { get; set; } = 1024;
+
     internal void Validate()
     {
         if (string.IsNullOrWhiteSpace(KeyPrefix))
@@ -78,14 +91,14 @@ public sealed class RedisClusterOptions
             throw new InvalidOperationException("Broker:Cluster:KeyPrefix must not be empty.");
         }
 
-        if (OperationTimeout <= TimeSpan.Zero || ConnectTimeout <= TimeSpan.Zero || KeyTtl <= TimeSpan.Zero || QueueRedeliveryTimeout <= TimeSpan.Zero || PositionFlushInterval <= TimeSpan.Zero)
+        if (OperationTimeout <= TimeSpan.Zero || ConnectTimeout <= TimeSpan.Zero || KeyTtl <= TimeSpan.Zero || QueueRedeliveryTimeout <= TimeSpan.Zero || PositionFlushInterval <= TimeSpan.Zero || ControlTimeout <= TimeSpan.Zero)
         {
-            throw new InvalidOperationException("Broker:Cluster timeouts (ConnectTimeout, OperationTimeout, KeyTtl, QueueRedeliveryTimeout, PositionFlushInterval) must be positive.");
+            throw new InvalidOperationException("Broker:Cluster timeouts (ConnectTimeout, OperationTimeout, KeyTtl, QueueRedeliveryTimeout, PositionFlushInterval, ControlTimeout) must be positive.");
         }
 
-        if (QueueReadBatch < 1 || MaxPublishesInFlight < 1 || OutageBufferSize < 0 || MaxResumeBuffer < 1)
+        if (QueueReadBatch < 1 || MaxPublishesInFlight < 1 || OutageBufferSize < 0 || MaxResumeBuffer < 1 || MaxPendingControlRequests < 1)
         {
-            throw new InvalidOperationException("Broker:Cluster limits (QueueReadBatch, MaxPublishesInFlight, MaxResumeBuffer) must be at least 1, OutageBufferSize at least 0.");
+            throw new InvalidOperationException("Broker:Cluster limits (QueueReadBatch, MaxPublishesInFlight, MaxResumeBuffer, MaxPendingControlRequests) must be at least 1, OutageBufferSize at least 0.");
         }
     }
 }

@@ -15,6 +15,12 @@ public interface ISessionStore
     /// <summary>The record whose token hash is <paramref name="tokenHash"/>, or null (unknown or expired).</summary>
     ValueTask<SessionRecord?> FindByTokenHashAsync(ReadOnlyMemory<byte> tokenHash, CancellationToken cancellationToken = default);
 
+    /// <summary>
+    /// The record with <paramref name="sessionId"/>, or null (unknown, expired, or a store that cannot look up by id:
+    /// the default). The cluster uses it to find the node that holds a session it is asked to end.
+    /// </summary>
+    ValueTask<SessionRecord?> FindByIdAsync(string sessionId, CancellationToken cancellationToken = default) => ValueTask.FromResult<SessionRecord?>(null);
+
     /// <summary>Deletes the record; true if it existed.</summary>
     ValueTask<bool> RemoveAsync(string sessionId, CancellationToken cancellationToken = default);
 

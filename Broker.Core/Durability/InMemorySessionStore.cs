@@ -69,6 +69,18 @@ public sealed class InMemorySessionStore : ISessionStore, IUserRegistry
         return ValueTask.FromResult<SessionRecord?>(null);
     }
 
+    public ValueTask<SessionRecord?> FindByIdAsync(string sessionId, CancellationToken cancellationToken = default)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        var oldest = _time.GetUtcNow() - _ttl;
+        lock (_lock)
+        {
+            return ValueTask.FromResult(_sessions.TryGetValue(sessionId, out var record) && record.LastSeenAt >= oldest
+                ? record with { TokenHash = (byte[])record.TokenHash.Clone() }
+                : null);
+        }
+    }
+
     public ValueTask<bool> RemoveAsync(string sessionId, CancellationToken cancellationToken = default)
     {
         cancellationToken.ThrowIfCancellationRequested();

@@ -173,12 +173,24 @@ public sealed class RedisSessionStore : ISessionStore, IUserRegistry, IDisposabl
             return null;
         }
 
-        var entries = await RunAsync("find session", db => db.HashGetAllAsync(_sessionPrefix + (string)id!), cancellationToken).ConfigureAwait(false);
+        var record = await ReadAsync(id!, cancellationToken).ConfigureAwait(false);
+        return record is not null && Convert.ToHexStringLower(record.TokenHash) == tokenHex ? record : null; // else expired or replaced between the two reads
+    }
+
+    public async ValueTask<SessionRecord?> FindByIdAsync(string sessionId, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(sessionId);
+        return await ReadAsync(sessionId, cancellationToken).ConfigureAwait(false);
+    }
+
+    private async Task<SessionRecord?> ReadAsync(string id, CancellationToken cancellationToken)
+    {
+        var entries = await RunAsync("find session", db => db.HashGetAllAsync(_sessionPrefix + id), cancellationToken).ConfigureAwait(false);
         var fields = entries.ToDictionary(e => (string)e.Name!, e => e.Value, StringComparer.Ordinal);
-        if (!fields.TryGetValue("token", out var storedToken) || (string?)storedToken != tokenHex
+        if (!fields.TryGetValue("token", out var storedToken) || storedToken.IsNullOrEmpty
             || !fields.TryGetValue("lastSeen", out var lastSeenValue) || !fields.TryGetValue("created", out var createdValue))
         {
-            return null; // expired or replaced between the two reads
+            return null;
         }
 
         var lastSeen = DateTimeOffset.FromUnixTimeMilliseconds((long)lastSeenValue);
@@ -189,8 +201,8 @@ public sealed class RedisSessionStore : ISessionStore, IUserRegistry, IDisposabl
 
         return new SessionRecord
         {
-            Id = id!,
-            TokenHash = Convert.FromHexString(tokenHex),
+            Id = id,
+            TokenHash = Convert.FromHexString((string)storedToken!),
             Principal = fields.TryGetValue("principal", out var principal) ? (string?)principal : null,
             Node = fields.TryGetValue("node", out var node) ? (string?)node : null,
             Subscriptions = fields.TryGetValue("subs", out var subs) ? SessionStoreJson.DeserializeSubscriptions(subs!) : [],

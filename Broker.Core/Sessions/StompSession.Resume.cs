@@ -42,6 +42,7 @@ public sealed partial class StompSession
             var recovered = await RestoreAsync(record).ConfigureAwait(false);
             _services.Metrics.Resumed(recovered);
             _persistence.Back(record.Id);
+            _services.Cluster.NotAway(Principal, record.Id);
             SaveSnapshot();
             if (Principal is not null)
             {
@@ -68,6 +69,7 @@ public sealed partial class StompSession
     {
         var hash = HashToken(token);
         SessionRecord? record = null;
+        var fromStore = false;
 
         // The session may still be live here (the old connection not yet noticed dead): take it over.
         if (_services.Registry.FindByTokenHash(hash) is { } live && live != this)
@@ -89,6 +91,7 @@ public sealed partial class StompSession
             {
                 using var timeout = new CancellationTokenSource(_persistence.Options.ResumeTimeout);
                 record = await _persistence.Store.FindByTokenHashAsync(hash, timeout.Token).ConfigureAwait(false);
+                fromStore = true;
             }
             catch (Exception ex)
             {
@@ -100,6 +103,12 @@ public sealed partial class StompSession
         if (record is null || record.Principal != Principal || !CryptographicOperations.FixedTimeEquals(record.TokenHash, hash))
         {
             return null;
+        }
+
+        if (fromStore)
+        {
+            // Its old connection may still be open on another node: that node closes it and hands over its final state.
+            record = await _services.ClusterSessions.TakeOverElsewhereAsync(record).ConfigureAwait(false);
         }
 
         _services.Registry.Rename(this, record.Id);
@@ -296,11 +305,13 @@ public sealed partial class StompSession
         if (disconnected)
         {
             _persistence.Remove(_finalState);
+            _services.Cluster.NotAway(Principal, Id);
         }
         else
         {
             _persistence.Save(_finalState);
             _persistence.Away(_finalState.Id);
+            _services.Cluster.Away(_finalState);
         }
 
         if (Principal is not null)

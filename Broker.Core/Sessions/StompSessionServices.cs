@@ -18,6 +18,7 @@ internal sealed class StompSessionServices(
     Durability.SessionPersistence? persistence = null)
 {
     private UserDestinationRouter? _userRouter;
+    private global::Broker.Cluster.ClusterSessions? _clusterSessions;
 
     private static long s_messageIds;
     private readonly string _nodePrefix = Convert.ToHexStringLower(BitConverter.GetBytes(Random.Shared.Next()));
@@ -51,6 +52,12 @@ internal sealed class StompSessionServices(
 
     /// <summary>Delivery to user destinations (a session's SEND, the application's messenger).</summary>
     public UserDestinationRouter UserRouter => _userRouter ??= new UserDestinationRouter(this);
+
+    /// <summary>The cluster's control plane (another node's sessions, the away directory); local-only without a cluster.</summary>
+    public global::Broker.Cluster.IClusterControl Cluster { get; init; } = global::Broker.Cluster.LocalClusterControl.Instance;
+
+    /// <summary>Session control across nodes: ending, describing and taking over sessions another node holds.</summary>
+    public global::Broker.Cluster.ClusterSessions ClusterSessions => _clusterSessions ??= new(this);
 
     /// <summary>This process's name in session records and the user registry.</summary>
     public string NodeId { get; } = $"{Environment.MachineName}-{Environment.ProcessId}-{Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(4))}";

@@ -9,7 +9,8 @@ namespace Broker.Sessions;
 /// for a user reaches every session of that user that subscribed to <c>/user/queue/&lt;name&gt;</c>: the user's sessions
 /// on this node, connected or dropped and resumable, and every session the user registry lists on another node (there
 /// the relay's shared queue reaches it; with the in-process broker the queue here keeps the message for a session that
-/// resumes here). No session: nothing is delivered, and that is no error, as in Spring.
+/// resumes here), and, with the Redis cluster, every session of the user that dropped on any node and may still resume
+/// (its queue is the cluster's, so it waits there for the resume, on any node). No session: nothing is delivered, and that is no error, as in Spring.
 /// </summary>
 internal sealed class UserDestinationRouter(StompSessionServices services)
 {
@@ -57,6 +58,16 @@ internal sealed class UserDestinationRouter(StompSessionServices services)
                 {
                     targets.Add(user.SessionId);
                 }
+            }
+        }
+
+        // Durable sessions that dropped on another node and may resume anywhere (the cluster's away directory):
+        // their queues are the cluster's, so the message waits there for the resume.
+        foreach (var away in await services.Cluster.AwayOfUserAsync(login, cancellationToken).ConfigureAwait(false))
+        {
+            if (Array.IndexOf(away.UserDestinations, subscribed) >= 0 && !targets.Contains(away.SessionId))
+            {
+                targets.Add(away.SessionId);
             }
         }
 

@@ -17,6 +17,7 @@ internal sealed class TestCluster : IAsyncDisposable
     private readonly List<StompTestClient> _clients = [];
     private readonly Action<StompBrokerOptions>? _broker;
     private readonly Action<RedisClusterOptions>? _cluster;
+    private Action<IServiceCollection>? _services;
 
     private TestCluster(RedisServer redis, RedisServer sessions, Action<StompBrokerOptions>? broker, Action<RedisClusterOptions>? cluster)
     {
@@ -44,9 +45,9 @@ internal sealed class TestCluster : IAsyncDisposable
     public TestServer B => _nodes[1];
 
     public static async Task<TestCluster> StartAsync(RedisServer redis, int nodes = 2, Action<StompBrokerOptions>? broker = null,
-        Action<RedisClusterOptions>? cluster = null, RedisServer? sessions = null)
+        Action<RedisClusterOptions>? cluster = null, RedisServer? sessions = null, Action<IServiceCollection>? services = null)
     {
-        var testCluster = new TestCluster(redis, sessions ?? redis, broker, cluster);
+        var testCluster = new TestCluster(redis, sessions ?? redis, broker, cluster) { _services = services };
         try
         {
             for (var i = 0; i < nodes; i++)
@@ -71,24 +72,31 @@ internal sealed class TestCluster : IAsyncDisposable
             o.Users["bob"] = "bob";
             o.Users["alice"] = "alice";
             _broker?.Invoke(o);
-        }, services => services.AddSingleton<Microsoft.Extensions.Logging.ILoggerProvider>(Logs).AddStompBroker()
-            .AddRedisSessionStore(o =>
-            {
-                o.Configuration = Sessions.Configuration;
-                o.KeyPrefix = Prefix + "s:";
-            })
-            .AddRedisCluster(o =>
-            {
-                o.Redis = Redis.Configuration;
-                o.KeyPrefix = Prefix;
-                o.QueueRedeliveryTimeout = TimeSpan.FromSeconds(2);
-                _cluster?.Invoke(o);
-            }));
+        }, services =>
+        {
+            _services?.Invoke(services);
+            services.AddSingleton<Microsoft.Extensions.Logging.ILoggerProvider>(Logs).AddStompBroker()
+                .AddRedisSessionStore(o =>
+                {
+                    o.Configuration = Sessions.Configuration;
+                    o.KeyPrefix = Prefix + "s:";
+                })
+                .AddRedisCluster(o =>
+                {
+                    o.Redis = Redis.Configuration;
+                    o.KeyPrefix = Prefix;
+                    o.QueueRedeliveryTimeout = TimeSpan.FromSeconds(2);
+                    _cluster?.Invoke(o);
+                });
+        });
         _nodes.Add(node);
         if (!await Broker(node).WaitConnectedAsync(TimeSpan.FromSeconds(20)))
         {
             throw new TimeoutException("a node did not connect to Redis");
         }
+
+        // Other nodes' control requests reach it once it listens on its channel.
+        await Eventually.That(() => node.Services.GetRequiredService<RedisClusterControl>().IsEnabled, "the node takes control requests", Eventually.Relaxed);
 
         return node;
     }

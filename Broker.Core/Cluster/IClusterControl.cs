@@ -1,0 +1,53 @@
+using Broker.Durability;
+
+namespace Broker.Cluster;
+
+/// <summary>
+/// The cluster's control plane: requests to the node that holds a session (end it, end a user's sessions, hand it
+/// over, describe a user's sessions), answered within a timeout, and the directory of durable sessions that dropped
+/// and may resume (for user destinations sent from other nodes). <see cref="LocalClusterControl"/> when there is no
+/// cluster; <see cref="RedisClusterControl"/> over Redis pub/sub with <c>Broker:Cluster:Kind=redis</c>.
+/// </summary>
+internal interface IClusterControl
+{
+    /// <summary>True once other nodes can be asked (the cluster is on and this node listens).</summary>
+    bool IsEnabled { get; }
+
+    /// <summary>Sends <paramref name="request"/> to <paramref name="node"/> and waits for its reply, never longer than the control timeout.</summary>
+    Task<ControlAnswer> AskAsync(string node, ControlMessage request, CancellationToken cancellationToken = default);
+
+    /// <summary>A durable session of this node dropped and may resume anywhere until its TTL passes (write-behind).</summary>
+    void Away(SessionRecord record);
+
+    /// <summary>A session is no longer away: it resumed, or ended for good (write-behind).</summary>
+    void NotAway(string? principal, string sessionId);
+
+    /// <summary>The user's durable sessions that dropped on any node and may still resume; empty when unknown.</summary>
+    Task<IReadOnlyList<AwayEntry>> AwayOfUserAsync(string login, CancellationToken cancellationToken = default);
+}
+
+/// <summary>How a control request ended.</summary>
+internal enum ControlOutcome
+{
+    /// <summary>The node replied (<see cref="ControlAnswer.Reply"/>).</summary>
+    Answered,
+
+    /// <summary>No node listens on its channel: it is down. The caller acts for it (deletes the record).</summary>
+    NodeGone,
+
+    /// <summary>No reply within the control timeout, Redis unreachable, or too many requests pending. The caller falls back.</summary>
+    NoAnswer,
+}
+
+/// <summary>The outcome of a control request and, when answered, the reply.</summary>
+internal readonly record struct ControlAnswer(ControlOutcome Outcome, ControlMessage? Reply)
+{
+    public static ControlAnswer Gone => new(ControlOutcome.NodeGone, null);
+
+    public static ControlAnswer None => new(ControlOutcome.NoAnswer, null);
+
+    public bool Found => Outcome == ControlOutcome.Answered && Reply is { Found: true };
+}
+
+/// <summary>A durable session away from its connection: which node saw it last and its <c>/user/queue/</c> subscriptions.</summary>
+internal sealed record AwayEntry(string SessionId, string Node, string[] UserDestinations);

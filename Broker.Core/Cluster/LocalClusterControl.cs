@@ -1,0 +1,28 @@
+using Broker.Durability;
+
+namespace Broker.Cluster;
+
+/// <summary>No cluster: there are no other nodes to ask, and away sessions are known only to the node they dropped on.</summary>
+internal sealed class LocalClusterControl : IClusterControl
+{
+    public static readonly LocalClusterControl Instance = new();
+
+    private LocalClusterControl()
+    {
+    }
+
+    public bool IsEnabled => false;
+
+    public Task<ControlAnswer> AskAsync(string node, ControlMessage request, CancellationToken cancellationToken = default) => Task.FromResult(ControlAnswer.None);
+
+    public void Away(SessionRecord record)
+    {
+    }
+
+    public void NotAway(string? principal, string sessionId)
+    {
+    }
+
+    public Task<IReadOnlyList<AwayEntry>> AwayOfUserAsync(string login, CancellationToken cancellationToken = default) =>
+        Task.FromResult<IReadOnlyList<AwayEntry>>([]);
+}

@@ -1,0 +1,268 @@
+using System.Diagnostics.Metrics;
+using System.Globalization;
+using Broker.Durability;
+using Broker.Routing;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using StackExchange.Redis;
+
+namespace Broker.Cluster;
+
+/// <summary>
+/// <see cref="IClusterControl"/> over the cluster's Redis connection. Every node SUBSCRIBEs to its own channel,
+/// <c>&lt;prefix&gt;node:&lt;node id&gt;:control</c>; a request is PUBLISHed to the holder's channel with an id and the
+/// sender's node id, and the reply comes back on the sender's channel with the same id (<see cref="ControlReplies"/>).
+/// PUBLISH answers with the number of listeners, so a node that is down is known at once (0) and its caller falls
+/// back without waiting; a node that listens but does not reply within <see cref="RedisClusterOptions.ControlTimeout"/>
+/// is treated the same way. Requests are carried out off the subscription's thread, each within the timeout.
+/// The away directory is one hash per user (<see cref="ClusterKeys.AwaySessions"/>), written without waiting.
+/// </summary>
+internal sealed class RedisClusterControl : IClusterControl, IDisposable
+{
+    private readonly RedisClusterBroker _broker;
+    private readonly ClusterKeys _keys;
+    private readonly ControlReplies _replies;
+    private readonly TimeSpan _timeout;
+    private readonly TimeSpan _ttl;
+    private readonly ILogger _logger;
+    private readonly TimeProvider _time;
+    private readonly Counter<long> _requests;
+    private readonly CancellationTokenSource _stopping = new();
+    private string? _nodeId;
+    private Func<ControlMessage, CancellationToken, Task<ControlMessage>>? _handler;
+    private volatile bool _listening;
+    private int _disposed;
+
+    public RedisClusterControl(RedisClusterBroker broker, IOptions<DurableSessionOptions> sessions, IMeterFactory meterFactory, ILoggerFactory loggerFactory, TimeProvider? time = null)
+    {
+        _broker = broker;
+        _keys = broker.Keys;
+        _replies = new ControlReplies(broker.Options.MaxPendingControlRequests);
+        _timeout = broker.Options.ControlTimeout;
+        _ttl = sessions.Value.Ttl;
+        _logger = loggerFactory.CreateLogger("Broker.Cluster.Control");
+        _time = time ?? TimeProvider.System;
+        var meter = meterFactory.Create(BrokerMetrics.MeterName);
+        _requests = meter.CreateCounter<long>("broker.cluster.control.requests", description: "Control requests this node sent to others, by kind and outcome (answered, node_gone, no_answer)");
+        meter.CreateObservableGauge("broker.cluster.control.pending", () => _replies.Count, description: "Control requests waiting for a reply (limit cluster-control-pending)");
+    }
+
+    public bool IsEnabled => _listening;
+
+    /// <summary>Starts listening on this node's channel; <paramref name="handler"/> carries out requests from other nodes.</summary>
+    public void Start(string nodeId, Func<ControlMessage, CancellationToken, Task<ControlMessage>> handler)
+    {
+        if (Interlocked.CompareExchange(ref _nodeId, nodeId, null) is null)
+        {
+            _handler = handler;
+            _ = ListenAsync(nodeId);
+        }
+    }
+
+    // SUBSCRIBE once connected; the multiplexer subscribes again by itself after every reconnect.
+    private async Task ListenAsync(string nodeId)
+    {
+        while (!_stopping.IsCancellationRequested)
+        {
+            try
+            {
+                if (await _broker.WaitConnectedAsync(TimeSpan.FromSeconds(30)).ConfigureAwait(false) && _broker.Multiplexer is { } multiplexer)
+                {
+                    var channel = _keys.NodeControl(nodeId);
+                    await multiplexer.GetSubscriber().SubscribeAsync(channel, (_, value) => OnMessage(value)).WaitAsync(_broker.Options.OperationTimeout).ConfigureAwait(false);
+                    _listening = true;
+                    Log.ControlListening(_logger, nodeId, channel.ToString());
+                    return;
+                }
+            }
+            catch (Exception ex) when (RedisClusterBroker.IsRedisFailure(ex))
+            {
+                Log.OperationFailed(_logger, ex, "subscribe to the control channel");
+            }
+
+            await Task.Delay(TimeSpan.FromSeconds(1), _time, CancellationToken.None).ConfigureAwait(false);
+        }
+    }
+
+    private void OnMessage(RedisValue value)
+    {
+        var message = ControlMessage.Decode((byte[])value!);
+        if (message is null)
+        {
+            Log.Undecodable(_logger, "control channel");
+        }
+        else if (message.Kind == ControlMessage.Reply)
+        {
+            _replies.Complete(message);
+        }
+        else
+        {
+            _ = HandleAsync(message);
+        }
+    }
+
+    // Carries out another node's request within the timeout (less a margin for the reply to travel) and replies.
+    private async Task HandleAsync(ControlMessage request)
+    {
+        ControlMessage reply;
+        try
+        {
+            using var budget = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
+            budget.CancelAfter(_timeout * 0.8);
+            reply = await _handler!(request, budget.Token).ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            Log.ControlRequestFailed(_logger, ex, request.Kind, request.From);
+            reply = request.ReplyTo();
+        }
+
+        try
+        {
+            _broker.Multiplexer?.GetSubscriber().Publish(_keys.NodeControl(request.From), reply.Encode(), CommandFlags.FireAndForget);
+        }
+        catch (Exception ex) when (RedisClusterBroker.IsRedisFailure(ex))
+        {
+            Log.OperationFailed(_logger, ex, "reply to a control request");
+        }
+    }
+
+    public async Task<ControlAnswer> AskAsync(string node, ControlMessage request, CancellationToken cancellationToken = default)
+    {
+        var answer = await SendAsync(node, request, cancellationToken).ConfigureAwait(false);
+        _requests.Add(1, new KeyValuePair<string, object?>("kind", request.Kind), new KeyValuePair<string, object?>("outcome", OutcomeName(answer.Outcome)));
+        if (answer.Outcome != ControlOutcome.Answered)
+        {
+            Log.ControlNotAnswered(_logger, request.Kind, node, OutcomeName(answer.Outcome));
+        }
+
+        return answer;
+    }
+
+    private async Task<ControlAnswer> SendAsync(string node, ControlMessage request, CancellationToken cancellationToken)
+    {
+        if (_nodeId is not { } self || !_listening || _broker.Multiplexer is not { IsConnected: true } multiplexer)
+        {
+            return ControlAnswer.None;
+        }
+
+        if (!_replies.TryAdd(out var id, out var reply))
+        {
+            Log.ControlPendingFull(_logger, request.Kind, node, _replies.Limit);
+            return ControlAnswer.None;
+        }
+
+        try
+        {
+            var started = _time.GetTimestamp();
+            var payload = (request with { Id = id, From = self }).Encode();
+            var listeners = await multiplexer.GetSubscriber().PublishAsync(_keys.NodeControl(node), payload).WaitAsync(_timeout, _time, cancellationToken).ConfigureAwait(false);
+            if (listeners == 0)
+            {
+                return ControlAnswer.Gone;
+            }
+
+            var left = _timeout - _time.GetElapsedTime(started);
+            return left <= TimeSpan.Zero ? ControlAnswer.None : new ControlAnswer(ControlOutcome.Answered, await reply.WaitAsync(left, _time, cancellationToken).ConfigureAwait(false));
+        }
+        catch (Exception ex) when (RedisClusterBroker.IsRedisFailure(ex) && !cancellationToken.IsCancellationRequested)
+        {
+            return ControlAnswer.None;
+        }
+        finally
+        {
+            _replies.Remove(id);
+        }
+    }
+
+    private static string OutcomeName(ControlOutcome outcome) => outcome switch
+    {
+        ControlOutcome.Answered => "answered",
+        ControlOutcome.NodeGone => "node_gone",
+        _ => "no_answer",
+    };
+
+    public void Away(SessionRecord record)
+    {
+        if (record.Principal is not { } principal || _nodeId is not { } self || _broker.Database is not { } database)
+        {
+            return;
+        }
+
+        var destinations = record.Subscriptions.Where(s => Destinations.IsUser(s.Destination)).Select(s => s.Destination);
+        var expiresAt = (_time.GetUtcNow() + _ttl).ToUnixTimeMilliseconds().ToString(CultureInfo.InvariantCulture);
+        var key = _keys.AwaySessions(principal);
+        try
+        {
+            // User destinations hold no line breaks (UserDestinations rejects them): one per line.
+            database.HashSet(key, record.Id, string.Join('\n', [expiresAt, self, .. destinations]), flags: CommandFlags.FireAndForget);
+            database.KeyExpire(key, _ttl, CommandFlags.FireAndForget);
+        }
+        catch (Exception ex) when (RedisClusterBroker.IsRedisFailure(ex))
+        {
+            Log.OperationFailed(_logger, ex, "record an away session");
+        }
+    }
+
+    public void NotAway(string? principal, string sessionId)
+    {
+        if (principal is null || _broker.Database is not { } database)
+        {
+            return;
+        }
+
+        try
+        {
+            database.HashDelete(_keys.AwaySessions(principal), sessionId, CommandFlags.FireAndForget);
+        }
+        catch (Exception ex) when (RedisClusterBroker.IsRedisFailure(ex))
+        {
+            Log.OperationFailed(_logger, ex, "forget an away session");
+        }
+    }
+
+    public async Task<IReadOnlyList<AwayEntry>> AwayOfUserAsync(string login, CancellationToken cancellationToken = default)
+    {
+        if (_broker.Database is not { } database)
+        {
+            return [];
+        }
+
+        HashEntry[] entries;
+        var key = _keys.AwaySessions(login);
+        try
+        {
+            entries = await database.HashGetAllAsync(key).WaitAsync(_broker.Options.OperationTimeout, _time, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (RedisClusterBroker.IsRedisFailure(ex) && !cancellationToken.IsCancellationRequested)
+        {
+            Log.OperationFailed(_logger, ex, "read away sessions");
+            return [];
+        }
+
+        var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
+        var found = new List<AwayEntry>(entries.Length);
+        foreach (var entry in entries)
+        {
+            var parts = ((string?)entry.Value ?? "").Split('\n');
+            if (parts.Length < 2 || !long.TryParse(parts[0], CultureInfo.InvariantCulture, out var expiresAt) || expiresAt <= now)
+            {
+                database.HashDelete(key, entry.Name, CommandFlags.FireAndForget);
+                continue;
+            }
+
+            found.Add(new AwayEntry(entry.Name!, parts[1], parts[2..]));
+        }
+
+        return found;
+    }
+
+    // Disposed once per registration (itself and IClusterControl): the token stays usable, only cancelled.
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) == 0)
+        {
+            _stopping.Cancel();
+        }
+    }
+}
