@@ -23,7 +23,7 @@ internal sealed class RabbitMqRelay : IMessageBroker, IHealthCheck, IAsyncDispos
     private readonly BrokerMetrics _metrics;
     private readonly ILogger _logger;
     private readonly RelayLink[] _links;
-    private readonly int _maxQueueLength;
+    private readonly RelayQueueLimits _limits;
     private readonly TimeSpan _durableExpiry;
     private int _started;
     private int _disposed;
@@ -37,7 +37,8 @@ internal sealed class RabbitMqRelay : IMessageBroker, IHealthCheck, IAsyncDispos
         _options = options.Value;
         _metrics = metrics;
         _logger = loggerFactory.CreateLogger("Broker.Relay.RabbitMq");
-        _maxQueueLength = brokerOptions.Value.MaxQueueLength;
+        var broker = brokerOptions.Value;
+        _limits = new RelayQueueLimits(broker.MaxQueueLength, broker.MaxQueueBytes, broker.QueueOverflow, broker.QueueExpiry);
         _durableExpiry = _options.DurableQueueExpiry ?? sessionOptions.Value.Ttl;
         if (_options.Connections < 1)
         {
@@ -47,7 +48,7 @@ internal sealed class RabbitMqRelay : IMessageBroker, IHealthCheck, IAsyncDispos
         _links = new RelayLink[_options.Connections];
         for (var i = 0; i < _links.Length; i++)
         {
-            _links[i] = new RelayLink(i, _options, _logger, brokerOptions.Value.QueueExpiry);
+            _links[i] = new RelayLink(i, _options, _logger, _limits);
         }
 
         metrics.Observe("link.up", "relay", () => _links.Select(l => new Measurement<long>(l.IsConnected ? 1 : 0,
@@ -128,7 +129,14 @@ internal sealed class RabbitMqRelay : IMessageBroker, IHealthCheck, IAsyncDispos
             catch (PublishException ex) when (ex.IsReturn && isQueue && !declared)
             {
                 declared = true;
-                await link!.DeclareDestinationQueueAsync(routingKey, _maxQueueLength).ConfigureAwait(false);
+                await link!.DeclareDestinationQueueAsync(routingKey).ConfigureAwait(false);
+            }
+            catch (PublishException ex) when (isQueue && !ex.IsReturn)
+            {
+                // Nacked: the queue is full and refuses publishes (x-overflow reject-publish). Which limit it reached
+                // is told by its length; this path is the rare one, so the look costs nothing on the fast one.
+                var messages = await link!.MessageCountAsync(routingKey).ConfigureAwait(false) ?? 0;
+                throw Resources.LimitExceededException.QueueFull(_limits.LimitReached(messages), message.Destination);
             }
             catch (PublishException ex)
             {
@@ -267,7 +275,7 @@ internal sealed class RabbitMqRelay : IMessageBroker, IHealthCheck, IAsyncDispos
     {
         Start();
         var link = _links[(int)((uint)Interlocked.Increment(ref _nextLink) % (uint)_links.Length)];
-        var subscription = new RelaySubscription(request, sink, link, _options, _maxQueueLength, _durableExpiry);
+        var subscription = new RelaySubscription(request, sink, link, _options, _limits, _durableExpiry);
         subscription.Start();
         link.Add(subscription);
         try
