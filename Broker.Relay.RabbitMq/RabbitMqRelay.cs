@@ -26,6 +26,7 @@ internal sealed class RabbitMqRelay : IMessageBroker, IHealthCheck, IAsyncDispos
     private readonly RelayQueueLimits _limits;
     private readonly TimeSpan _durableExpiry;
     private int _started;
+    private long _startedAt;
     private int _disposed;
     private int _nextLink;
     private int _nextPublish;
@@ -71,6 +72,7 @@ internal sealed class RabbitMqRelay : IMessageBroker, IHealthCheck, IAsyncDispos
     {
         if (Interlocked.Exchange(ref _started, 1) == 0)
         {
+            _startedAt = Environment.TickCount64;
             Log.Starting(_logger, _links.Length, _links[0].Endpoint);
             foreach (var link in _links)
             {
@@ -274,7 +276,7 @@ internal sealed class RabbitMqRelay : IMessageBroker, IHealthCheck, IAsyncDispos
     public async ValueTask<IBrokerSubscription> SubscribeAsync(SubscriptionRequest request, IMessageSink sink, CancellationToken cancellationToken = default)
     {
         Start();
-        var link = _links[(int)((uint)Interlocked.Increment(ref _nextLink) % (uint)_links.Length)];
+        var link = await SubscribeLinkAsync(cancellationToken).ConfigureAwait(false);
         var subscription = new RelaySubscription(request, sink, link, _options, _limits, _durableExpiry);
         subscription.Start();
         link.Add(subscription);
@@ -307,6 +309,32 @@ internal sealed class RabbitMqRelay : IMessageBroker, IHealthCheck, IAsyncDispos
         }
 
         return subscription;
+    }
+
+    // A RECEIPT for SUBSCRIBE must mean the queue is bound, so that a SEND after it reaches the subscriber: the
+    // subscription goes to a connected link (round robin among them), never to one that is reconnecting while
+    // another already takes publishes. At start-up, before any link is up, it waits for one (up to UnavailableWait
+    // after the start); while RabbitMQ is unreachable after that, it is attached when its link reconnects.
+    private async ValueTask<RelayLink> SubscribeLinkAsync(CancellationToken cancellationToken)
+    {
+        var start = (uint)Interlocked.Increment(ref _nextLink);
+        for (var waited = false; ; waited = true)
+        {
+            for (var i = 0; i < _links.Length; i++)
+            {
+                var link = _links[(int)((start + (uint)i) % (uint)_links.Length)];
+                if (link.CanAttach)
+                {
+                    return link;
+                }
+            }
+
+            var remaining = _startedAt + (long)_options.UnavailableWait.TotalMilliseconds - Environment.TickCount64;
+            if (waited || remaining <= 0 || !await WaitAnyConnectedAsync(TimeSpan.FromMilliseconds(remaining), cancellationToken).ConfigureAwait(false))
+            {
+                return _links[(int)(start % (uint)_links.Length)];
+            }
+        }
     }
 
     // Registered both as itself and as IMessageBroker, so the container disposes it twice.

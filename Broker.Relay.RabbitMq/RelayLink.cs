@@ -67,6 +67,9 @@ internal sealed class RelayLink : IAsyncDisposable
 
     public int Index => _index;
 
+    /// <summary>Channels open: a subscription attached now is bound before <see cref="AttachAsync"/> returns.</summary>
+    public bool CanAttach => _connected;
+
     /// <summary>Where the link connects, without credentials (for logs and errors).</summary>
     public string Endpoint => $"{_factory.HostName}:{_factory.Port}{_factory.VirtualHost}";
 
