@@ -195,14 +195,14 @@ internal sealed class RawStompClient : IAsyncDisposable
     public void Abort()
     {
         // Already disposed (a chaos cut may land while the client is reconnecting): nothing left to cut.
-        if (_socket.Client is null)
+        if (_socket.Client is not { } socket)
         {
             return;
         }
 
         try
         {
-            _socket.LingerState = new LingerOption(true, 0);
+            socket.LingerState = new LingerOption(true, 0);
         }
         catch (ObjectDisposedException)
         {
