@@ -247,6 +247,30 @@ public sealed class RelayDurableTests
         Assert.That((await resumed.ReceiveAsync()).BodyText, Is.EqualTo("new"));
     }
 
+    // Its queue dropped its oldest while the client was away (x-max-length, drop-head): the resume cannot say recovered.
+    [Test]
+    public async Task A_resume_whose_queue_reached_its_length_limit_says_recovered_false_and_gets_the_newest()
+    {
+        var topic = $"/topic/{Unique()}.full";
+        await using var harness = await StartAsync(_server, durable: true, configure: o => o.MaxQueueLength = 3);
+        var (first, connected) = await harness.OpenConnectedAsync("1.2", "guest");
+        await first.SubscribeAndWaitAsync("s", topic);
+        await first.DisposeAsync();
+        await harness.WaitSessionGoneAsync(connected["session"]!);
+        var publisher = await harness.OpenConnectedAsync();
+        for (var i = 1; i <= 5; i++)
+        {
+            await publisher.PublishConfirmedAsync(topic, $"f{i}");
+        }
+
+        var (resumed, again) = await harness.OpenConnectedAsync("1.2", "guest", connected["session-token"]);
+
+        Assert.That(again["resumed"], Is.EqualTo("true"));
+        Assert.That(again["recovered"], Is.EqualTo("false"), "f1 and f2 were dropped");
+        var bodies = new[] { (await resumed.ReceiveAsync()).BodyText, (await resumed.ReceiveAsync()).BodyText, (await resumed.ReceiveAsync()).BodyText };
+        Assert.That(bodies, Is.EqualTo(new[] { "f3", "f4", "f5" }));
+    }
+
     [Test]
     public async Task A_durable_queue_expires_after_the_session_TTL()
     {
