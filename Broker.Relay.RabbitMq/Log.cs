@@ -42,4 +42,10 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 312, Level = LogLevel.Debug, Message = "RabbitMQ relay: a pipelined SEND to {Destination} was not confirmed; publishing it again")]
     public static partial void PipelinedPublishRetried(ILogger logger, Exception exception, string destination);
+
+    [LoggerMessage(EventId = 313, Level = LogLevel.Warning, Message = "RabbitMQ relay: durable subscription {SubscriptionId} of session {SessionId} shares the consumer channel ({Max} durable subscriptions already have a channel of their own on this connection); a resume on another node may get some of its redeliveries behind newer messages")]
+    public static partial void SharedChannelForDurable(ILogger logger, string sessionId, string subscriptionId, int max);
+
+    [LoggerMessage(EventId = 314, Level = LogLevel.Warning, Message = "RabbitMQ relay: queue {Queue} exists with other arguments than these settings give ({Reason}); it is used as it is. Delete it, or set a RabbitMQ policy, to change its limits")]
+    public static partial void QueueArgumentsDiffer(ILogger logger, string queue, string reason);
 }

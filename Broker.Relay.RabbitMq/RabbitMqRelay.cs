@@ -23,9 +23,10 @@ internal sealed class RabbitMqRelay : IMessageBroker, IHealthCheck, IAsyncDispos
     private readonly BrokerMetrics _metrics;
     private readonly ILogger _logger;
     private readonly RelayLink[] _links;
-    private readonly int _maxQueueLength;
+    private readonly RelayQueueLimits _limits;
     private readonly TimeSpan _durableExpiry;
     private int _started;
+    private long _startedAt;
     private int _disposed;
     private int _nextLink;
     private int _nextPublish;
@@ -37,7 +38,8 @@ internal sealed class RabbitMqRelay : IMessageBroker, IHealthCheck, IAsyncDispos
         _options = options.Value;
         _metrics = metrics;
         _logger = loggerFactory.CreateLogger("Broker.Relay.RabbitMq");
-        _maxQueueLength = brokerOptions.Value.MaxQueueLength;
+        var broker = brokerOptions.Value;
+        _limits = new RelayQueueLimits(broker.MaxQueueLength, broker.MaxQueueBytes, broker.QueueOverflow, broker.QueueExpiry);
         _durableExpiry = _options.DurableQueueExpiry ?? sessionOptions.Value.Ttl;
         if (_options.Connections < 1)
         {
@@ -47,7 +49,7 @@ internal sealed class RabbitMqRelay : IMessageBroker, IHealthCheck, IAsyncDispos
         _links = new RelayLink[_options.Connections];
         for (var i = 0; i < _links.Length; i++)
         {
-            _links[i] = new RelayLink(i, _options, _logger, brokerOptions.Value.QueueExpiry);
+            _links[i] = new RelayLink(i, _options, _logger, _limits);
         }
 
         metrics.Observe("link.up", "relay", () => _links.Select(l => new Measurement<long>(l.IsConnected ? 1 : 0,
@@ -70,6 +72,7 @@ internal sealed class RabbitMqRelay : IMessageBroker, IHealthCheck, IAsyncDispos
     {
         if (Interlocked.Exchange(ref _started, 1) == 0)
         {
+            _startedAt = Environment.TickCount64;
             Log.Starting(_logger, _links.Length, _links[0].Endpoint);
             foreach (var link in _links)
             {
@@ -128,7 +131,14 @@ internal sealed class RabbitMqRelay : IMessageBroker, IHealthCheck, IAsyncDispos
             catch (PublishException ex) when (ex.IsReturn && isQueue && !declared)
             {
                 declared = true;
-                await link!.DeclareDestinationQueueAsync(routingKey, _maxQueueLength).ConfigureAwait(false);
+                await link!.DeclareDestinationQueueAsync(routingKey).ConfigureAwait(false);
+            }
+            catch (PublishException ex) when (isQueue && !ex.IsReturn)
+            {
+                // Nacked: the queue is full and refuses publishes (x-overflow reject-publish). Which limit it reached
+                // is told by its length; this path is the rare one, so the look costs nothing on the fast one.
+                var messages = await link!.MessageCountAsync(routingKey).ConfigureAwait(false) ?? 0;
+                throw Resources.LimitExceededException.QueueFull(_limits.LimitReached(messages), message.Destination);
             }
             catch (PublishException ex)
             {
@@ -266,8 +276,8 @@ internal sealed class RabbitMqRelay : IMessageBroker, IHealthCheck, IAsyncDispos
     public async ValueTask<IBrokerSubscription> SubscribeAsync(SubscriptionRequest request, IMessageSink sink, CancellationToken cancellationToken = default)
     {
         Start();
-        var link = _links[(int)((uint)Interlocked.Increment(ref _nextLink) % (uint)_links.Length)];
-        var subscription = new RelaySubscription(request, sink, link, _options, _maxQueueLength, _durableExpiry);
+        var link = await SubscribeLinkAsync(cancellationToken).ConfigureAwait(false);
+        var subscription = new RelaySubscription(request, sink, link, _options, _limits, _durableExpiry);
         subscription.Start();
         link.Add(subscription);
         try
@@ -299,6 +309,32 @@ internal sealed class RabbitMqRelay : IMessageBroker, IHealthCheck, IAsyncDispos
         }
 
         return subscription;
+    }
+
+    // A RECEIPT for SUBSCRIBE must mean the queue is bound, so that a SEND after it reaches the subscriber: the
+    // subscription goes to a connected link (round robin among them), never to one that is reconnecting while
+    // another already takes publishes. At start-up, before any link is up, it waits for one (up to UnavailableWait
+    // after the start); while RabbitMQ is unreachable after that, it is attached when its link reconnects.
+    private async ValueTask<RelayLink> SubscribeLinkAsync(CancellationToken cancellationToken)
+    {
+        var start = (uint)Interlocked.Increment(ref _nextLink);
+        for (var waited = false; ; waited = true)
+        {
+            for (var i = 0; i < _links.Length; i++)
+            {
+                var link = _links[(int)((start + (uint)i) % (uint)_links.Length)];
+                if (link.CanAttach)
+                {
+                    return link;
+                }
+            }
+
+            var remaining = _startedAt + (long)_options.UnavailableWait.TotalMilliseconds - Environment.TickCount64;
+            if (waited || remaining <= 0 || !await WaitAnyConnectedAsync(TimeSpan.FromMilliseconds(remaining), cancellationToken).ConfigureAwait(false))
+            {
+                return _links[(int)(start % (uint)_links.Length)];
+            }
+        }
     }
 
     // Registered both as itself and as IMessageBroker, so the container disposes it twice.

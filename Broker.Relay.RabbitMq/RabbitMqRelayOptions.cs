@@ -25,6 +25,13 @@ public sealed class RabbitMqRelayOptions
     /// </summary>
     public int DefaultPrefetch { get; set; } = 256;
 
+    /// <summary>
+    /// Durable subscriptions per connection that consume on a channel of their own (so a resume on another node gets
+    /// their unacknowledged deliveries back first, in order); past it they share the connection's consumer channel.
+    /// Bounded by RabbitMQ's <c>channel_max</c> (2047 by default). Default 1000.
+    /// </summary>
+    public int MaxDurableChannelsPerConnection { get; set; } = 1000;
+
     /// <summary>Publish messages as persistent, so durable queues keep them through a RabbitMQ restart. Default true.</summary>
     public bool PersistentMessages { get; set; } = true;
 

@@ -22,6 +22,7 @@ internal sealed class RabbitMqRelayOptionsValidator : IValidateOptions<RabbitMqR
         Positive(failures, nameof(options.MaxUnconfirmedPerChannel), options.MaxUnconfirmedPerChannel);
         Positive(failures, nameof(options.MaxHeaderBytes), options.MaxHeaderBytes);
         Positive(failures, nameof(options.DefaultPrefetch), options.DefaultPrefetch);
+        Positive(failures, nameof(options.MaxDurableChannelsPerConnection), options.MaxDurableChannelsPerConnection);
         Positive(failures, nameof(options.ReconnectDelay), options.ReconnectDelay);
         Positive(failures, nameof(options.MaxReconnectDelay), options.MaxReconnectDelay);
         Positive(failures, nameof(options.UnavailableWait), options.UnavailableWait);

@@ -8,7 +8,9 @@ namespace Broker.Relay.RabbitMq;
 
 /// <summary>
 /// One pooled AMQP connection and everything on it: a consumer channel shared by the subscriptions
-/// assigned to this link, a few publisher-confirm channels, and a channel for declaring queues.
+/// assigned to this link, a channel of its own for each durable subscription (up to
+/// <see cref="RabbitMqRelayOptions.MaxDurableChannelsPerConnection"/>), a few publisher-confirm channels, and a
+/// channel for declaring queues (a refused declare closes only that one, which is opened again on next use).
 /// It reconnects by itself (no automatic recovery from the client library: the link re-declares and
 /// re-consumes every live subscription itself, exclusive queues included), with a doubling backoff.
 /// Acknowledgements are queued and sent by one loop, tagged with the connection generation they
@@ -17,7 +19,7 @@ namespace Broker.Relay.RabbitMq;
 internal sealed class RelayLink : IAsyncDisposable
 {
     private readonly RabbitMqRelayOptions _options;
-    private readonly TimeSpan _queueExpiry;
+    private readonly RelayQueueLimits _limits;
     private readonly ConnectionFactory _factory;
     private readonly ILogger _logger;
     private readonly int _index;
@@ -34,6 +36,7 @@ internal sealed class RelayLink : IAsyncDisposable
     private PublishLane[] _publishLanes = [];
     private int _nextPublish;
     private long _generation;
+    private int _ownChannels; // durable subscriptions' channels open on the current connection
     private volatile bool _connected; // channels open: subscriptions can attach
     private volatile bool _ready; // connected and every subscription re-attached: publishing goes on
     private TaskCompletionSource _lost = NewSignal();
@@ -41,9 +44,9 @@ internal sealed class RelayLink : IAsyncDisposable
     private Task? _run;
     private Task? _ackLoop;
 
-    public RelayLink(int index, RabbitMqRelayOptions options, ILogger logger, TimeSpan queueExpiry = default)
+    public RelayLink(int index, RabbitMqRelayOptions options, ILogger logger, RelayQueueLimits limits)
     {
-        _queueExpiry = queueExpiry;
+        _limits = limits;
         _index = index;
         _options = options;
         _logger = logger;
@@ -63,6 +66,9 @@ internal sealed class RelayLink : IAsyncDisposable
     public bool IsConnected => _ready;
 
     public int Index => _index;
+
+    /// <summary>Channels open: a subscription attached now is bound before <see cref="AttachAsync"/> returns.</summary>
+    public bool CanAttach => _connected;
 
     /// <summary>Where the link connects, without credentials (for logs and errors).</summary>
     public string Endpoint => $"{_factory.HostName}:{_factory.Port}{_factory.VirtualHost}";
@@ -115,8 +121,9 @@ internal sealed class RelayLink : IAsyncDisposable
 
     public void Add(RelaySubscription subscription) => _subscriptions.TryAdd(subscription, 0);
 
-    /// <summary>Queues an acknowledgement for the channel of <paramref name="generation"/>.</summary>
-    public void Settle(long generation, ulong amqpTag, AckAction action) => _acks.Writer.TryWrite(new AckOp(generation, amqpTag, action));
+    /// <summary>Queues an acknowledgement for the shared consumer channel of <paramref name="generation"/>, or for a subscription's own channel.</summary>
+    public void Settle(long generation, ulong amqpTag, AckAction action, IChannel? own = null, bool multiple = false) =>
+        _acks.Writer.TryWrite(new AckOp(generation, amqpTag, action, own, multiple, null));
 
     /// <summary>
     /// Declares the subscription's queue and starts consuming it on this connection. Returns whether the
@@ -136,21 +143,25 @@ internal sealed class RelayLink : IAsyncDisposable
             }
 
             var (queue, existed) = await DeclareAsync(subscription).ConfigureAwait(false);
-            var consumer = new RelayConsumer(channel, subscription, generation, this);
+            var own = subscription.Durable ? await OpenOwnChannelAsync(subscription, generation).ConfigureAwait(false) : null;
             string tag;
-            await _consumeGate.WaitAsync(_stopping.Token).ConfigureAwait(false);
             try
             {
-                // Per-consumer prefetch: basic.qos applies to the consumers started after it on the channel.
-                await channel.BasicQosAsync(0, subscription.Prefetch, global: false).ConfigureAwait(false);
-                tag = await channel.BasicConsumeAsync(queue, autoAck: false, consumerTag: string.Empty, noLocal: false, exclusive: false, arguments: null, consumer).ConfigureAwait(false);
+                tag = await ConsumeAsync(own ?? channel, own, queue, subscription, generation).ConfigureAwait(false);
             }
-            finally
+            catch
             {
-                _consumeGate.Release();
+                if (own is not null)
+                {
+                    Interlocked.Decrement(ref _ownChannels);
+                    await CloseQuietlyAsync(own).ConfigureAwait(false);
+                }
+
+                throw;
             }
 
             subscription.Generation = generation;
+            subscription.OwnChannel = own;
             subscription.ConsumerTag = tag;
             Log.Attached(_logger, subscription.Request.SessionId, subscription.Request.SubscriptionId, queue, existed);
             return existed;
@@ -159,6 +170,98 @@ internal sealed class RelayLink : IAsyncDisposable
         {
             subscription.AttachGate.Release();
         }
+    }
+
+    private async Task<string> ConsumeAsync(IChannel channel, IChannel? own, string queue, RelaySubscription subscription, long generation)
+    {
+        var consumer = new RelayConsumer(channel, own, subscription, generation, this);
+        if (own is not null)
+        {
+            await own.BasicQosAsync(0, subscription.Prefetch, global: false).ConfigureAwait(false);
+            return await own.BasicConsumeAsync(queue, autoAck: false, consumerTag: string.Empty, noLocal: false, exclusive: false, arguments: null, consumer).ConfigureAwait(false);
+        }
+
+        await _consumeGate.WaitAsync(_stopping.Token).ConfigureAwait(false);
+        try
+        {
+            // Per-consumer prefetch: basic.qos applies to the consumers started after it on the channel.
+            await channel.BasicQosAsync(0, subscription.Prefetch, global: false).ConfigureAwait(false);
+            return await channel.BasicConsumeAsync(queue, autoAck: false, consumerTag: string.Empty, noLocal: false, exclusive: false, arguments: null, consumer).ConfigureAwait(false);
+        }
+        finally
+        {
+            _consumeGate.Release();
+        }
+    }
+
+    // A durable subscription's queue has a single active consumer, and a resume on another node may already be
+    // waiting as the next one. Cancelling a consumer on a shared channel would hand the queue over while its
+    // unacknowledged deliveries are still out (they come back later, behind newer messages); closing a channel
+    // of its own requeues them and hands over in one step, so the next consumer gets them first, in order.
+    // Past MaxDurableChannelsPerConnection (or the connection's channel_max) it shares the consumer channel.
+    private async Task<IChannel?> OpenOwnChannelAsync(RelaySubscription subscription, long generation)
+    {
+        var connection = _connection;
+        var max = Math.Min(_options.MaxDurableChannelsPerConnection, connection is null || connection.ChannelMax == 0 ? int.MaxValue : connection.ChannelMax - _publishLanes.Length - 4);
+        if (connection is null || Interlocked.Increment(ref _ownChannels) > max)
+        {
+            Interlocked.Decrement(ref _ownChannels);
+            Log.SharedChannelForDurable(_logger, subscription.Request.SessionId, subscription.Request.SubscriptionId, max);
+            return null;
+        }
+
+        try
+        {
+            var channel = await connection.CreateChannelAsync(new CreateChannelOptions(false, false, consumerDispatchConcurrency: 1), _stopping.Token).ConfigureAwait(false);
+            channel.ChannelShutdownAsync += (_, args) => OnOwnChannelShutdownAsync(subscription, channel, generation, args);
+            return channel;
+        }
+        catch
+        {
+            Interlocked.Decrement(ref _ownChannels);
+            throw;
+        }
+    }
+
+    // RabbitMQ closed a durable subscription's own channel (not the connection, not us): consume again on a new one.
+    private Task OnOwnChannelShutdownAsync(RelaySubscription subscription, IChannel channel, long generation, ShutdownEventArgs args)
+    {
+        if (args.Initiator != ShutdownInitiator.Application && subscription.OwnChannel == channel && _connected && generation == Interlocked.Read(ref _generation))
+        {
+            Interlocked.Decrement(ref _ownChannels);
+            subscription.OwnChannel = null;
+            subscription.ConsumerTag = null;
+            subscription.RequeueUnacked();
+            Reattach(subscription);
+        }
+
+        return Task.CompletedTask;
+    }
+
+    private void Reattach(RelaySubscription subscription) => _ = Task.Run(async () =>
+    {
+        try
+        {
+            await AttachAsync(subscription).ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            Log.AttachFailed(_logger, ex, subscription.Request.SessionId, subscription.Request.SubscriptionId, subscription.Request.Destination);
+        }
+    }, CancellationToken.None);
+
+    private static async Task CloseQuietlyAsync(IChannel channel)
+    {
+        try
+        {
+            await channel.CloseAsync().ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is AlreadyClosedException or OperationInterruptedException or ObjectDisposedException or IOException or TimeoutException or OperationCanceledException)
+        {
+            // Closed already, or the connection is going: RabbitMQ requeues either way.
+        }
+
+        await channel.DisposeAsync().ConfigureAwait(false);
     }
 
     /// <summary>Stops consuming for a subscription the session let go of; its unacknowledged deliveries go back to the queue.</summary>
@@ -182,7 +285,23 @@ internal sealed class RelayLink : IAsyncDisposable
         try
         {
             var channel = _consumerChannel;
-            if (_connected && channel is not null && subscription.ConsumerTag is { } tag && subscription.Generation == Interlocked.Read(ref _generation))
+            var current = subscription.Generation == Interlocked.Read(ref _generation);
+            if (subscription.OwnChannel is { } own)
+            {
+                // Closed behind the acknowledgements already queued (so those are not delivered again); the
+                // close requeues the rest and hands the queue to the next consumer in one step.
+                subscription.OwnChannel = null;
+                subscription.ConsumerTag = null;
+                subscription.RequeueUnacked();
+                var closed = NewSignal();
+                _acks.Writer.TryWrite(new AckOp(subscription.Generation, 0, AckAction.Close, own, false, closed));
+                await closed.Task.WaitAsync(_stopping.Token).ConfigureAwait(false);
+                if (current)
+                {
+                    Interlocked.Decrement(ref _ownChannels);
+                }
+            }
+            else if (_connected && channel is not null && subscription.ConsumerTag is { } tag && current)
             {
                 // Cancel first, so the requeued deliveries cannot come straight back to this consumer.
                 await channel.BasicCancelAsync(tag).ConfigureAwait(false);
@@ -217,92 +336,68 @@ internal sealed class RelayLink : IAsyncDisposable
             // as this connection and this consumer.
             return await WithTopologyChannelAsync(async c =>
             {
-                var ok = await c.QueueDeclareAsync(string.Empty, durable: false, exclusive: true, autoDelete: true, Arguments(subscription, durable: false)).ConfigureAwait(false);
+                var ok = await c.QueueDeclareAsync(string.Empty, durable: false, exclusive: true, autoDelete: true, _limits.SubscriptionQueue(durableExpiry: null)).ConfigureAwait(false);
                 await c.QueueBindAsync(ok.QueueName, RelayDestinations.TopicExchange, subscription.Key).ConfigureAwait(false);
                 return (ok.QueueName, false);
             }).ConfigureAwait(false);
         }
 
-        var existed = await ExistsAsync(name).ConfigureAwait(false);
-        return await WithTopologyChannelAsync(async c =>
+        // Recovered (for a durable subscription): the queue was there, so it took what was published while the
+        // client was away, and it was below its length limit, so it dropped none of it (nothing consumed it meanwhile).
+        var messages = await MessageCountAsync(name).ConfigureAwait(false);
+        var existed = messages is { } count && !(subscription.Durable && _limits.MayHaveDropped(count));
+        if (messages is null)
         {
-            if (!existed)
-            {
-                await c.QueueDeclareAsync(name, durable: true, exclusive: false, autoDelete: false, Arguments(subscription, subscription.Durable)).ConfigureAwait(false);
-            }
+            await DeclareQueueAsync(name, subscription.IsQueue ? _limits.DestinationQueue() : _limits.SubscriptionQueue(subscription.Durable ? subscription.DurableExpiry : null)).ConfigureAwait(false);
+        }
 
-            if (!subscription.IsQueue)
+        if (!subscription.IsQueue)
+        {
+            await WithTopologyChannelAsync(async c =>
             {
                 await c.QueueBindAsync(name, RelayDestinations.TopicExchange, subscription.Key).ConfigureAwait(false);
-            }
+                return true;
+            }).ConfigureAwait(false);
+        }
 
-            return (name, existed);
-        }).ConfigureAwait(false);
+        return (name, existed);
     }
 
-    /// <summary>Declares a <c>/queue/</c> destination's queue (durable, shared by competing consumers) when a publish found none.</summary>
-    public async Task DeclareDestinationQueueAsync(string name, int maxQueueLength)
+    // A queue made meanwhile by someone else with other arguments (another node with other settings, or an
+    // operator's) is refused with PRECONDITION_FAILED, which closes the topology channel (opened again on next
+    // use; the consumer and publish channels are not touched): it exists, which is what the caller needs.
+    private async Task DeclareQueueAsync(string name, Dictionary<string, object?> arguments)
     {
         try
         {
             await WithTopologyChannelAsync(async c =>
             {
-                await c.QueueDeclareAsync(name, durable: true, exclusive: false, autoDelete: false, DestinationQueueArguments(maxQueueLength)).ConfigureAwait(false);
+                await c.QueueDeclareAsync(name, durable: true, exclusive: false, autoDelete: false, arguments).ConfigureAwait(false);
                 return true;
             }).ConfigureAwait(false);
         }
         catch (OperationInterruptedException ex) when (ex.ShutdownReason?.ReplyCode == Constants.PreconditionFailed)
         {
-            // Made meanwhile by someone else, with other arguments: it exists, which is all the publish needs.
+            Log.QueueArgumentsDiffer(_logger, name, ex.ShutdownReason.ReplyText);
         }
     }
 
-    // A /queue/ destination's queue, the same whether a SEND or a SUBSCRIBE declares it: bounded like the in-process
-    // queues (Broker:MaxQueueLength; RabbitMQ drops the oldest message when full, as they do) and deleted after
-    // Broker:QueueExpiry without consumers (x-expires; RabbitMQ does not count publishes as use).
-    private Dictionary<string, object?> DestinationQueueArguments(int maxQueueLength)
-    {
-        var arguments = new Dictionary<string, object?> { ["x-max-length"] = maxQueueLength };
-        if (_queueExpiry > TimeSpan.Zero)
-        {
-            arguments["x-expires"] = (long)_queueExpiry.TotalMilliseconds;
-        }
+    /// <summary>Declares a <c>/queue/</c> destination's queue (durable, shared by competing consumers) when a publish found none.</summary>
+    public Task DeclareDestinationQueueAsync(string name) => DeclareQueueAsync(name, _limits.DestinationQueue());
 
-        return arguments;
-    }
-
-    // Bounded like the in-process queues (RabbitMQ drops the oldest message when full, as they do).
-    private Dictionary<string, object?> Arguments(RelaySubscription subscription, bool durable)
-    {
-        if (subscription.IsQueue)
-        {
-            return DestinationQueueArguments(subscription.MaxQueueLength);
-        }
-
-        var arguments = new Dictionary<string, object?> { ["x-max-length"] = subscription.MaxQueueLength };
-        if (durable)
-        {
-            arguments["x-expires"] = (long)subscription.DurableExpiry.TotalMilliseconds;
-            // One consumer at a time: a client resuming on another node before its old connection is
-            // noticed dead takes over in order instead of sharing the messages with a dead peer.
-            arguments["x-single-active-consumer"] = true;
-        }
-
-        return arguments;
-    }
-
-    // A passive declare of a missing queue closes its channel (404), so it runs on the topology channel,
-    // which is opened again on next use.
-    private async Task<bool> ExistsAsync(string name)
+    /// <summary>
+    /// The ready messages in queue <paramref name="name"/>, or null when there is no such queue. A passive declare of
+    /// a missing queue closes its channel (404), so it runs on the topology channel, which is opened again on next use.
+    /// </summary>
+    public async Task<uint?> MessageCountAsync(string name)
     {
         try
         {
-            await WithTopologyChannelAsync(c => c.QueueDeclarePassiveAsync(name)).ConfigureAwait(false);
-            return true;
+            return (await WithTopologyChannelAsync(c => c.QueueDeclarePassiveAsync(name)).ConfigureAwait(false)).MessageCount;
         }
         catch (OperationInterruptedException ex) when (ex.ShutdownReason?.ReplyCode == Constants.NotFound)
         {
-            return false;
+            return null;
         }
     }
 
@@ -419,6 +514,7 @@ internal sealed class RelayLink : IAsyncDisposable
 
         _consumerChannel = consumer;
         Volatile.Write(ref _publishLanes, publish);
+        Volatile.Write(ref _ownChannels, 0);
         Interlocked.Increment(ref _generation);
         _connected = true;
     }
@@ -536,6 +632,12 @@ internal sealed class RelayLink : IAsyncDisposable
                 {
                     var channel = _consumerChannel;
                     var generation = Interlocked.Read(ref _generation);
+                    if (op.Own is { } own)
+                    {
+                        await SettleOwnAsync(own, op, _connected && op.Generation == generation).ConfigureAwait(false);
+                        continue;
+                    }
+
                     if (!_connected || channel is null || op.Generation != generation)
                     {
                         continue; // that connection is gone and RabbitMQ requeued the delivery
@@ -578,6 +680,24 @@ internal sealed class RelayLink : IAsyncDisposable
         }
         catch (OperationCanceledException)
         {
+        }
+    }
+
+    // A durable subscription's own channel: nothing else is on it, so acks go as they are ('multiple' included),
+    // and a close queued behind them goes after them (it is not awaited here: the close-ok is RabbitMQ's to send).
+    private static async Task SettleOwnAsync(IChannel own, AckOp op, bool current)
+    {
+        if (op.Action == AckAction.Close)
+        {
+            _ = Task.Run(async () =>
+            {
+                await CloseQuietlyAsync(own).ConfigureAwait(false);
+                op.Done!.TrySetResult();
+            }, CancellationToken.None);
+        }
+        else if (current && own.IsOpen)
+        {
+            await SendAsync(own, op.Tag, op.Multiple, op.Action).ConfigureAwait(false);
         }
     }
 
@@ -662,36 +782,40 @@ internal sealed class RelayLink : IAsyncDisposable
         public SemaphoreSlim Permits { get; } = new(permits, permits);
     }
 
-    private readonly record struct AckOp(long Generation, ulong Tag, AckAction Action);
+    /// <summary>A settlement for the shared consumer channel (<paramref name="Own"/> null) or a subscription's own channel; or that channel's close.</summary>
+    private readonly record struct AckOp(long Generation, ulong Tag, AckAction Action, IChannel? Own, bool Multiple, TaskCompletionSource? Done);
 
     /// <summary>Hands a subscription's deliveries over from the shared consumer channel.</summary>
-    private sealed class RelayConsumer(IChannel channel, RelaySubscription subscription, long generation, RelayLink link) : AsyncDefaultBasicConsumer(channel)
+    private sealed class RelayConsumer(IChannel channel, IChannel? own, RelaySubscription subscription, long generation, RelayLink link) : AsyncDefaultBasicConsumer(channel)
     {
         public override Task HandleBasicDeliverAsync(string consumerTag, ulong deliveryTag, bool redelivered, string exchange, string routingKey,
             IReadOnlyBasicProperties properties, ReadOnlyMemory<byte> body, CancellationToken cancellationToken = default)
         {
-            link.Delivered(generation, deliveryTag);
-            subscription.OnDelivery(generation, deliveryTag, routingKey, properties, body);
+            if (own is null)
+            {
+                link.Delivered(generation, deliveryTag);
+            }
+
+            subscription.OnDelivery(generation, own, deliveryTag, redelivered, routingKey, properties, body);
             return Task.CompletedTask;
         }
 
         // RabbitMQ cancelled the consumer (its queue was deleted): declare and consume again.
         protected override Task OnCancelAsync(string[] consumerTags, CancellationToken cancellationToken = default)
         {
-            if (subscription.IsLive && link._connected && subscription.Generation == generation && generation == Interlocked.Read(ref link._generation))
+            if (subscription.IsLive && link._connected && subscription.Generation == generation && generation == Interlocked.Read(ref link._generation) && subscription.OwnChannel == own)
             {
                 subscription.ConsumerTag = null;
-                _ = Task.Run(async () =>
+                if (own is not null)
                 {
-                    try
-                    {
-                        await link.AttachAsync(subscription).ConfigureAwait(false);
-                    }
-                    catch (Exception ex)
-                    {
-                        Log.AttachFailed(link._logger, ex, subscription.Request.SessionId, subscription.Request.SubscriptionId, subscription.Request.Destination);
-                    }
-                }, CancellationToken.None);
+                    // Its queue is gone, and with it what the channel held: a new channel for the new queue.
+                    subscription.OwnChannel = null;
+                    Interlocked.Decrement(ref link._ownChannels);
+                    subscription.RequeueUnacked();
+                    _ = CloseQuietlyAsync(own);
+                }
+
+                link.Reattach(subscription);
             }
 
             return Task.CompletedTask;

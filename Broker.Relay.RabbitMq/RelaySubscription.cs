@@ -11,6 +11,9 @@ namespace Broker.Relay.RabbitMq;
 /// subscription is released or the connection to RabbitMQ drops, and a durable subscription loses
 /// nothing. Deliveries are numbered per subscription (<see cref="BrokerMessage.Offset"/>); that number
 /// is the delivery tag the session sees, mapped here to the AMQP tag of the channel it came on.
+/// A durable subscription consumes on a channel of its own (<see cref="OwnChannel"/>): closing that channel is
+/// how it lets go, so RabbitMQ puts its unacknowledged deliveries back and hands the queue to the next
+/// (single active) consumer in one step, in order.
 /// </summary>
 internal sealed class RelaySubscription : IBrokerSubscription
 {
@@ -28,7 +31,7 @@ internal sealed class RelaySubscription : IBrokerSubscription
     private string? _lastRoutingKey;
     private string? _lastDestination;
 
-    public RelaySubscription(SubscriptionRequest request, IMessageSink sink, RelayLink link, RabbitMqRelayOptions options, int maxQueueLength, TimeSpan durableExpiry)
+    public RelaySubscription(SubscriptionRequest request, IMessageSink sink, RelayLink link, RabbitMqRelayOptions options, RelayQueueLimits limits, TimeSpan durableExpiry)
     {
         Request = request;
         _sink = sink;
@@ -39,7 +42,7 @@ internal sealed class RelaySubscription : IBrokerSubscription
         Durable = !IsQueue && request.Durable;
         FixedQueueName = IsQueue ? Key : Durable ? RelayDestinations.DurableQueueName(options.QueuePrefix, request.SessionId, request.SubscriptionId) : null;
         Prefetch = (ushort)Math.Clamp(request.Prefetch > 0 ? request.Prefetch : options.DefaultPrefetch, 1, ushort.MaxValue);
-        MaxQueueLength = maxQueueLength;
+        Limits = limits;
         DurableExpiry = durableExpiry;
     }
 
@@ -61,7 +64,7 @@ internal sealed class RelaySubscription : IBrokerSubscription
 
     public ushort Prefetch { get; }
 
-    public int MaxQueueLength { get; }
+    public RelayQueueLimits Limits { get; }
 
     public TimeSpan DurableExpiry { get; }
 
@@ -75,6 +78,9 @@ internal sealed class RelaySubscription : IBrokerSubscription
 
     public string? ConsumerTag { get; set; }
 
+    /// <summary>The channel this subscription consumes on alone (a durable one), or null: the link's shared consumer channel.</summary>
+    public IChannel? OwnChannel { get; set; }
+
     public bool IsLive => Volatile.Read(ref _state) == Live;
 
     public bool IsEnded => Volatile.Read(ref _state) == Ended;
@@ -83,11 +89,17 @@ internal sealed class RelaySubscription : IBrokerSubscription
     public void Start() => _sink.Start(new StreamPosition(_epoch, 0));
 
     // On the link's consumer channel, one delivery at a time.
-    public void OnDelivery(long generation, ulong amqpTag, string routingKey, IReadOnlyBasicProperties properties, ReadOnlyMemory<byte> body)
+    public void OnDelivery(long generation, IChannel? own, ulong amqpTag, bool redelivered, string routingKey, IReadOnlyBasicProperties properties, ReadOnlyMemory<byte> body)
     {
         if (!IsLive)
         {
-            Link.Settle(generation, amqpTag, AckAction.Requeue);
+            // On a channel of its own the delivery waits for the channel's close, which puts everything back in
+            // order; a requeue now would come straight back to this consumer, still the queue's active one.
+            if (own is null)
+            {
+                Link.Settle(generation, amqpTag, AckAction.Requeue);
+            }
+
             return;
         }
 
@@ -99,12 +111,18 @@ internal sealed class RelaySubscription : IBrokerSubscription
 
         var message = RelayMessages.FromDelivery(Destination(routingKey), properties, body);
         message.Epoch = _epoch;
+        if (redelivered)
+        {
+            // RabbitMQ delivered it before (to a consumer that let go of it): the MESSAGE says redelivered:true.
+            message.Redeliveries = 1;
+        }
+
         ulong sequence;
         lock (_gate)
         {
             sequence = (ulong)++_sequence;
             message.Offset = (long)sequence;
-            _unacked.AddLast(new Unacked(sequence, amqpTag, generation));
+            _unacked.AddLast(new Unacked(sequence, amqpTag, generation, own));
         }
 
         // A refused delivery (the session is closing or over a limit) stays unacknowledged: it goes back
@@ -131,6 +149,7 @@ internal sealed class RelaySubscription : IBrokerSubscription
             if (Generation == generation)
             {
                 ConsumerTag = null;
+                OwnChannel = null; // closed with its connection
             }
         }
     }
@@ -162,33 +181,55 @@ internal sealed class RelaySubscription : IBrokerSubscription
         }
     }
 
-    /// <summary>Puts every delivery not yet settled back into the queue (the subscription is going away).</summary>
+    /// <summary>
+    /// Puts every delivery not yet settled back into the queue (the subscription is going away). Those that came
+    /// on a channel of its own are only forgotten: closing that channel puts them back, in order.
+    /// </summary>
     public void RequeueUnacked()
     {
         lock (_gate)
         {
             foreach (var entry in _unacked)
             {
-                Link.Settle(entry.Generation, entry.AmqpTag, AckAction.Requeue);
+                if (entry.Own is null)
+                {
+                    Link.Settle(entry.Generation, entry.AmqpTag, AckAction.Requeue);
+                }
             }
 
             _unacked.Clear();
         }
     }
 
-    // The channel is shared by many consumers, so AMQP's own 'multiple' would settle other
-    // subscriptions' deliveries too: each of this subscription's deliveries is settled on its own.
+    // A shared channel serves many consumers, so AMQP's own 'multiple' would settle other subscriptions'
+    // deliveries too: there each delivery is settled on its own. On a channel of its own, one 'multiple'
+    // settles a run (every earlier delivery on that channel is in the run: the run is all up to the tag).
     private void Settle(ulong sequence, bool multiple, AckAction action)
     {
         lock (_gate)
         {
+            Unacked? run = null;
             for (var node = _unacked.First; node is not null && node.Value.Sequence <= sequence;)
             {
                 var next = node.Next;
                 if (multiple || node.Value.Sequence == sequence)
                 {
+                    var entry = node.Value;
                     _unacked.Remove(node);
-                    Link.Settle(node.Value.Generation, node.Value.AmqpTag, action);
+                    if (multiple && entry.Own is not null)
+                    {
+                        if (run is { } open && open.Own != entry.Own)
+                        {
+                            Link.Settle(open.Generation, open.AmqpTag, action, open.Own, multiple: true);
+                        }
+
+                        run = entry;
+                    }
+                    else
+                    {
+                        Link.Settle(entry.Generation, entry.AmqpTag, action, entry.Own);
+                    }
+
                     if (!multiple)
                     {
                         return;
@@ -196,6 +237,11 @@ internal sealed class RelaySubscription : IBrokerSubscription
                 }
 
                 node = next;
+            }
+
+            if (run is { } last)
+            {
+                Link.Settle(last.Generation, last.AmqpTag, action, last.Own, multiple: true);
             }
         }
     }
@@ -217,11 +263,12 @@ internal sealed class RelaySubscription : IBrokerSubscription
         return _lastDestination!;
     }
 
-    private readonly record struct Unacked(ulong Sequence, ulong AmqpTag, long Generation);
+    private readonly record struct Unacked(ulong Sequence, ulong AmqpTag, long Generation, IChannel? Own);
 }
 
 internal enum AckAction : byte
 {
     Ack,
     Requeue,
+    Close,
 }

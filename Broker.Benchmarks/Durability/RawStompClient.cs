@@ -194,7 +194,20 @@ internal sealed class RawStompClient : IAsyncDisposable
     /// <summary>Drops the connection without DISCONNECT: a reset, as a crashed client or lost network looks.</summary>
     public void Abort()
     {
-        _socket.LingerState = new LingerOption(true, 0);
+        // Already disposed (a chaos cut may land while the client is reconnecting): nothing left to cut.
+        if (_socket.Client is not { } socket)
+        {
+            return;
+        }
+
+        try
+        {
+            socket.LingerState = new LingerOption(true, 0);
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+
         _socket.Dispose();
     }
 

@@ -92,6 +92,54 @@ public sealed class RelayDurableTests
         Assert.That(await resumed.TryReceiveAsync(TimeSpan.FromMilliseconds(300)), Is.Null);
     }
 
+    // The chaos tool's relay finding: a resume on node B while node A still holds the old connection. B's consumer
+    // waits behind A's (single active consumer); when A lets go, B must get A's unacknowledged deliveries first,
+    // then the newer messages that waited in the queue, not the other way round.
+    [Test]
+    public async Task A_resume_on_another_node_while_the_old_connection_holds_deliveries_gets_them_first_in_order()
+    {
+        var topic = $"/topic/{Unique()}.handover";
+        var store = new InMemorySessionStore();
+        await using var nodeA = await StartAsync(_server, durable: true, services: s => s.AddSingleton(store));
+        await using var nodeB = await StartAsync(_server, durable: true, services: s => s.AddSingleton(store));
+        var (first, connected) = await nodeA.OpenConnectedAsync("1.2", "guest");
+        await first.SendFrameAsync(StompCommand.Subscribe, ("id", "h"), ("destination", topic), ("ack", "client-individual"), ("prefetch-count", "3"), ("receipt", "s"));
+        await first.ExpectReceiptAsync("s");
+        await Eventually.That(async () => (await store.FindByTokenHashAsync(StompSession.HashToken(connected["session-token"]!)))?.Subscriptions.Count == 1,
+            "node A's write-behind stored the subscription", RelayTesting.Patience);
+        var publisher = await nodeA.OpenConnectedAsync();
+        for (var i = 1; i <= 3; i++)
+        {
+            await publisher.PublishConfirmedAsync(topic, $"h{i}");
+        }
+
+        for (var i = 1; i <= 3; i++)
+        {
+            Assert.That((await first.ReceiveAsync()).BodyText, Is.EqualTo($"h{i}"), "held by the old connection, not acknowledged");
+        }
+
+        // Node A's connection is not noticed gone yet: B resumes, and its consumer waits as the next one.
+        var (resumed, again) = await nodeB.OpenConnectedAsync("1.2", "guest", connected["session-token"]);
+        Assert.That(again["recovered"], Is.EqualTo("true"));
+        for (var i = 4; i <= 6; i++)
+        {
+            await publisher.PublishConfirmedAsync(topic, $"h{i}"); // beyond A's prefetch: they wait in the queue
+        }
+
+        await first.DisposeAsync();
+
+        var bodies = new List<string>();
+        for (var i = 1; i <= 6; i++)
+        {
+            var message = await resumed.ReceiveAsync();
+            bodies.Add(message.BodyText);
+            Assert.That(message["redelivered"], Is.EqualTo(i <= 3 ? "true" : null), $"h{i} redelivered or not");
+            await resumed.SendFrameAsync(StompCommand.Ack, ("id", message["ack"]!));
+        }
+
+        Assert.That(bodies, Is.EqualTo(new[] { "h1", "h2", "h3", "h4", "h5", "h6" }));
+    }
+
     [Test]
     public async Task Unacknowledged_messages_come_again_after_a_resume()
     {
@@ -197,6 +245,30 @@ public sealed class RelayDurableTests
         Assert.That(again["resumed"], Is.EqualTo("true"));
         Assert.That(again["recovered"], Is.EqualTo("false"));
         Assert.That((await resumed.ReceiveAsync()).BodyText, Is.EqualTo("new"));
+    }
+
+    // Its queue dropped its oldest while the client was away (x-max-length, drop-head): the resume cannot say recovered.
+    [Test]
+    public async Task A_resume_whose_queue_reached_its_length_limit_says_recovered_false_and_gets_the_newest()
+    {
+        var topic = $"/topic/{Unique()}.full";
+        await using var harness = await StartAsync(_server, durable: true, configure: o => o.MaxQueueLength = 3);
+        var (first, connected) = await harness.OpenConnectedAsync("1.2", "guest");
+        await first.SubscribeAndWaitAsync("s", topic);
+        await first.DisposeAsync();
+        await harness.WaitSessionGoneAsync(connected["session"]!);
+        var publisher = await harness.OpenConnectedAsync();
+        for (var i = 1; i <= 5; i++)
+        {
+            await publisher.PublishConfirmedAsync(topic, $"f{i}");
+        }
+
+        var (resumed, again) = await harness.OpenConnectedAsync("1.2", "guest", connected["session-token"]);
+
+        Assert.That(again["resumed"], Is.EqualTo("true"));
+        Assert.That(again["recovered"], Is.EqualTo("false"), "f1 and f2 were dropped");
+        var bodies = new[] { (await resumed.ReceiveAsync()).BodyText, (await resumed.ReceiveAsync()).BodyText, (await resumed.ReceiveAsync()).BodyText };
+        Assert.That(bodies, Is.EqualTo(new[] { "f3", "f4", "f5" }));
     }
 
     [Test]

@@ -135,6 +135,49 @@ public sealed class RelayFailureTests
         Assert.That(received, Is.EqualTo(Enumerable.Range(1, 20).Select(i => $"e{i}")));
     }
 
+    // A RECEIPT for SUBSCRIBE means the subscription's queue is bound: a SEND after it is delivered, even while one of
+    // the relay's connections is down and reconnecting (the SEND goes out on another, which is up).
+    [Test]
+    public async Task A_SUBSCRIBE_receipt_while_one_connection_is_reconnecting_means_a_SEND_after_it_is_delivered()
+    {
+        var topic = $"/topic/{Unique()}.receipt";
+        await using var harness = await StartAsync(_server, relay: o =>
+        {
+            o.Connections = 2;
+            o.ReconnectDelay = TimeSpan.FromSeconds(60);
+            o.MaxReconnectDelay = TimeSpan.FromSeconds(60);
+        });
+        var relay = RelayTesting.Relay(harness);
+        var connections = await _server.CtlAsync("list_connections", "-q", "pid", "client_properties");
+        var name = $"broker-relay-{Environment.MachineName}-{Environment.ProcessId}-0";
+        var pids = connections.Split('\n').Where(l => l.Contains(name, StringComparison.Ordinal)).Select(l => l.Split('\t')[0].Trim()).ToList();
+        Assert.That(pids, Is.Not.Empty, connections);
+        foreach (var pid in pids)
+        {
+            await _server.CtlAsync("close_connection", pid, "closed by a test");
+        }
+
+        await Eventually.That(async () => (await relay.CheckHealthAsync(new())).Status == Microsoft.Extensions.Diagnostics.HealthChecks.HealthStatus.Degraded,
+            "connection 0 is down, connection 1 up", RelayTesting.Patience);
+
+        // Round robin would put one of these on the connection that is down.
+        var subscribers = new List<StompTestClient>();
+        for (var i = 0; i < 2; i++)
+        {
+            var subscriber = await harness.OpenConnectedAsync();
+            await subscriber.SubscribeAndWaitAsync($"s{i}", topic);
+            subscribers.Add(subscriber);
+        }
+
+        var publisher = await harness.OpenConnectedAsync();
+        await publisher.PublishConfirmedAsync(topic, "after the receipt");
+
+        foreach (var subscriber in subscribers)
+        {
+            Assert.That((await subscriber.NextMessageAsync()).BodyText, Is.EqualTo("after the receipt"));
+        }
+    }
+
     [Test]
     public async Task Unreachable_at_start_is_retried_in_the_background_and_connects_later()
     {

@@ -116,7 +116,7 @@ public sealed class RelayPipeliningTests
                 await publisher.PublishAsync($"/queue/{name}", "does not fit");
                 var error = await publisher.ReceiveAsync(TimeSpan.FromSeconds(30));
                 Assert.That(error.Command, Is.EqualTo(StompCommand.Error), error.ToString());
-                Assert.That(error["message"], Does.Contain("RabbitMQ refused the message"));
+                Assert.That(error["message"], Does.Contain("limit exceeded").And.Contain($"/queue/{name}"), "a nack from a full queue names it");
                 Assert.That(error["receipt-id"], Is.Null);
                 Assert.That(await publisher.WaitClosedAsync(), Is.True);
             }

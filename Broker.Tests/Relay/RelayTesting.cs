@@ -14,9 +14,9 @@ internal static class RelayTesting
 
     /// <summary>A harness whose broker is a relay connected to <paramref name="server"/> (all its connections up).</summary>
     public static async Task<SessionHarness> StartAsync(RabbitMqServer server, bool durable = false, Action<RabbitMqRelayOptions>? relay = null,
-        Action<IServiceCollection>? services = null, bool waitConnected = true)
+        Action<IServiceCollection>? services = null, bool waitConnected = true, Action<StompBrokerOptions>? configure = null)
     {
-        var harness = new SessionHarness(broker: b =>
+        var harness = new SessionHarness(configure, broker: b =>
         {
             services?.Invoke(b.Services);
             if (durable)
