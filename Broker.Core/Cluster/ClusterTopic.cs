@@ -18,10 +18,8 @@ internal sealed class ClusterTopic(RedisClusterBroker broker, string key)
     private readonly Lock _gate = new();
     private readonly SemaphoreSlim _processing = new(1, 1);
 
-    // Subscribers, changed and read under _gate; slots make add and remove O(1), as in Routing.Topic.
-    private ClusterTopicSubscription[] _subscribers = [];
-    private int _subscriberCount;
-    private bool _delivering;
+    // Subscribers, changed and read under _gate.
+    private readonly SubscriberSlots<ClusterTopicSubscription> _subscribers = new();
     private bool _evicted;
 
     // The position of the last message delivered here; null until the first message or history read.
@@ -45,7 +43,7 @@ internal sealed class ClusterTopic(RedisClusterBroker broker, string key)
         {
             lock (_gate)
             {
-                return _subscriberCount;
+                return _subscribers.Count;
             }
         }
     }
@@ -82,7 +80,7 @@ internal sealed class ClusterTopic(RedisClusterBroker broker, string key)
                 };
                 Track(subscription);
                 subscription.Start(new StreamPosition(_epoch, _last));
-                Add(subscription);
+                _subscribers.Add(subscription);
                 return subscription;
             }
 
@@ -94,7 +92,7 @@ internal sealed class ClusterTopic(RedisClusterBroker broker, string key)
             };
             Track(subscription);
             subscription.JoinedAt = _epoch is null ? null : new StreamPosition(_epoch, _last);
-            Add(subscription);
+            _subscribers.Add(subscription);
         }
 
         TopicHistory? history = null;
@@ -348,7 +346,7 @@ internal sealed class ClusterTopic(RedisClusterBroker broker, string key)
     {
         lock (_gate)
         {
-            if (_evicted || _subscriberCount == 0)
+            if (_evicted || _subscribers.Count == 0)
             {
                 return;
             }
@@ -377,23 +375,7 @@ internal sealed class ClusterTopic(RedisClusterBroker broker, string key)
     // Under _gate.
     private string OutageEpoch() => _outageEpoch ??= "x" + ClusterKeys.NewEpoch();
 
-    private void DeliverToAll(BrokerMessage message)
-    {
-        _delivering = true;
-        try
-        {
-            var subscribers = _subscribers;
-            var count = _subscriberCount;
-            for (var i = 0; i < count; i++)
-            {
-                subscribers[i].Deliver(message);
-            }
-        }
-        finally
-        {
-            _delivering = false;
-        }
-    }
+    private void DeliverToAll(BrokerMessage message) => _subscribers.ForEach(message, static (subscription, m) => subscription.Deliver(m));
 
     private Task<bool> EnsureChannelAsync()
     {
@@ -443,42 +425,11 @@ internal sealed class ClusterTopic(RedisClusterBroker broker, string key)
         }
     }
 
-    private void Add(ClusterTopicSubscription subscription)
-    {
-        if (_subscriberCount == _subscribers.Length)
-        {
-            Array.Resize(ref _subscribers, Math.Max(4, _subscribers.Length * 2));
-        }
-
-        subscription.Slot = _subscriberCount;
-        _subscribers[_subscriberCount++] = subscription;
-    }
-
     public void Remove(ClusterTopicSubscription subscription)
     {
         lock (_gate)
         {
-            var slot = subscription.Slot;
-            if ((uint)slot >= (uint)_subscriberCount || _subscribers[slot] != subscription)
-            {
-                return;
-            }
-
-            // A removal from inside a delivery (the lock is re-entrant) must not move entries under the loop.
-            if (_delivering)
-            {
-                _subscribers = (ClusterTopicSubscription[])_subscribers.Clone();
-            }
-
-            var last = --_subscriberCount;
-            _subscribers[slot] = _subscribers[last];
-            _subscribers[slot].Slot = slot;
-            _subscribers[last] = null!;
-            subscription.Slot = -1;
-            if (_subscribers.Length > 16 && _subscriberCount < _subscribers.Length / 4)
-            {
-                Array.Resize(ref _subscribers, _subscribers.Length / 2);
-            }
+            _subscribers.Remove(subscription);
         }
     }
 
@@ -488,7 +439,7 @@ internal sealed class ClusterTopic(RedisClusterBroker broker, string key)
         lock (_gate)
         {
             queue = null;
-            if (_subscriberCount > 0 || _deliveredInOutage)
+            if (_subscribers.Count > 0 || _deliveredInOutage)
             {
                 return false;
             }
