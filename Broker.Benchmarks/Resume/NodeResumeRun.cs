@@ -50,11 +50,10 @@ internal static class NodeResumeRun
             for (var round = -options.Warmup; round < options.Rounds; round++)
             {
                 using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-                var (toConnected, toLast) = await RoundAsync(options, publisher, http, round, tally, timeout.Token);
-                if (round >= 0)
+                if (await RoundAsync(options, publisher, http, round, tally, timeout.Token) is { } times && round >= 0)
                 {
-                    connected.Record(toConnected);
-                    replayed.Record(toLast);
+                    connected.Record(times.Connected);
+                    replayed.Record(times.Last);
                 }
             }
         }
@@ -80,8 +79,11 @@ internal static class NodeResumeRun
         return tally.Failed || connected.Count < options.Rounds ? 1 : 0;
     }
 
-    /// <summary>One round; returns the microseconds from CONNECT to CONNECTED and to the last missed message.</summary>
-    private static async Task<(long Connected, long Last)> RoundAsync(ResumeOptions options, LoadConnection publisher, HttpClient http, int round, Tally tally, CancellationToken cancellationToken)
+    /// <summary>
+    /// One round; returns the microseconds from CONNECT to CONNECTED and to the last missed message, or null when
+    /// CONNECTED said recovered:false (the missed messages may never come: the round is counted and ended).
+    /// </summary>
+    private static async Task<(long Connected, long Last)?> RoundAsync(ResumeOptions options, LoadConnection publisher, HttpClient http, int round, Tally tally, CancellationToken cancellationToken)
     {
         var topics = Enumerable.Range(0, options.Subscriptions).Select(k => $"/topic/{options.Prefix}.t{k.ToString(CultureInfo.InvariantCulture)}").ToArray();
 
@@ -139,12 +141,13 @@ internal static class NodeResumeRun
             throw new InvalidOperationException($"round {round}: CONNECTED on B says resumed:{again.Resumed}");
         }
 
-        tally.NotRecovered += again.Recovered == "true" ? 0 : 1;
+        var recovered = again.Recovered == "true";
+        tally.NotRecovered += recovered ? 0 : 1;
         var seen = new bool[options.Missed];
         var lastPerTopic = Enumerable.Repeat(-1, topics.Length).ToArray();
         var got = 0;
         var last = again.At;
-        while (got < options.Missed)
+        while (recovered && got < options.Missed)
         {
             var message = await NextAsync(second, cancellationToken);
             Expect(message, StompCommand.Message, "replay on B");
@@ -162,6 +165,11 @@ internal static class NodeResumeRun
         {
             Expect(frame, StompCommand.Message, "DISCONNECT on B");
             Check(frame);
+        }
+
+        if (!recovered)
+        {
+            return null;
         }
 
         tally.Missing += seen.Count(s => !s);
