@@ -213,7 +213,10 @@ internal static class NodeResumeRun
         w.EndWithoutBody();
     }
 
-    /// <summary>Until node A lists the session as away (GET /api/sessions), or for the settle time without an API key.</summary>
+    /// <summary>
+    /// Until node A lists the session as away (GET /api/sessions) and has written it to the session store (the
+    /// store backlog of GET /api/stats is 0), so that node B finds it; for the settle time without an API key.
+    /// </summary>
     private static async Task WaitAwayAsync(ResumeOptions options, HttpClient http, string session, CancellationToken cancellationToken)
     {
         if (options.ApiKey is null)
@@ -223,21 +226,27 @@ internal static class NodeResumeRun
         }
 
         var a = options.SubscribeNode;
-        var url = $"http://{a.Host}:{a.Port.ToString(CultureInfo.InvariantCulture)}/api/sessions?user={Uri.EscapeDataString(options.Login)}&limit=10000";
-        while (true)
+        var api = $"http://{a.Host}:{a.Port.ToString(CultureInfo.InvariantCulture)}/api/";
+        var sessions = $"{api}sessions?user={Uri.EscapeDataString(options.Login)}&limit=10000";
+        while (await GetAsync(sessions, json => json.GetProperty("sessions").EnumerateArray()
+                   .FirstOrDefault(s => s.GetProperty("id").GetString() == session) is { ValueKind: JsonValueKind.Object } entry && entry.GetProperty("connected").GetBoolean()))
+        {
+            await Task.Delay(2, cancellationToken);
+        }
+
+        while (await GetAsync($"{api}stats?destinations=1", json => json.GetProperty("broker").GetProperty("storeBacklog").GetInt64() > 0))
+        {
+            await Task.Delay(2, cancellationToken);
+        }
+
+        async Task<bool> GetAsync(string url, Func<JsonElement, bool> test)
         {
             using var request = new HttpRequestMessage(HttpMethod.Get, url);
             request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", options.ApiKey);
             using var response = await http.SendAsync(request, cancellationToken);
             response.EnsureSuccessStatusCode();
             using var json = await JsonDocument.ParseAsync(await response.Content.ReadAsStreamAsync(cancellationToken), cancellationToken: cancellationToken);
-            var entry = json.RootElement.GetProperty("sessions").EnumerateArray().FirstOrDefault(s => s.GetProperty("id").GetString() == session);
-            if (entry.ValueKind == JsonValueKind.Undefined || !entry.GetProperty("connected").GetBoolean())
-            {
-                return;
-            }
-
-            await Task.Delay(2, cancellationToken);
+            return test(json.RootElement);
         }
     }
 

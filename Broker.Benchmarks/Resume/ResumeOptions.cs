@@ -20,9 +20,9 @@ internal sealed class ResumeOptions
           --subscriptions N    topics the session subscribes to (20)
           --missed N           messages published while it is away (100)
           --rounds N           measured rounds (50), after --warmup N unmeasured ones (5)
-          --api-key KEY        Broker:Api:Key of node A: wait, through GET /api/sessions, until A
-                               shows the dropped session as away before publishing (without it:
-                               wait --settle-ms, 250)
+          --api-key KEY        Broker:Api:Key of node A: before publishing, wait until A shows the
+                               dropped session away (GET /api/sessions) and has written it to the
+                               session store (GET /api/stats); without it: wait --settle-ms (250)
           --login L --passcode P   the session's user (guest / guest)
           --label NAME         label of the result line (resume)
           --prefix P           topic name prefix (default: unique per run)
