@@ -22,6 +22,10 @@ switch (args.Length > 0 ? args[0] : null)
         BenchmarkSwitcher.FromTypes([typeof(TopicMatchBenchmarks)]).Run(args[1..]);
         return 0;
 
+    case "resume" when args.Contains("--nodes"):
+        // A durable session moving from node A to node B; see ResumeOptions.Usage.
+        return await Broker.Benchmarks.Resume.NodeResumeRun.RunAsync(args[1..], Console.Out);
+
     case "resume":
         return await ResumeLatency.RunAsync(args[1..]);
 
@@ -50,6 +54,8 @@ switch (args.Length > 0 ? args[0] : null)
               resume [--store sqlite|redis|memory|all] [--iterations N] [--warmup N]
                                                   resume latency percentiles (CONNECT with a token
                                                   to CONNECTED, and to the first live MESSAGE)
+              resume --nodes A,B [--missed N] ...  a durable session moving from node A to node B:
+                                                  to CONNECTED and to the last missed MESSAGE
               durability-overhead [--messages N] [--subscribers N] [--runs N] [--store S]
                                                   topic fan-out deliveries/s with durable sessions
                                                   off vs on (default: SQLite store)

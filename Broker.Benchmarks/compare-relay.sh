@@ -34,52 +34,24 @@ BROKER_PORT=${BROKER_PORT:-29080}
 RABBIT_AMQP_PORT=${RABBIT_AMQP_PORT:-29672}
 RABBIT_WS_PORT=${RABBIT_WS_PORT:-29674}
 
-export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
-mkdir -p "$OUT"
-OUT=$(cd "$OUT" && pwd)
-say() { printf '==> %s\n' "$*" >&2; }
-
-say "dotnet build -c Release (Broker.Server, Broker.Benchmarks)"
-dotnet build "$ROOT/Broker.Server" -c Release -v q -nologo >/dev/null
-dotnet build "$ROOT/Broker.Benchmarks" -c Release -v q -nologo >/dev/null
-SERVER_DLL=$ROOT/Broker.Server/bin/Release/net10.0/Broker.Server.dll
-LOAD_DLL=$ROOT/Broker.Benchmarks/bin/Release/net10.0/Broker.Benchmarks.dll
-
-BROKER_PID=""
-RABBIT_DIR=$OUT/rabbit
-cleanup() {
-  if [ -n "$BROKER_PID" ]; then
-    kill -TERM "$BROKER_PID" 2>/dev/null || true
-    wait "$BROKER_PID" 2>/dev/null || true
-  fi
-  "$ROOT/Broker.Benchmarks/rabbitmq.sh" stop "$RABBIT_DIR" >/dev/null 2>&1 || true
-}
-trap cleanup EXIT
+. "$ROOT/Broker.Benchmarks/bench-lib.sh"
+bench_init compare-relay.sh
+bench_build
 
 # One RabbitMQ node with Web-STOMP, pinned (its Erlang VM starts one scheduler per CPU it may use).
-say "RabbitMQ on CPU $SERVER_CPU: amqp $RABBIT_AMQP_PORT, web-stomp $RABBIT_WS_PORT"
-taskset -c "$SERVER_CPU" "$ROOT/Broker.Benchmarks/rabbitmq.sh" start "$RABBIT_DIR" "$RABBIT_AMQP_PORT" "$RABBIT_WS_PORT" >&2
+bench_rabbit "$OUT/rabbit" "$RABBIT_AMQP_PORT" "$RABBIT_WS_PORT"
 
 store_args=(--Broker:Sessions:SqlitePath="$OUT/broker-data/broker.db")
 if [ "$STORE" = none ]; then
   store_args=(--Broker:Sessions:Store=none)
 fi
-rm -rf "$OUT/broker-data" && mkdir -p "$OUT/broker-data"
-(cd "$OUT/broker-data" && exec taskset -c "$SERVER_CPU" dotnet "$SERVER_DLL" \
-    --Broker:Server:ListenAddress=127.0.0.1 --Broker:Server:HttpPort="$BROKER_PORT" --Broker:Server:TcpPort=-1 \
-    "${store_args[@]}" --Broker:Relay:Kind=rabbitmq \
-    --Broker:Relay:RabbitMq:Uri="amqp://guest:guest@127.0.0.1:$RABBIT_AMQP_PORT/" \
-    --Logging:LogLevel:Default=Warning) >"$OUT/broker-server.log" 2>&1 &
-BROKER_PID=$!
-for _ in $(seq 1 100); do
-  curl -fsS "http://127.0.0.1:$BROKER_PORT/health" >/dev/null 2>&1 && break
-  sleep 0.2
-done
-curl -fsS "http://127.0.0.1:$BROKER_PORT/health" >/dev/null || { echo "compare-relay.sh: Broker did not start; see $OUT/broker-server.log" >&2; exit 1; }
+rm -rf "$OUT/broker-data"
+bench_server Broker "$OUT/broker-server.log" "$OUT/broker-data" "$BROKER_PORT" "${store_args[@]}" --Broker:Relay:Kind=rabbitmq \
+  --Broker:Relay:RabbitMq:Uri="amqp://guest:guest@127.0.0.1:$RABBIT_AMQP_PORT/"
 
 # run TARGET SCENARIO N: one load-tool run; its log in OUT and its result line in OUT/results.txt.
 run() {
-  local target=$1 scenario=$2 n=$3 url args status=0
+  local target=$1 scenario=$2 n=$3 url args
   if [ "$target" = relay ]; then url=ws://127.0.0.1:$BROKER_PORT/ws; else url=ws://127.0.0.1:$RABBIT_WS_PORT/ws; fi
   case $scenario in
     fanout-100) args=(--subscribers 100 --size 128 --duration "$DURATION" --window 500) ;;
@@ -87,16 +59,13 @@ run() {
     *) echo "compare-relay.sh: unknown scenario $scenario" >&2; exit 2 ;;
   esac
   # A topic of its own per run, so a run never sees another's messages.
-  args=(--url "$url" --destination "/topic/relay-$scenario-$n-$$" --drain-timeout 30 "${args[@]}")
-  say "$target $scenario #$n: load ${args[*]}"
-  taskset -c "$CLIENT_CPU" dotnet "$LOAD_DLL" load "${args[@]}" --label "$target/$scenario" >"$OUT/$target-$scenario-$n.log" 2>&1 || status=$?
-  tail -n 2 "$OUT/$target-$scenario-$n.log" | sed 's/^/    /' >&2
-  grep '^result:' "$OUT/$target-$scenario-$n.log" | sed "s/\$/ exit=$status/" >>"$OUT/results.txt"
+  bench_load "$target $scenario #$n" "$OUT/$target-$scenario-$n.log" "$target/$scenario" \
+    --url "$url" --destination "/topic/relay-$scenario-$n-$$" --drain-timeout 30 "${args[@]}"
 }
 
 : >"$OUT/results.txt"
 {
-  echo "machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(. /etc/os-release && echo "$PRETTY_NAME"), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+  bench_machine "load average"
   echo "software: .NET $(dotnet --version), RabbitMQ $(dpkg-query -W -f='${Version}' rabbitmq-server), Erlang $(dpkg-query -W -f='${Version}' erlang-base)"
   echo "pinning: RabbitMQ and Broker.Server on CPU $SERVER_CPU, load tool on CPU $CLIENT_CPU; Broker sessions: $STORE; $DURATION s per run, median of $RUNS"
 } >"$OUT/machine.txt"
@@ -110,27 +79,20 @@ for scenario in $SCENARIOS; do
   done
 done
 
-RATE=$RATE /usr/bin/python3 - "$OUT" <<'PY' | tee "$OUT/results.md"
-import os, statistics, sys
+RATE=$RATE PYTHONPATH="$ROOT/Broker.Benchmarks" /usr/bin/python3 - "$OUT" <<'PY' | tee "$OUT/results.md"
+import os, sys
+from bench_results import all_ok, fmt, load, machine, median
 out = sys.argv[1]
-runs = {}
-for line in open(os.path.join(out, "results.txt")):
-    f = dict(kv.split("=", 1) for kv in line.split()[1:] if "=" in kv)
-    runs.setdefault(tuple(f["label"].split("/", 1)), []).append(f)
+runs = load(out, key=lambda label: tuple(label.split("/", 1)))
 
 def med(target, scenario, key):
-    values = [float(f[key]) for f in runs.get((target, scenario), []) if f.get(key) not in (None, "")]
-    return statistics.median(values) if values else float("nan")
-
-def fmt(v, d=0):
-    return "–" if v != v else f"{v:,.{d}f}"
+    return median(runs, (target, scenario), key)
 
 def ok(target, scenario):
-    fs = runs.get((target, scenario), [])
-    return "" if fs and all(f.get("exit") == "0" for f in fs) else " ⚠"
+    return "" if all_ok(runs, (target, scenario)) else " ⚠"
 
 titles = {"fanout-100": "fan-out 1 → 100, 128 B, unpaced", "paced": "paced, 10 subscribers, 128 B"}
-print(open(os.path.join(out, "machine.txt")).read().strip())
+print(machine(out))
 print()
 print("| scenario | measure | Broker + relay | RabbitMQ Web-STOMP | relay ÷ direct | goal |")
 print("|---|---|--:|--:|--:|---|")

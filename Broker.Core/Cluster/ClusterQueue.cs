@@ -286,18 +286,7 @@ internal sealed class ClusterQueue(RedisClusterBroker broker, string name)
         List<string>? released = null;
         lock (_gate)
         {
-            var taken = new List<QueueEntry>();
-            for (var node = consumer.Unacked.First; node is not null;)
-            {
-                var next = node.Next;
-                if (node.Value.Tag == tag || (multiple && node.Value.Tag < tag))
-                {
-                    consumer.Unacked.Remove(node);
-                    taken.Add(node.Value.Entry);
-                }
-
-                node = next;
-            }
+            var taken = consumer.Unacked.Take(tag, multiple);
 
             if (!requeue)
             {
@@ -344,14 +333,7 @@ internal sealed class ClusterQueue(RedisClusterBroker broker, string name)
                 _next--;
             }
 
-            var taken = new List<QueueEntry>(consumer.Unacked.Count);
-            foreach (var (_, entry) in consumer.Unacked)
-            {
-                taken.Add(entry);
-            }
-
-            consumer.Unacked.Clear();
-            Requeue(null, taken);
+            Requeue(null, consumer.Unacked.TakeAll());
             Dispatch(ref settled, ref released);
         }
 
@@ -411,13 +393,11 @@ internal sealed record QueueEntry(string Id, BrokerMessage Message);
 /// <summary>One consumer of a <see cref="ClusterQueue"/> on this node.</summary>
 internal sealed class ClusterQueueConsumer(ClusterQueue queue, IMessageSink sink, AckMode ackMode, int prefetch, int batch) : IBrokerSubscription
 {
-    private ulong _lastTag;
-
     public bool Recovered { get; init; }
 
     public AckMode AckMode { get; } = ackMode;
 
-    internal LinkedList<(ulong Tag, QueueEntry Entry)> Unacked { get; } = new();
+    internal UnackedDeliveries<QueueEntry> Unacked { get; } = new();
 
     internal bool Refusing { get; set; }
 
@@ -427,21 +407,7 @@ internal sealed class ClusterQueueConsumer(ClusterQueue queue, IMessageSink sink
     internal int Room => Refusing ? 0 : AckMode == AckMode.Auto || prefetch <= 0 ? batch : Math.Max(0, prefetch - Unacked.Count);
 
     // Under the queue's lock.
-    internal bool TryDeliver(QueueEntry entry)
-    {
-        var tag = ++_lastTag;
-        if (!sink.TryDeliver(entry.Message, tag))
-        {
-            return false;
-        }
-
-        if (AckMode != AckMode.Auto)
-        {
-            Unacked.AddLast((tag, entry));
-        }
-
-        return true;
-    }
+    internal bool TryDeliver(QueueEntry entry) => Unacked.TryDeliver(sink, entry.Message, entry, AckMode == AckMode.Auto);
 
     public void Ack(ulong deliveryTag, bool multiple) => queue.Settle(this, deliveryTag, multiple, requeue: false);
 

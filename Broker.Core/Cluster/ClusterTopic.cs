@@ -13,16 +13,12 @@ namespace Broker.Cluster;
 /// processed one at a time (<see cref="_processing"/>), whether from the channel or a catch-up after a reconnect.
 /// </summary>
 [System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001", Justification = "The semaphore has no wait handle to release; a handler may still hold it when the topic is evicted.")]
-internal sealed class ClusterTopic(RedisClusterBroker broker, string key)
+internal sealed class ClusterTopic(RedisClusterBroker broker, string key) : RedisChannelOwner
 {
-    private readonly Lock _gate = new();
     private readonly SemaphoreSlim _processing = new(1, 1);
 
-    // Subscribers, changed and read under _gate; slots make add and remove O(1), as in Routing.Topic.
-    private ClusterTopicSubscription[] _subscribers = [];
-    private int _subscriberCount;
-    private bool _delivering;
-    private bool _evicted;
+    // Subscribers, changed and read under Gate.
+    private readonly SubscriberSlots<ClusterTopicSubscription> _subscribers = new();
 
     // The position of the last message delivered here; null until the first message or history read.
     private string? _epoch;
@@ -34,18 +30,19 @@ internal sealed class ClusterTopic(RedisClusterBroker broker, string key)
     private long _outageOffset;
     private bool _deliveredInOutage;
 
-    private Task<bool>? _channel;
-    private ChannelMessageQueue? _queue;
-
     public string Key { get; } = key;
+
+    protected override RedisClusterBroker Broker => broker;
+
+    protected override RedisChannel Channel => broker.Keys.TopicChannel(Key);
 
     public int SubscriberCount
     {
         get
         {
-            lock (_gate)
+            lock (Gate)
             {
-                return _subscriberCount;
+                return _subscribers.Count;
             }
         }
     }
@@ -63,16 +60,16 @@ internal sealed class ClusterTopic(RedisClusterBroker broker, string key)
         }
 
         ClusterTopicSubscription subscription;
-        lock (_gate)
+        lock (Gate)
         {
-            if (_evicted)
+            if (Evicted)
             {
                 return null;
             }
 
             // Already following the channel: a new subscriber starts at the last message delivered here and
             // gets every later one, with no Redis round trip.
-            if (resumeFrom is null && _epoch is not null && _channel is { IsCompletedSuccessfully: true, Result: true })
+            if (resumeFrom is null && _epoch is not null && ChannelUp)
             {
                 subscription = new ClusterTopicSubscription(this, sink, joining: false, broker.Options.MaxResumeBuffer, request.AckMode)
                 {
@@ -82,7 +79,7 @@ internal sealed class ClusterTopic(RedisClusterBroker broker, string key)
                 };
                 Track(subscription);
                 subscription.Start(new StreamPosition(_epoch, _last));
-                Add(subscription);
+                _subscribers.Add(subscription);
                 return subscription;
             }
 
@@ -94,7 +91,7 @@ internal sealed class ClusterTopic(RedisClusterBroker broker, string key)
             };
             Track(subscription);
             subscription.JoinedAt = _epoch is null ? null : new StreamPosition(_epoch, _last);
-            Add(subscription);
+            _subscribers.Add(subscription);
         }
 
         TopicHistory? history = null;
@@ -103,7 +100,7 @@ internal sealed class ClusterTopic(RedisClusterBroker broker, string key)
             history = await broker.TryReadTopicAsync(Key, resumeFrom, fillNewEpoch: false).ConfigureAwait(false);
         }
 
-        lock (_gate)
+        lock (Gate)
         {
             Complete(subscription, resumeFrom, history);
         }
@@ -119,7 +116,7 @@ internal sealed class ClusterTopic(RedisClusterBroker broker, string key)
         }
     }
 
-    // Under _gate. Replays history when it covers the gap, then what arrived meanwhile, skipping what was replayed.
+    // Under Gate. Replays history when it covers the gap, then what arrived meanwhile, skipping what was replayed.
     private void Complete(ClusterTopicSubscription subscription, StreamPosition? resumeFrom, TopicHistory? history)
     {
         StreamPosition start;
@@ -199,9 +196,9 @@ internal sealed class ClusterTopic(RedisClusterBroker broker, string key)
     {
         string? knownEpoch;
         long known;
-        lock (_gate)
+        lock (Gate)
         {
-            if (_evicted)
+            if (Evicted)
             {
                 return;
             }
@@ -223,9 +220,9 @@ internal sealed class ClusterTopic(RedisClusterBroker broker, string key)
 
         // Published while this node was not listening (a reconnect), or a new epoch (Redis lost its data).
         var history = await broker.TryReadTopicAsync(Key, new StreamPosition(knownEpoch, known), fillNewEpoch: true).ConfigureAwait(false);
-        lock (_gate)
+        lock (Gate)
         {
-            if (_evicted)
+            if (Evicted)
             {
                 return;
             }
@@ -251,9 +248,9 @@ internal sealed class ClusterTopic(RedisClusterBroker broker, string key)
         {
             string? epoch;
             long last;
-            lock (_gate)
+            lock (Gate)
             {
-                if (_evicted || _epoch is null)
+                if (Evicted || _epoch is null)
                 {
                     return;
                 }
@@ -263,9 +260,9 @@ internal sealed class ClusterTopic(RedisClusterBroker broker, string key)
             }
 
             var history = await broker.TryReadTopicAsync(Key, new StreamPosition(epoch, last), fillNewEpoch: true).ConfigureAwait(false);
-            lock (_gate)
+            lock (Gate)
             {
-                if (!_evicted && history is not null)
+                if (!Evicted && history is not null)
                 {
                     CatchUp(history, history.Epoch, history.Top);
                 }
@@ -277,7 +274,7 @@ internal sealed class ClusterTopic(RedisClusterBroker broker, string key)
         }
     }
 
-    // Under _gate: delivers history entries after this node's position up to (epoch, through).
+    // Under Gate: delivers history entries after this node's position up to (epoch, through).
     private void CatchUp(TopicHistory? history, string epoch, long through)
     {
         if (history is null || history.Epoch != epoch)
@@ -327,7 +324,7 @@ internal sealed class ClusterTopic(RedisClusterBroker broker, string key)
         }
     }
 
-    // Under _gate: one message to every subscriber, once decoded.
+    // Under Gate: one message to every subscriber, once decoded.
     private void Deliver(string epoch, long offset, ReadOnlyMemory<byte> payload)
     {
         _epoch = epoch;
@@ -346,9 +343,9 @@ internal sealed class ClusterTopic(RedisClusterBroker broker, string key)
     /// <summary>A message published on this node while Redis is unreachable: delivered here only.</summary>
     public void DeliverInOutage(BrokerMessage message)
     {
-        lock (_gate)
+        lock (Gate)
         {
-            if (_evicted || _subscriberCount == 0)
+            if (Evicted || _subscribers.Count == 0)
             {
                 return;
             }
@@ -363,7 +360,7 @@ internal sealed class ClusterTopic(RedisClusterBroker broker, string key)
     /// <summary>After an outage: whether this node delivered messages Redis never saw (then the Redis epoch they belong after, or "").</summary>
     public bool TakeOutage(out string redisEpoch)
     {
-        lock (_gate)
+        lock (Gate)
         {
             redisEpoch = _epoch ?? "";
             var delivered = _deliveredInOutage;
@@ -374,127 +371,33 @@ internal sealed class ClusterTopic(RedisClusterBroker broker, string key)
         }
     }
 
-    // Under _gate.
+    // Under Gate.
     private string OutageEpoch() => _outageEpoch ??= "x" + ClusterKeys.NewEpoch();
 
-    private void DeliverToAll(BrokerMessage message)
-    {
-        _delivering = true;
-        try
-        {
-            var subscribers = _subscribers;
-            var count = _subscriberCount;
-            for (var i = 0; i < count; i++)
-            {
-                subscribers[i].Deliver(message);
-            }
-        }
-        finally
-        {
-            _delivering = false;
-        }
-    }
+    private void DeliverToAll(BrokerMessage message) => _subscribers.ForEach(message, static (subscription, m) => subscription.Deliver(m));
 
-    private Task<bool> EnsureChannelAsync()
-    {
-        lock (_gate)
-        {
-            if (_channel is null || (_channel.IsCompleted && !_channel.Result))
-            {
-                _channel = SubscribeChannelAsync();
-            }
-
-            return _channel;
-        }
-    }
-
-    private async Task<bool> SubscribeChannelAsync()
-    {
-        var queue = await broker.TrySubscribeAsync(broker.Keys.TopicChannel(Key)).ConfigureAwait(false);
-        if (queue is null)
-        {
-            return false;
-        }
-
-        lock (_gate)
-        {
-            if (_evicted)
-            {
-                _ = RedisClusterBroker.UnsubscribeAsync(queue);
-                return false;
-            }
-
-            _queue = queue;
-        }
-
-        queue.OnMessage(OnPublishedAsync);
-        return true;
-    }
-
-    /// <summary>Whether a reconnect must subscribe the channel again (an earlier attempt failed).</summary>
-    public bool NeedsChannel
-    {
-        get
-        {
-            lock (_gate)
-            {
-                return !_evicted && _channel is { IsCompleted: true, Result: false };
-            }
-        }
-    }
-
-    private void Add(ClusterTopicSubscription subscription)
-    {
-        if (_subscriberCount == _subscribers.Length)
-        {
-            Array.Resize(ref _subscribers, Math.Max(4, _subscribers.Length * 2));
-        }
-
-        subscription.Slot = _subscriberCount;
-        _subscribers[_subscriberCount++] = subscription;
-    }
+    protected override void Listen(ChannelMessageQueue queue) => queue.OnMessage(OnPublishedAsync);
 
     public void Remove(ClusterTopicSubscription subscription)
     {
-        lock (_gate)
+        lock (Gate)
         {
-            var slot = subscription.Slot;
-            if ((uint)slot >= (uint)_subscriberCount || _subscribers[slot] != subscription)
-            {
-                return;
-            }
-
-            // A removal from inside a delivery (the lock is re-entrant) must not move entries under the loop.
-            if (_delivering)
-            {
-                _subscribers = (ClusterTopicSubscription[])_subscribers.Clone();
-            }
-
-            var last = --_subscriberCount;
-            _subscribers[slot] = _subscribers[last];
-            _subscribers[slot].Slot = slot;
-            _subscribers[last] = null!;
-            subscription.Slot = -1;
-            if (_subscribers.Length > 16 && _subscriberCount < _subscribers.Length / 4)
-            {
-                Array.Resize(ref _subscribers, _subscribers.Length / 2);
-            }
+            _subscribers.Remove(subscription);
         }
     }
 
     /// <summary>Retires the topic when nobody here subscribes to it; the caller unsubscribes the channel.</summary>
     public bool TryEvict(out ChannelMessageQueue? queue)
     {
-        lock (_gate)
+        lock (Gate)
         {
             queue = null;
-            if (_subscriberCount > 0 || _deliveredInOutage)
+            if (_subscribers.Count > 0 || _deliveredInOutage)
             {
                 return false;
             }
 
-            _evicted = true;
-            queue = _queue;
+            queue = Evict();
             return true;
         }
     }

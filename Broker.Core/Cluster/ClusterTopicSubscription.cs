@@ -14,7 +14,7 @@ namespace Broker.Cluster;
 /// unacknowledged delivery (deliveries carry their offset as delivery tag, so an ACK names it).
 /// </para>
 /// </summary>
-internal sealed class ClusterTopicSubscription(ClusterTopic topic, IMessageSink sink, bool joining, int maxHeld, AckMode ackMode) : IBrokerSubscription
+internal sealed class ClusterTopicSubscription(ClusterTopic topic, IMessageSink sink, bool joining, int maxHeld, AckMode ackMode) : IBrokerSubscription, ISlotted
 {
     private Queue<BrokerMessage>? _held = joining ? new Queue<BrokerMessage>() : null;
     private string? _skipEpoch;
@@ -42,7 +42,7 @@ internal sealed class ClusterTopicSubscription(ClusterTopic topic, IMessageSink 
     public bool Recovered { get; set; }
 
     /// <summary>This subscription's index in its topic's subscriber array (guarded by the topic's lock).</summary>
-    internal int Slot { get; set; } = -1;
+    public int Slot { get; set; } = -1;
 
     /// <summary>The topic's position when this subscription joined it, when known.</summary>
     internal StreamPosition? JoinedAt { get; set; }

@@ -10,31 +10,31 @@ namespace Broker.Cluster;
 /// once, in the order Redis published it. Wildcard subscriptions are not positioned (as in-process): they are
 /// never recovered, and a message missed while Redis was unreachable is not replayed to them.
 /// </summary>
-internal sealed class WildcardGroup(RedisClusterBroker broker, string glob)
+internal sealed class WildcardGroup(RedisClusterBroker broker, string glob) : RedisChannelOwner
 {
-    private readonly Lock _gate = new();
     private WildcardSubscription[] _subscriptions = [];
-    private bool _evicted;
-    private Task<bool>? _channel;
-    private ChannelMessageQueue? _queue;
 
     public string Glob { get; } = glob;
+
+    protected override RedisClusterBroker Broker => broker;
+
+    protected override RedisChannel Channel => broker.Keys.TopicPattern(Glob);
 
     /// <summary>Adds a subscription; null when the group was evicted meanwhile.</summary>
     public async ValueTask<WildcardSubscription?> TrySubscribeAsync(string pattern, IMessageSink sink)
     {
         var subscription = new WildcardSubscription(this, new TopicPattern(pattern), sink);
         Task<bool> channel;
-        lock (_gate)
+        lock (Gate)
         {
-            if (_evicted)
+            if (Evicted)
             {
                 return null;
             }
 
             sink.Start(null);
             _subscriptions = [.. _subscriptions, subscription];
-            channel = EnsureChannelLocked();
+            channel = EnsureChannelAsync();
         }
 
         await channel.ConfigureAwait(false);
@@ -54,7 +54,7 @@ internal sealed class WildcardGroup(RedisClusterBroker broker, string glob)
         BrokerMessage? message = null;
         try
         {
-            lock (_gate)
+            lock (Gate)
             {
                 foreach (var subscription in _subscriptions)
                 {
@@ -83,7 +83,7 @@ internal sealed class WildcardGroup(RedisClusterBroker broker, string glob)
     /// <summary>A message published on this node while Redis is unreachable: delivered here only.</summary>
     public void DeliverInOutage(string key, BrokerMessage message)
     {
-        lock (_gate)
+        lock (Gate)
         {
             foreach (var subscription in _subscriptions)
             {
@@ -97,67 +97,17 @@ internal sealed class WildcardGroup(RedisClusterBroker broker, string glob)
 
     public void Remove(WildcardSubscription subscription)
     {
-        lock (_gate)
+        lock (Gate)
         {
             _subscriptions = Array.FindAll(_subscriptions, s => s != subscription);
         }
     }
 
-    public bool NeedsChannel
-    {
-        get
-        {
-            lock (_gate)
-            {
-                return !_evicted && _channel is { IsCompleted: true, Result: false };
-            }
-        }
-    }
-
-    public Task<bool> EnsureChannelAsync()
-    {
-        lock (_gate)
-        {
-            return EnsureChannelLocked();
-        }
-    }
-
-    private Task<bool> EnsureChannelLocked()
-    {
-        if (_channel is null || (_channel.IsCompleted && !_channel.Result))
-        {
-            _channel = SubscribeChannelAsync();
-        }
-
-        return _channel;
-    }
-
-    private async Task<bool> SubscribeChannelAsync()
-    {
-        var queue = await broker.TrySubscribeAsync(broker.Keys.TopicPattern(Glob)).ConfigureAwait(false);
-        if (queue is null)
-        {
-            return false;
-        }
-
-        lock (_gate)
-        {
-            if (_evicted)
-            {
-                _ = RedisClusterBroker.UnsubscribeAsync(queue);
-                return false;
-            }
-
-            _queue = queue;
-        }
-
-        queue.OnMessage(OnPublished);
-        return true;
-    }
+    protected override void Listen(ChannelMessageQueue queue) => queue.OnMessage(OnPublished);
 
     public bool TryEvict(out ChannelMessageQueue? queue)
     {
-        lock (_gate)
+        lock (Gate)
         {
             queue = null;
             if (_subscriptions.Length > 0)
@@ -165,8 +115,7 @@ internal sealed class WildcardGroup(RedisClusterBroker broker, string glob)
                 return false;
             }
 
-            _evicted = true;
-            queue = _queue;
+            queue = Evict();
             return true;
         }
     }

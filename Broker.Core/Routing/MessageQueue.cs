@@ -168,30 +168,14 @@ internal sealed class MessageQueue(
         lock (_gate)
         {
             _lastActivity = _time.GetTimestamp();
-            var unacked = consumer.Unacked;
-            var requeued = new List<BrokerMessage>();
-            for (var node = unacked.First; node is not null;)
+            var settled = consumer.Unacked.Take(tag, multiple);
+            for (var i = requeue ? settled.Count - 1 : -1; i >= 0; i--)
             {
-                var next = node.Next;
-                if (node.Value.Tag == tag || (multiple && node.Value.Tag < tag))
-                {
-                    unacked.Remove(node);
-                    if (requeue)
-                    {
-                        requeued.Add(node.Value.Message);
-                    }
-                }
-
-                node = next;
-            }
-
-            for (var i = requeued.Count - 1; i >= 0; i--)
-            {
-                PutBack(requeued[i], ref dead);
+                PutBack(settled[i], ref dead);
             }
 
             // A NACKed message goes to the next consumer first, not straight back to its rejecter.
-            if (requeue && requeued.Count > 0 && _consumers.Count > 1)
+            if (requeue && settled.Count > 0 && _consumers.Count > 1)
             {
                 var index = _consumers.IndexOf(consumer);
                 if (index >= 0)
@@ -217,12 +201,11 @@ internal sealed class MessageQueue(
             }
 
             _lastActivity = _time.GetTimestamp();
-            for (var node = consumer.Unacked.Last; node is not null; node = node.Previous)
+            var unacked = consumer.Unacked.TakeAll();
+            for (var i = unacked.Count - 1; i >= 0; i--)
             {
-                PutBack(node.Value.Message, ref dead);
+                PutBack(unacked[i], ref dead);
             }
-
-            consumer.Unacked.Clear();
             Dispatch();
         }
 
@@ -345,34 +328,18 @@ internal enum EnqueueResult
 /// <summary>One consumer of a <see cref="MessageQueue"/>.</summary>
 internal sealed class QueueConsumer(MessageQueue queue, IMessageSink sink, AckMode ackMode, int prefetch) : IBrokerSubscription
 {
-    private ulong _lastTag;
-
     // A queue keeps its messages while no consumer is attached, so a resumed consumer misses nothing
     // as long as the queue (this process) is the one it left.
     public bool Recovered { get; init; }
 
-    internal LinkedList<(ulong Tag, BrokerMessage Message)> Unacked { get; } = new();
+    internal UnackedDeliveries<BrokerMessage> Unacked { get; } = new();
 
     internal bool Refusing { get; set; }
 
     internal bool HasRoom => !Refusing && (ackMode == AckMode.Auto || prefetch <= 0 || Unacked.Count < prefetch);
 
     // Called under the queue's lock.
-    internal bool TryDeliver(BrokerMessage message)
-    {
-        var tag = ++_lastTag;
-        if (!sink.TryDeliver(message, tag))
-        {
-            return false;
-        }
-
-        if (ackMode != AckMode.Auto)
-        {
-            Unacked.AddLast((tag, message));
-        }
-
-        return true;
-    }
+    internal bool TryDeliver(BrokerMessage message) => Unacked.TryDeliver(sink, message, message, ackMode == AckMode.Auto);
 
     public void Ack(ulong deliveryTag, bool multiple) => queue.Settle(this, deliveryTag, multiple, requeue: false);
 

@@ -148,12 +148,8 @@ internal sealed class Topic(string key, HistoryOptions options, TimeProvider tim
     private long _lastDurableAt;
     private long _lastOffset;
     private bool _evicted;
-    // Exact-key subscribers, changed and read only under _gate. A subscription knows its slot, so adding
-    // and removing are O(1) (swap with the last) and the array grows by doubling: a copy per change would
-    // be O(n²) work and garbage as tens of thousands of clients subscribe to one topic.
-    private TopicSubscription[] _subscribers = [];
-    private int _subscriberCount;
-    private bool _delivering;
+    // Exact-key subscribers, changed and read only under _gate.
+    private readonly SubscriberSlots<TopicSubscription> _subscribers = new();
 
     public string Key { get; } = key;
 
@@ -165,7 +161,7 @@ internal sealed class Topic(string key, HistoryOptions options, TimeProvider tim
     {
         lock (_gate)
         {
-            return (_subscriberCount, _count, _lastOffset);
+            return (_subscribers.Count, _count, _lastOffset);
         }
     }
 
@@ -181,21 +177,7 @@ internal sealed class Topic(string key, HistoryOptions options, TimeProvider tim
             message.Epoch = Epoch;
             message.Offset = ++_lastOffset;
             Append(message);
-            _delivering = true;
-            try
-            {
-                var subscribers = _subscribers;
-                var count = _subscriberCount;
-                for (var i = 0; i < count; i++)
-                {
-                    subscribers[i].Deliver(message);
-                }
-            }
-            finally
-            {
-                _delivering = false;
-            }
-
+            _subscribers.ForEach(message, s_deliver);
             wildcards.Match(Key, message, s_deliver);
 
             return true;
@@ -246,13 +228,7 @@ internal sealed class Topic(string key, HistoryOptions options, TimeProvider tim
                 _lastDurableAt = time.GetTimestamp();
             }
 
-            if (_subscriberCount == _subscribers.Length)
-            {
-                Array.Resize(ref _subscribers, Math.Max(4, _subscribers.Length * 2));
-            }
-
-            subscription.Slot = _subscriberCount;
-            _subscribers[_subscriberCount++] = subscription;
+            _subscribers.Add(subscription);
             return subscription;
         }
     }
@@ -261,32 +237,9 @@ internal sealed class Topic(string key, HistoryOptions options, TimeProvider tim
     {
         lock (_gate)
         {
-            var slot = subscription.Slot;
-            if ((uint)slot >= (uint)_subscriberCount || _subscribers[slot] != subscription)
-            {
-                return;
-            }
-
-            // A removal from inside a delivery (same thread, the lock is re-entrant) must not move
-            // entries under the loop that is running: it works on a copy.
-            if (_delivering)
-            {
-                _subscribers = (TopicSubscription[])_subscribers.Clone();
-            }
-
-            var last = --_subscriberCount;
-            _subscribers[slot] = _subscribers[last];
-            _subscribers[slot].Slot = slot;
-            _subscribers[last] = null!;
-            subscription.Slot = -1;
-            if (subscription.Durable && --_durableSubscribers == 0)
+            if (_subscribers.Remove(subscription) && subscription.Durable && --_durableSubscribers == 0)
             {
                 _lastDurableAt = time.GetTimestamp();
-            }
-
-            if (_subscribers.Length > 16 && _subscriberCount < _subscribers.Length / 4)
-            {
-                Array.Resize(ref _subscribers, _subscribers.Length / 2);
             }
         }
     }
@@ -296,7 +249,7 @@ internal sealed class Topic(string key, HistoryOptions options, TimeProvider tim
         lock (_gate)
         {
             TrimExpired();
-            if (_subscriberCount > 0 || _count > 0)
+            if (_subscribers.Count > 0 || _count > 0)
             {
                 return false;
             }
@@ -412,7 +365,7 @@ internal sealed class Topic(string key, HistoryOptions options, TimeProvider tim
 }
 
 /// <summary>A subscriber to a topic key or pattern. Topic deliveries are not retained per subscriber, so acks only settle.</summary>
-internal sealed class TopicSubscription : IBrokerSubscription
+internal sealed class TopicSubscription : IBrokerSubscription, ISlotted
 {
     private readonly TopicRouter _router;
     private readonly Topic? _topic;
@@ -437,7 +390,7 @@ internal sealed class TopicSubscription : IBrokerSubscription
     internal TopicTrie<TopicSubscription>.Binding? Binding { get; set; }
 
     /// <summary>This subscription's index in its topic's subscriber array (guarded by the topic's lock).</summary>
-    internal int Slot { get; set; } = -1;
+    public int Slot { get; set; } = -1;
 
     public bool Recovered { get; }
 

@@ -1,5 +1,4 @@
 using System.Globalization;
-using Broker.Durability;
 using Broker.Protocol;
 using NUnit.Framework;
 using static Broker.Tests.Relay.RelayTesting;
@@ -20,6 +19,9 @@ public abstract class MessageBrokerSpecification
 
     /// <summary>A harness whose broker is the one under test, with durable sessions (in memory).</summary>
     private protected abstract Task<SessionHarness> CreateHarnessAsync();
+
+    /// <summary>Whether a NACKed queue message goes to the next consumer in the round (the in-process broker's promise).</summary>
+    private protected virtual bool NackPassesToTheNextConsumer => false;
 
     private protected async Task<SessionHarness> StartAsync()
     {
@@ -234,6 +236,11 @@ public abstract class MessageBrokerSpecification
 
         Assert.That(second.BodyText, Is.EqualTo("only"));
         Assert.That(second["message-id"], Is.EqualTo(first["message-id"]));
+        if (NackPassesToTheNextConsumer)
+        {
+            Assert.That((firstClient, secondClient), Is.EqualTo((a, b)), "the first in the round got it, the next one got it again");
+        }
+
         Assert.That(await a.TryReceiveAsync(TimeSpan.FromMilliseconds(200)), Is.Null, "acked messages never come back");
         Assert.That(await b.TryReceiveAsync(TimeSpan.FromMilliseconds(50)), Is.Null);
     }
@@ -442,11 +449,4 @@ public abstract class MessageBrokerSpecification
 
         throw new TimeoutException("neither client received a frame");
     }
-}
-
-/// <summary>The in-process broker held to the <see cref="MessageBrokerSpecification"/>.</summary>
-[TestFixture]
-public sealed class InProcessBrokerSpecification : MessageBrokerSpecification
-{
-    private protected override Task<SessionHarness> CreateHarnessAsync() => Task.FromResult(new SessionHarness(broker: b => b.AddInMemorySessionStore()));
 }
