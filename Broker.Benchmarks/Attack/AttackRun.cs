@@ -101,7 +101,9 @@ internal static class AttackRun
             $"round_trips={latency.Count} lost={ordinary.Lost} ordinary_errors={ordinary.Errors.Values.Sum()} " +
             $"p50_ms={latency.PercentileMs(50):0.00} p99_ms={latency.PercentileMs(99):0.00} max_ms={latency.MaxMs:0.00} " +
             $"rss_start_mib={Mib(sampler.RssStartKiB * 1024)} rss_max_mib={Mib(sampler.RssMaxKiB * 1024)} budget_max_mib={Mib(sampler.BudgetMax)} " +
-            $"budget_peak={sampler.BudgetPeakComponent ?? "-"} gc_heap_max_mib={Mib(sampler.GcHeapMax)} memory_limit_mib={Mib(sampler.BudgetLimit)}"));
+            $"budget_peak={sampler.BudgetPeakComponent ?? "-"} gc_heap_max_mib={Mib(sampler.GcHeapMax)} memory_limit_mib={Mib(sampler.BudgetLimit)} " +
+            $"server_cpu={(sampler.CpuCores is { } cpu ? cpu.ToString("0.00", CultureInfo.InvariantCulture) : "-")} " +
+            $"tool_cpu={Process.GetCurrentProcess().TotalProcessorTime.TotalSeconds / started.Elapsed.TotalSeconds:0.00}"));
         return ordinary.Lost == 0 ? 0 : 1;
     }
 

@@ -11,7 +11,8 @@ namespace Broker.Benchmarks.Attack;
 internal sealed class ServerSampler(int? pid, Uri? metrics) : IDisposable
 {
     private readonly HttpClient _http = new() { Timeout = TimeSpan.FromSeconds(2) };
-    private bool _metricsFailed;
+    private double? _cpuStart;
+    private long _wallStart;
 
     public long? RssMaxKiB { get; private set; }
 
@@ -26,9 +27,14 @@ internal sealed class ServerSampler(int? pid, Uri? metrics) : IDisposable
     /// <summary>The component holding most at the budget's peak (e.g. <c>queues</c>), from the same sample.</summary>
     public string? BudgetPeakComponent { get; private set; }
 
+    /// <summary>The server's CPU time over the run, in cores (utime + stime from /proc/PID/stat), when a PID is given.</summary>
+    public double? CpuCores { get; private set; }
+
     public async Task RunAsync(CancellationToken cancellationToken)
     {
         RssStartKiB = IdleRun.ResidentKiB(pid);
+        _cpuStart = CpuSeconds(pid);
+        _wallStart = System.Diagnostics.Stopwatch.GetTimestamp();
         while (!cancellationToken.IsCancellationRequested)
         {
             await SampleAsync();
@@ -43,6 +49,25 @@ internal sealed class ServerSampler(int? pid, Uri? metrics) : IDisposable
         }
 
         await SampleAsync();
+        if (_cpuStart is { } start && CpuSeconds(pid) is { } end)
+        {
+            CpuCores = (end - start) / System.Diagnostics.Stopwatch.GetElapsedTime(_wallStart).TotalSeconds;
+        }
+    }
+
+    // utime + stime (fields 14 and 15 of /proc/PID/stat, after the parenthesised name), in seconds at 100 ticks/s.
+    private static double? CpuSeconds(int? pid)
+    {
+        try
+        {
+            var stat = pid is { } p ? File.ReadAllText($"/proc/{p}/stat") : null;
+            var fields = stat?[(stat.LastIndexOf(')') + 2)..].Split(' ');
+            return fields is null ? null : (long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture)) / 100.0;
+        }
+        catch (IOException)
+        {
+            return null;
+        }
     }
 
     private async Task SampleAsync()
@@ -52,7 +77,7 @@ internal sealed class ServerSampler(int? pid, Uri? metrics) : IDisposable
             RssMaxKiB = rss;
         }
 
-        if (metrics is null || _metricsFailed)
+        if (metrics is null)
         {
             return;
         }
@@ -64,8 +89,7 @@ internal sealed class ServerSampler(int? pid, Uri? metrics) : IDisposable
         }
         catch (Exception e) when (e is HttpRequestException or TaskCanceledException)
         {
-            _metricsFailed = BudgetMax is null; // never answered: stop asking
-            return;
+            return; // no endpoint, or too busy to answer within 2 s: the next sample tries again
         }
 
         long used = 0, heap = 0, top = 0;
