@@ -36,6 +36,10 @@ switch (args.Length > 0 ? args[0] : null)
         // Nodes SIGKILLed and connections cut under durable subscribers; see ChaosRun.Usage.
         return await Broker.Benchmarks.Chaos.ChaosRun.RunAsync(args[1..], Console.Out);
 
+    case "attack":
+        // Issue 11's hostile clients against an ordinary one; see AttackOptions.Usage.
+        return await Broker.Benchmarks.Attack.AttackRun.RunAsync(args[1..], Console.Out);
+
     case "load":
         // Drives any STOMP-over-WebSocket or TCP URL; see LoadOptions.Usage.
         return await LoadRun.RunAsync(args[1..], Console.Out);
@@ -63,6 +67,9 @@ switch (args.Length > 0 ? args[0] : null)
                                                   (ws:// or tcp://): deliveries/s, latency percentiles
               chaos [--nodes N] [--relay URI] ...  nodes SIGKILLed and connections cut under durable
                                                   subscribers: gaps, duplicates, false recovered:true
+              attack NAME --url URL [--duration S] [--server-pid PID]
+                                                  a hostile client (issue 11) vs an ordinary client's
+                                                  round trips, server memory ('attack --help')
               load idle --url URL --connections N memory per idle subscribed connection
                                                   ('load --help' lists every option)
             """);

@@ -40,7 +40,7 @@ try
     broker.AddClusterFromConfiguration(builder.Configuration);
     builder.Services.Configure<DurableSessionOptions>(builder.Configuration.GetSection("Broker:Sessions"));
     builder.Services.AddHealthChecks().AddStompBroker();
-    builder.Services.AddOpenTelemetry().ConfigureResource(resource => resource.AddService("broker")).WithMetrics(metrics => metrics.AddMeter(BrokerMetrics.MeterName).AddPrometheusExporter());
+    builder.Services.AddOpenTelemetry().ConfigureResource(resource => resource.AddService("broker")).WithMetrics(metrics => metrics.AddMeter(BrokerMetrics.MeterName, "System.Runtime").AddPrometheusExporter());
     builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(10));
     builder.Services.AddBrokerAdmin(builder.Configuration);
 

@@ -15,6 +15,8 @@ namespace Broker.Hosting;
 /// </summary>
 internal sealed class WebSocketTransport : IStompTransport, IDisposable
 {
+    // What a closing connection reads and drops, at most, waiting for the peer's close frame.
+    private const int DrainLimit = 64 * 1024;
     private readonly WebSocket _socket;
     private readonly Pipe _input;
     private readonly PooledBufferWriter _output = new();
@@ -96,14 +98,18 @@ internal sealed class WebSocketTransport : IStompTransport, IDisposable
 
             // Closing: read and discard until the peer's close frame. Closing a socket with unread
             // input makes the kernel send a reset, which can destroy an ERROR frame still in flight.
-            var discard = new byte[1024];
-            while (true)
+            // At most DrainLimit bytes, though: a peer still pushing a large frame (a 2 MiB CONNECT
+            // body) is not reading its ERROR anyway, and must not cost the server its whole frame.
+            var discard = new byte[4096];
+            for (var drained = 0; drained < DrainLimit;)
             {
                 var result = await _socket.ReceiveAsync(discard.AsMemory(), CancellationToken.None).ConfigureAwait(false);
                 if (result.MessageType == WebSocketMessageType.Close)
                 {
                     return;
                 }
+
+                drained += result.Count;
             }
         }
         catch (Exception ex) when (ex is WebSocketException or OperationCanceledException or IOException or ObjectDisposedException)

@@ -13,6 +13,7 @@ public sealed class BrokerMessage
 {
     private byte[]?[]? _encoded;
     private int _bodyIsText; // 0 unknown, 1 text, 2 binary
+    private int _outboxHolders;
 
     public BrokerMessage(string destination, string messageId, IReadOnlyList<KeyValuePair<string, string>> headers, ReadOnlyMemory<byte> body)
     {
@@ -45,6 +46,15 @@ public sealed class BrokerMessage
 
     /// <summary>The span of the SEND that published it, while tracing is on (see <see cref="BrokerTelemetry"/>).</summary>
     internal System.Diagnostics.ActivityContext TraceContext { get; set; }
+
+    /// <summary>
+    /// Counts one more session outbox holding this message; true for the first (which counts the message against the
+    /// memory budget, so that a fan-out to N subscribers counts it once, not N times).
+    /// </summary>
+    internal bool HoldInOutbox() => Interlocked.Increment(ref _outboxHolders) == 1;
+
+    /// <summary>Counts one outbox fewer; true for the last (which gives the message back to the budget).</summary>
+    internal bool ReleaseFromOutbox() => Interlocked.Decrement(ref _outboxHolders) == 0;
 
     /// <summary>True when the body is valid UTF-8, so a WebSocket text message can carry it.</summary>
     public bool BodyIsText

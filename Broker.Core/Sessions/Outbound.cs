@@ -29,5 +29,15 @@ internal readonly struct Outbound : IOutboxItem
 
     public bool IsHeartbeat { get; }
 
-    public int Size => Message is not null ? Message.Body.Length + 64 : Bytes?.Length ?? 1;
+    // A delivery is counted as its message's body plus a fixed overhead: the message (body and cached
+    // encoding, shared by every subscriber it fans out to) and this delivery's own slot and headers.
+    private const int SharedOverhead = 32;
+    private const int DeliveryOverhead = 32;
+
+    public int Size => Message is not null ? Message.Body.Length + SharedOverhead + DeliveryOverhead : Bytes?.Length ?? 1;
+
+    // The memory budget counts the shared message once, however many outboxes hold it (BrokerMessage.HoldInOutbox).
+    public int Hold() => Message is { } message ? DeliveryOverhead + (message.HoldInOutbox() ? message.Body.Length + SharedOverhead : 0) : Size;
+
+    public int Release() => Message is { } message ? DeliveryOverhead + (message.ReleaseFromOutbox() ? message.Body.Length + SharedOverhead : 0) : Size;
 }

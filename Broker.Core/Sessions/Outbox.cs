@@ -3,10 +3,17 @@ using Broker.Resources;
 
 namespace Broker.Sessions;
 
-/// <summary>An item an <see cref="Outbox{T}"/> counts: its size in bytes.</summary>
+/// <summary>An item an <see cref="Outbox{T}"/> counts: its size in bytes, and what it holds against the memory budget.</summary>
 internal interface IOutboxItem
 {
+    /// <summary>Bytes queued for this client (what max-pending-bytes counts): the whole frame.</summary>
     int Size { get; }
+
+    /// <summary>Queued: the bytes to count against the budget now (a part shared with other outboxes only by its first holder).</summary>
+    int Hold();
+
+    /// <summary>Read or dropped: the bytes to give back (the shared part only by its last holder).</summary>
+    int Release();
 }
 
 /// <summary>
@@ -16,7 +23,8 @@ internal interface IOutboxItem
 /// 32-slot segment for life, an empty outbox holds no buffer: an idle connection costs nothing here,
 /// which matters at tens of thousands of connections. The waiting reader is one reusable
 /// <see cref="IValueTaskSource{TResult}"/>, resumed off the producer's thread. Every item queued counts
-/// against the memory budget until it is read or discarded, whichever path queued it.
+/// against the memory budget until it is read or discarded, whichever path queued it; what several
+/// outboxes share (one message fanned out) is counted once, by <see cref="IOutboxItem.Hold"/>.
 /// </summary>
 internal sealed class Outbox<T>(MemoryBudget? budget = null) : IValueTaskSource<bool>
     where T : IOutboxItem
@@ -55,7 +63,7 @@ internal sealed class Outbox<T>(MemoryBudget? budget = null) : IValueTaskSource<
             _waiting = false;
         }
 
-        budget?.Add(MemoryComponent.Outboxes, item.Size);
+        budget?.Add(MemoryComponent.Outboxes, item.Hold());
         if (wake)
         {
             _waiter.SetResult(true);
@@ -90,7 +98,7 @@ internal sealed class Outbox<T>(MemoryBudget? budget = null) : IValueTaskSource<
             }
         }
 
-        budget?.Subtract(MemoryComponent.Outboxes, item.Size);
+        budget?.Subtract(MemoryComponent.Outboxes, item.Release());
         return true;
     }
 
@@ -109,18 +117,28 @@ internal sealed class Outbox<T>(MemoryBudget? budget = null) : IValueTaskSource<
     /// <summary>Completes the outbox and drops what is still queued (the writer loop has ended), giving its bytes back.</summary>
     public void Discard()
     {
-        long bytes;
+        T[] items;
+        int head, count;
         lock (_gate)
         {
             _completed = true;
-            bytes = _bytes;
+            (items, head, count) = (_items, _head, _count);
             _bytes = 0;
             _items = [];
             _head = 0;
             _count = 0;
         }
 
-        budget?.Subtract(MemoryComponent.Outboxes, bytes);
+        if (budget is not null)
+        {
+            var bytes = 0L;
+            for (var i = 0; i < count; i++)
+            {
+                bytes += items[(head + i) % items.Length].Release();
+            }
+
+            budget.Subtract(MemoryComponent.Outboxes, bytes);
+        }
     }
 
     /// <summary>True while the outbox keeps an item array (a racy read: a hint for when to trim).</summary>

@@ -17,8 +17,9 @@ public sealed partial class StompSession
             return false;
         }
 
+        // Every frame counts, RECEIPTs included: a client asking for receipts it never reads is a slow consumer too.
         var size = item.Size;
-        if (Interlocked.Add(ref _pendingBytes, size) > _options.MaxPendingBytes && item.Message is not null)
+        if (Interlocked.Add(ref _pendingBytes, size) > _options.MaxPendingBytes)
         {
             Interlocked.Add(ref _pendingBytes, -size);
             SlowConsumer("max-pending-bytes", $"limit exceeded: max-pending-bytes ({_options.MaxPendingBytes} bytes queued for this client)");

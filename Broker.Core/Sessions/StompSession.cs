@@ -93,6 +93,10 @@ public sealed partial class StompSession
     // _transactionBytes: what every open transaction holds, bounded by max-transaction-bytes and counted in the budget.
     private long _partialFrameBytes;
     private long _transactionBytes;
+
+    // The frame a read ended in the middle of: the reader resumes decoding into it, so it stays with this session
+    // rather than going back to the shared FrameCache, where another session would decode over it (read loop only).
+    private StompFrame? _partialFrame;
     private volatile bool _flowControlled;
     private TaskCompletionSource? _closingSignal;
 
@@ -208,7 +212,8 @@ public sealed partial class StompSession
 
             var buffer = result.Buffer;
             var length = buffer.Length;
-            var frame = FrameCache.Rent();
+            var frame = _partialFrame ?? FrameCache.Rent();
+            _partialFrame = null;
             try
             {
                 while (!IsClosing && _reader.TryRead(ref buffer, frame))
@@ -229,7 +234,15 @@ public sealed partial class StompSession
             finally
             {
                 input.AdvanceTo(buffer.Start, buffer.End);
-                FrameCache.Return(frame);
+                if (_reader.PartialFrameBytes > 0)
+                {
+                    _partialFrame = frame;
+                }
+                else
+                {
+                    FrameCache.Return(frame);
+                }
+
                 _services.Metrics.BytesReceived(length - buffer.Length);
                 CountPartialFrame();
             }
