@@ -31,9 +31,6 @@ CPU_WINDOW=${CPU_WINDOW:-30}
 BASELINE=${BASELINE:-30}
 SCENARIOS=${SCENARIOS:-"fanout-100 fanout-1000 paced size-4k size-64k queue idle idle-hb hold hold-hb"}
 BROKERS=${BROKERS:-"broker rabbitmq"}
-# Login throttling is off: every load-tool connection logs in as guest, 64 at a time, and the throttle
-# counts an attempt as a failure until it succeeds, so on a loaded machine ten slow concurrent logins
-# of one user lock it out for five minutes ("too many failed logins") and an idle run loses thousands.
 # Extra environment for the Broker process only (GC settings and the like), e.g. "DOTNET_gcServer=0".
 BROKER_ENV=${BROKER_ENV:-}
 OUT=${OUT:-$(mktemp -d /tmp/broker-compare.XXXXXX)}
@@ -88,8 +85,13 @@ RABBIT_PID=""
 start_broker() {
   local dir=$OUT/broker-data
   rm -rf "$dir" && mkdir -p "$dir"
+  # Login throttling is off: every load-tool connection logs in as guest, 64 at a time, and the throttle
+  # counts an attempt as a failure until it succeeds, so on a loaded machine ten slow concurrent logins
+  # of one user lock it out for five minutes ("too many failed logins") and an idle run loses thousands.
+  # --contentRoot: the shipped appsettings.json applies (among others, ASP.NET's hosting diagnostics
+  # off, which otherwise keep a request Activity and log scopes alive per WebSocket).
   # shellcheck disable=SC2086 # BROKER_ENV is a list of NAME=VALUE words
-  (cd "$dir" && exec env $BROKER_ENV taskset -c "$SERVER_CPU" dotnet "$SERVER_DLL" \
+  (cd "$dir" && exec env $BROKER_ENV taskset -c "$SERVER_CPU" dotnet "$SERVER_DLL" --contentRoot "$(dirname "$SERVER_DLL")" \
       --Broker:Server:ListenAddress=127.0.0.1 --Broker:Server:HttpPort="$BROKER_PORT" --Broker:Server:TcpPort=-1 \
       --Broker:Sessions:SqlitePath="$dir/broker.db" --Broker:LoginThrottling:Enabled=false \
       --Logging:LogLevel:Default=Warning) >"$OUT/broker-server.log" 2>&1 &
