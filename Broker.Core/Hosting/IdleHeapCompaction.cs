@@ -15,7 +15,9 @@ namespace Broker.Hosting;
 /// freed memory) runs, once per such GC: its pause (tens of milliseconds for a heap of 100 MB) falls
 /// on an idle server.
 /// </summary>
-internal sealed partial class IdleHeapCompaction(TimeProvider time, ILogger<IdleHeapCompaction> logger) : IHostedService, IDisposable
+/// <param name="fragmentationBytes">The holes worth a compaction (tests lower it; default <see cref="FragmentationBytes"/>).</param>
+internal sealed partial class IdleHeapCompaction(TimeProvider time, ILogger<IdleHeapCompaction> logger, long fragmentationBytes = IdleHeapCompaction.FragmentationBytes)
+    : IHostedService, IDisposable
 {
     public static readonly TimeSpan CheckInterval = TimeSpan.FromSeconds(5);
     public const long IdleAllocationBytes = 1024 * 1024;
@@ -56,7 +58,7 @@ internal sealed partial class IdleHeapCompaction(TimeProvider time, ILogger<Idle
             var sinceLastCheck = allocated - _allocatedAtLastCheck;
             _allocatedAtLastCheck = allocated;
             var last = GC.GetGCMemoryInfo(GCKind.Any);
-            if (sinceLastCheck >= IdleAllocationBytes || last.FragmentedBytes < FragmentationBytes || last.Index == _compactedAfterGc)
+            if (sinceLastCheck >= IdleAllocationBytes || last.FragmentedBytes < fragmentationBytes || last.Index == _compactedAfterGc)
             {
                 return;
             }
