@@ -39,8 +39,6 @@ public static class StompBrokerExtensions
         services.TryAddSingleton(TimeProvider.System);
         services.TryAddSingleton<KeepAliveMonitor>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, KeepAliveMonitor>(sp => sp.GetRequiredService<KeepAliveMonitor>()));
-        services.TryAddSingleton<Hosting.IdleHeapCompaction>();
-        services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, Hosting.IdleHeapCompaction>(sp => sp.GetRequiredService<Hosting.IdleHeapCompaction>()));
         services.TryAddSingleton<IStompAuthenticator, ConfiguredUsersAuthenticator>();
         services.AddStompSecurity();
         services.TryAddSingleton<Resources.MemoryBudget>();
