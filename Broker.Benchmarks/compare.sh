@@ -4,6 +4,8 @@
 #
 #   Broker.Benchmarks/compare.sh            # every scenario (about 6 minutes on 2 cores)
 #   SCENARIOS="fanout-100 paced" Broker.Benchmarks/compare.sh
+#   SCENARIOS="idle idle-hb hold hold-hb" Broker.Benchmarks/compare.sh     # only the idle ones
+#   BROKERS=broker BROKER_ENV="DOTNET_GCgen0size=0x1000000" SCENARIOS=paced Broker.Benchmarks/compare.sh
 #
 # Server and client are pinned to separate cores with taskset (SERVER_CPU, CLIENT_CPU). RabbitMQ
 # (the Debian package, installed if missing) runs as a private node on its own ports under a temp
@@ -19,9 +21,18 @@ DURATION=${DURATION:-10}
 # Idle memory is compared at 5,000 connections: with 19,000, RabbitMQ pinned to one core lost the
 # connections (none still received a message a minute later), so its figure would mean nothing.
 # 'hold' then checks how many Broker keeps (50,000 wanted; capped by the open-file limit).
+# The '-hb' variants ask for stomp.js's default heart-beats (10 s both ways) and answer them.
+# Each idle scenario also reads the server's CPU over CPU_WINDOW s once the connections have settled,
+# less the same server's own use over BASELINE s before the first connection (its idle floor).
 IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-5000}
 HOLD_CONNECTIONS=${HOLD_CONNECTIONS:-50000}
-SCENARIOS=${SCENARIOS:-"fanout-100 fanout-1000 paced size-4k size-64k queue idle hold"}
+HEARTBEAT=${HEARTBEAT:-10000,10000}
+CPU_WINDOW=${CPU_WINDOW:-30}
+BASELINE=${BASELINE:-30}
+SCENARIOS=${SCENARIOS:-"fanout-100 fanout-1000 paced size-4k size-64k queue idle idle-hb hold hold-hb"}
+BROKERS=${BROKERS:-"broker rabbitmq"}
+# Extra environment for the Broker process only (GC settings and the like), e.g. "DOTNET_gcServer=0".
+BROKER_ENV=${BROKER_ENV:-}
 OUT=${OUT:-$(mktemp -d /tmp/broker-compare.XXXXXX)}
 BROKER_PORT=${BROKER_PORT:-28080}
 RABBIT_AMQP_PORT=${RABBIT_AMQP_PORT:-28672}
@@ -74,11 +85,21 @@ RABBIT_PID=""
 start_broker() {
   local dir=$OUT/broker-data
   rm -rf "$dir" && mkdir -p "$dir"
-  (cd "$dir" && exec taskset -c "$SERVER_CPU" dotnet "$SERVER_DLL" \
+  # Login throttling is off: every load-tool connection logs in as guest, 64 at a time, and the throttle
+  # counts an attempt as a failure until it succeeds, so on a loaded machine ten slow concurrent logins
+  # of one user lock it out for five minutes ("too many failed logins") and an idle run loses thousands.
+  # --contentRoot: the shipped appsettings.json applies (among others, ASP.NET's hosting diagnostics
+  # off, which otherwise keep a request Activity and log scopes alive per WebSocket).
+  # shellcheck disable=SC2086 # BROKER_ENV is a list of NAME=VALUE words
+  (cd "$dir" && exec env $BROKER_ENV taskset -c "$SERVER_CPU" dotnet "$SERVER_DLL" --contentRoot "$(dirname "$SERVER_DLL")" \
       --Broker:Server:ListenAddress=127.0.0.1 --Broker:Server:HttpPort="$BROKER_PORT" --Broker:Server:TcpPort=-1 \
-      --Broker:Sessions:SqlitePath="$dir/broker.db" --Logging:LogLevel:Default=Warning) >"$OUT/broker-server.log" 2>&1 &
+      --Broker:Sessions:SqlitePath="$dir/broker.db" --Broker:LoginThrottling:Enabled=false \
+      --Logging:LogLevel:Default=Warning) >"$OUT/broker-server.log" 2>&1 &
   BROKER_PID=$!
   for _ in $(seq 1 100); do
+    if ! kill -0 "$BROKER_PID" 2>/dev/null; then
+      break # it exited (the port taken?): a /health answer now would be another process's
+    fi
     if curl -fsS "http://127.0.0.1:$BROKER_PORT/health" >/dev/null 2>&1; then
       return 0
     fi
@@ -134,9 +155,14 @@ run() {
     size-4k)     args=(--subscribers 10 --size 4096 --duration "$DURATION" --window 200) ;;
     size-64k)    args=(--subscribers 10 --size 65536 --duration "$DURATION" --window 20) ;;
     queue)       args=(--destination "/queue/compare-$$" --publishers 4 --subscribers 4 --ack client-individual --prefetch 100 --size 128 --duration "$DURATION" --window 1000) ;;
-    idle)        args=(idle --connections "$IDLE_CONNECTIONS" --source-addresses 4 --server-pid "$pid" --settle 10) ;;
-    hold)        args=(idle --connections "$HOLD_CONNECTIONS" --source-addresses 4 --server-pid "$pid" --settle 10) ;;
+    idle)        args=(idle --connections "$IDLE_CONNECTIONS") ;;
+    idle-hb)     args=(idle --connections "$IDLE_CONNECTIONS" --heartbeat "$HEARTBEAT") ;;
+    hold)        args=(idle --connections "$HOLD_CONNECTIONS") ;;
+    hold-hb)     args=(idle --connections "$HOLD_CONNECTIONS" --heartbeat "$HEARTBEAT") ;;
   esac
+  if [ "${args[0]}" = idle ]; then
+    args+=(--source-addresses 4 --server-pid "$pid" --settle 10 --cpu-window "$CPU_WINDOW" --baseline "$BASELINE")
+  fi
   if [ "${args[0]}" = idle ]; then
     args=(idle --url "$url" "${args[@]:1}")
   else
@@ -154,28 +180,37 @@ run() {
   echo "machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(. /etc/os-release && echo "$PRETTY_NAME")"
   echo "software: .NET $(dotnet --version), RabbitMQ $(dpkg-query -W -f='${Version}' rabbitmq-server), Erlang $(dpkg-query -W -f='${Version}' erlang-base)"
   echo "pinning: servers on CPU $SERVER_CPU, load tool on CPU $CLIENT_CPU; $DURATION s per throughput scenario; open-file limit $fd_limit"
+  echo "idle: CPU over $CPU_WINDOW s less a $BASELINE s idle baseline; heart-beats $HEARTBEAT in the -hb scenarios${BROKER_ENV:+; Broker environment: $BROKER_ENV}"
+  echo "load average at the start: $(cat /proc/loadavg)"
 } >"$OUT/machine.txt"
 cat "$OUT/machine.txt" >&2
 
-# Throughput scenarios share one server process; each idle scenario gets a fresh one, so that its
-# memory reading starts from a clean process and its thousands of connections disturb nothing else.
-for broker in broker rabbitmq; do
-  running=0
+# Throughput scenarios share one server process; each idle scenario gets a fresh one (and so does the
+# throughput scenario after it), so that its memory and CPU readings start from a clean process and
+# its thousands of connections disturb nothing else.
+is_idle() { case $1 in idle | idle-hb | hold | hold-hb) return 0 ;; *) return 1 ;; esac; }
+for broker in $BROKERS; do
+  running=0 previous=""
   for scenario in $SCENARIOS; do
-    if [ "$scenario" = hold ] && [ "$broker" = rabbitmq ]; then
+    if [ "${scenario%-hb}" = hold ] && [ "$broker" = rabbitmq ]; then
       continue # the 50,000-connection hold is our target, not a comparison
     fi
-    if [ "$scenario" = idle ] || [ "$scenario" = hold ] || [ "$running" -eq 0 ]; then
+    if is_idle "$scenario" || is_idle "$previous" || [ "$running" -eq 0 ]; then
       if [ "$running" -eq 1 ]; then
         if [ "$broker" = broker ]; then stop_broker; else stop_rabbit; fi
       fi
       if [ "$broker" = broker ]; then start_broker; else start_rabbit; fi
       running=1
+      if is_idle "$scenario"; then
+        sleep 5 # past start-up work, so that the idle baseline is the server's floor
+      fi
     fi
     run "$broker" "$scenario"
+    previous=$scenario
   done
   if [ "$broker" = broker ]; then stop_broker; else stop_rabbit; fi
 done
 
+echo "load average at the end: $(cat /proc/loadavg)" >>"$OUT/machine.txt"
 /usr/bin/python3 "$ROOT/Broker.Benchmarks/compare_table.py" "$OUT" | tee "$OUT/results.md"
 echo "(raw logs in $OUT)" >&2

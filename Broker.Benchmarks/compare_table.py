@@ -19,9 +19,12 @@ TITLES = {
     "size-4k": "4 KiB, 1 → 10, unpaced",
     "size-64k": "64 KiB, 1 → 10, unpaced",
     "queue": "queue 4 → 4 competing, client-individual acks",
-    "idle": "idle subscribed WebSocket connections",
-    "hold": "idle connections held (Broker only)",
+    "idle": "idle subscribed WebSocket connections, no heart-beats",
+    "idle-hb": "idle subscribed WebSocket connections, heart-beats 10 s both ways",
+    "hold": "idle connections held (Broker only), no heart-beats",
+    "hold-hb": "idle connections held (Broker only), heart-beats 10 s both ways",
 }
+IDLE = ("idle", "idle-hb", "hold", "hold-hb")
 
 
 def num(fields, key):
@@ -61,10 +64,16 @@ for scenario in order:
     b = results.get(("broker", scenario))
     r = results.get(("rabbitmq", scenario))
     title = TITLES[scenario]
-    if scenario in ("idle", "hold"):
+    if scenario in IDLE:
         bk, rk = num(b or {}, "kib_per_connection"), num(r or {}, "kib_per_connection")
-        goal = "≤ 0.125× (1/8)" if scenario == "idle" else "50,000 held"
+        goal = "≤ 0.1× (1/10)" if scenario.startswith("idle") else "50,000 held"
         rows.append(f"| {title} | KiB per connection (server RSS growth) | {fmt(bk, 1)} | {fmt(rk, 1)} | {ratio(bk, rk, 3)} | {goal} |")
+        if "server_cpu_net_pct" in (b or {}) or "server_cpu_net_pct" in (r or {}):
+            bc, rc = num(b or {}, "server_cpu_net_pct"), num(r or {}, "server_cpu_net_pct")
+            rows.append(f"| | server CPU % of a core, above its idle baseline | {fmt(bc, 2)} | {fmt(rc, 2)} | {ratio(bc, rc)} | {'≤ 1×' if scenario.startswith('idle') else ''} |")
+            rows.append(f"| | idle baseline / held, % of a core | {fmt(num(b or {}, 'server_cpu_baseline_pct'), 2)} / {fmt(num(b or {}, 'server_cpu_held_pct'), 2)} | {fmt(num(r or {}, 'server_cpu_baseline_pct'), 2)} / {fmt(num(r or {}, 'server_cpu_held_pct'), 2)} | | |")
+            if scenario.endswith("-hb"):
+                rows.append(f"| | heart-beats in / out during the window | {fmt(num(b or {}, 'heartbeats_in'))} / {fmt(num(b or {}, 'heartbeats_out'))} | {fmt(num(r or {}, 'heartbeats_in'))} / {fmt(num(r or {}, 'heartbeats_out'))} | | |")
         rows.append(f"| | connections held | {delivered(b)} | {delivered(r)} | | |")
         continue
     bd, rd = num(b or {}, "deliveries_per_s"), num(r or {}, "deliveries_per_s")

@@ -8,6 +8,9 @@ namespace Broker.Benchmarks.Load;
 /// <c>load idle --url URL --connections N [--server-pid PID]</c>: opens N connections, each subscribed
 /// (RECEIPT awaited) to one destination, reads the server's resident memory before and after, then
 /// proves every connection is still alive by publishing one message and counting that all N got it.
+/// With <c>--heartbeat</c> the connections ask for heart-beats and send theirs (<see cref="HeartbeatSender"/>);
+/// with <c>--cpu-window</c> the server's CPU use while holding them is read too, less its own idle use
+/// read before connecting.
 /// </summary>
 internal static class IdleRun
 {
@@ -16,8 +19,17 @@ internal static class IdleRun
         output.WriteLine($"idle: {options.Connections} subscribed connections to {options.Target} {options.Destination}" +
                          (options.SourceAddresses > 1 ? $" from 127.0.0.1-{options.SourceAddresses}" : ""));
         using var stop = new CancellationTokenSource();
+        double? baselineCpu = null;
+        if (options.CpuWindow > 0)
+        {
+            baselineCpu = await CpuPercentAsync(options.ServerPid!.Value, options.Baseline);
+            output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"server idle baseline: {baselineCpu:0.###} % of a core over {options.Baseline} s"));
+        }
+
         var rssBefore = ResidentKiB(options.ServerPid);
         var connections = new LoadConnection?[options.Connections];
+        var beating = new LoadConnection?[options.Connections];
+        var heartbeats = new HeartbeatSender(beating);
         var receivers = new Receiver[options.Connections];
         var failures = 0;
         string? firstFailure = null;
@@ -32,10 +44,16 @@ internal static class IdleRun
                 {
                     var connection = await LoadConnection.OpenAsync(options.Target, options.SourceAddress(i), 512, stop.Token);
                     connections[i] = connection;
-                    await connection.ConnectStompAsync(options.VirtualHost, options.Login, options.Passcode, stop.Token);
+                    var sendInterval = await connection.ConnectStompAsync(options.VirtualHost, options.Login, options.Passcode, options.Heartbeat, stop.Token);
                     connection.WriteSubscribe("sub-0", options.Destination, "auto", 0, "subscribed");
                     await connection.FlushAsync(stop.Token);
                     await connection.ExpectAsync(StompCommand.Receipt, stop.Token);
+                    heartbeats.Start(sendInterval, stop.Token);
+                    if (sendInterval > 0)
+                    {
+                        Volatile.Write(ref beating[i], connection);
+                    }
+
                     receivers[i] = new Receiver();
                     receivers[i].Loop = ReceiveAsync(connection, receivers[i], stop.Token);
                     var n = Interlocked.Increment(ref opened);
@@ -60,6 +78,19 @@ internal static class IdleRun
         output.WriteLine($"opened {opened} of {options.Connections} in {clock.Elapsed.TotalSeconds:0.0} s; waiting {options.Settle} s before reading memory");
         await Task.Delay(TimeSpan.FromSeconds(options.Settle));
         var rssAfter = ResidentKiB(options.ServerPid);
+        double? heldCpu = null;
+        long heartbeatsIn = 0, heartbeatsOut = 0;
+        if (options.CpuWindow > 0)
+        {
+            var receivedBefore = ReceivedBytes(connections);
+            var sentBefore = heartbeats.Sent;
+            heldCpu = await CpuPercentAsync(options.ServerPid!.Value, options.CpuWindow);
+            heartbeatsIn = ReceivedBytes(connections) - receivedBefore;
+            heartbeatsOut = heartbeats.Sent - sentBefore;
+            output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"server CPU holding {opened} connections: {heldCpu:0.###} % of a core over {options.CpuWindow} s ({heldCpu - baselineCpu:0.###} % above its idle baseline); " +
+                $"heart-beats meanwhile: {heartbeatsIn} bytes received from the server, {heartbeatsOut} sent by the tool ({heartbeats.Failed} sends failed in all)"));
+        }
 
         // Every connection still subscribed? One message must reach all of them.
         var held = 0;
@@ -90,6 +121,7 @@ internal static class IdleRun
         }
 
         await stop.CancelAsync();
+        await heartbeats.Loop;
         using (var gate = new SemaphoreSlim(256))
         {
             await Task.WhenAll(connections.Where(c => c is not null).Select(async c =>
@@ -114,9 +146,46 @@ internal static class IdleRun
             output.WriteLine($"server pid {pid} resident memory: {rssBefore} KiB before, {rssAfter} KiB after -> {F(perConnection)} KiB per connection");
         }
 
+        var cpuFields = heldCpu is { } cpu && baselineCpu is { } idle
+            ? string.Create(CultureInfo.InvariantCulture,
+                $" cpu_window_s={F(options.CpuWindow)} server_cpu_baseline_pct={idle:0.###} server_cpu_held_pct={cpu:0.###} server_cpu_net_pct={cpu - idle:0.###} heartbeats_in={heartbeatsIn} heartbeats_out={heartbeatsOut}")
+            : "";
         output.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"result: label={options.Label ?? "idle"} connections={options.Connections} opened={opened} held={held} failed={failures} rss_before_kib={rssBefore} rss_after_kib={rssAfter} kib_per_connection={F(perConnection)}"));
+            $"result: label={options.Label ?? "idle"} connections={options.Connections} opened={opened} held={held} failed={failures} rss_before_kib={rssBefore} rss_after_kib={rssAfter} kib_per_connection={F(perConnection)} heartbeat={options.Heartbeat}{cpuFields}"));
         return held == options.Connections && failures == 0 ? 0 : 1;
+    }
+
+    /// <summary>A process's CPU use (utime + stime from /proc/PID/stat) over the next <paramref name="seconds"/>, in % of one core.</summary>
+    public static async Task<double> CpuPercentAsync(int pid, double seconds)
+    {
+        var before = CpuTicks(pid);
+        var clock = Stopwatch.StartNew();
+        await Task.Delay(TimeSpan.FromSeconds(seconds));
+        var after = CpuTicks(pid);
+        return (after - before) / ClockTicksPerSecond / clock.Elapsed.TotalSeconds * 100;
+    }
+
+    // USER_HZ, the unit of /proc/PID/stat's times: 100 on every Linux architecture .NET runs on.
+    private const double ClockTicksPerSecond = 100;
+
+    private static long CpuTicks(int pid)
+    {
+        var stat = File.ReadAllText($"/proc/{pid}/stat");
+        // Fields after the command name (which may contain spaces, so skip past its closing parenthesis):
+        // state is field 3, utime field 14, stime field 15.
+        var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+        return long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture);
+    }
+
+    private static long ReceivedBytes(LoadConnection?[] connections)
+    {
+        long total = 0;
+        foreach (var connection in connections)
+        {
+            total += connection?.ReceivedBytes ?? 0;
+        }
+
+        return total;
     }
 
     /// <summary>VmRSS of a process, in KiB, from /proc (null when not given or not readable).</summary>

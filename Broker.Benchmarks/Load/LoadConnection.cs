@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
 using System.Net.WebSockets;
@@ -23,6 +24,24 @@ internal sealed record LoadTarget(bool WebSocket, string Host, int Port, string 
     }
 
     public override string ToString() => WebSocket ? $"ws://{Host}:{Port}{Path}" : $"tcp://{Host}:{Port}";
+}
+
+/// <summary>A heart-beat header's two values, in ms (STOMP 1.2 "Heart-beating"): cx (can send), cy (wants to receive).</summary>
+internal readonly record struct Heartbeat(int Send, int Receive)
+{
+    public static Heartbeat Parse(string value)
+    {
+        var parts = value.Split(',');
+        return parts.Length == 2 && int.TryParse(parts[0], NumberStyles.None, CultureInfo.InvariantCulture, out var send) &&
+               int.TryParse(parts[1], NumberStyles.None, CultureInfo.InvariantCulture, out var receive)
+            ? new Heartbeat(send, receive)
+            : throw new ArgumentException($"a heart-beat is 'cx,cy' in ms (e.g. 10000,10000), not '{value}'");
+    }
+
+    /// <summary>How often this side must send, given the other side's header: max(cx, sy), or 0 when either is 0.</summary>
+    public int SendInterval(Heartbeat other) => Send == 0 || other.Receive == 0 ? 0 : Math.Max(Send, other.Receive);
+
+    public override string ToString() => string.Create(CultureInfo.InvariantCulture, $"{Send},{Receive}");
 }
 
 /// <summary>Reacts to the frames one <see cref="LoadConnection.ReadAsync"/> call receives.</summary>
@@ -141,19 +160,39 @@ internal sealed class LoadConnection : IAsyncDisposable
         return null;
     }
 
-    /// <summary>Sends CONNECT (no heart-beats) and waits for CONNECTED; throws with the ERROR's message otherwise.</summary>
-    public async Task ConnectStompAsync(string virtualHost, string login, string passcode, CancellationToken cancellationToken)
+    /// <summary>Bytes received so far (in an idle connection: the server's heart-beat EOLs).</summary>
+    public long ReceivedBytes { get; private set; }
+
+    /// <summary>
+    /// Sends CONNECT with <paramref name="heartbeat"/> (the client's "cx,cy"; default none) and waits
+    /// for CONNECTED; throws with the ERROR's message otherwise. Returns how often, in ms, this client
+    /// must now send a heart-beat (0: never).
+    /// </summary>
+    public async Task<int> ConnectStompAsync(string virtualHost, string login, string passcode, Heartbeat heartbeat, CancellationToken cancellationToken)
     {
         var w = new StompFrameWriter(Output, StompVersion.V12).Command(StompCommand.Connect);
         w.Header("accept-version"u8, "1.2");
         w.Header("host"u8, virtualHost);
         w.Header("login"u8, login);
         w.Header("passcode"u8, passcode);
-        w.Header("heart-beat"u8, "0,0");
+        w.Header("heart-beat"u8, heartbeat.ToString());
         w.EndWithoutBody();
         await FlushAsync(cancellationToken);
-        await ExpectAsync(StompCommand.Connected, cancellationToken);
+        var connected = await ExpectAsync(StompCommand.Connected, cancellationToken);
+        return heartbeat.SendInterval(Heartbeat.Parse(connected.HeartBeat ?? "0,0"));
     }
+
+    /// <summary>Sends CONNECT without heart-beats and waits for CONNECTED.</summary>
+    public Task<int> ConnectStompAsync(string virtualHost, string login, string passcode, CancellationToken cancellationToken) =>
+        ConnectStompAsync(virtualHost, login, passcode, default, cancellationToken);
+
+    /// <summary>Sends one heart-beat (an EOL; over WebSocket, a one-byte text message). Not concurrently with <see cref="FlushAsync"/>.</summary>
+    public ValueTask SendHeartbeatAsync(CancellationToken cancellationToken) =>
+        _webSocket is not null
+            ? _webSocket.SendAsync(Eol, WebSocketMessageType.Text, endOfMessage: true, cancellationToken)
+            : _stream.WriteAsync(Eol, cancellationToken);
+
+    private static readonly ReadOnlyMemory<byte> Eol = new byte[] { (byte)'\n' };
 
     /// <summary>Writes a SUBSCRIBE with a receipt into <see cref="Output"/>.</summary>
     public void WriteSubscribe(string id, string destination, string ack, int prefetch, string? receipt)
@@ -176,7 +215,7 @@ internal sealed class LoadConnection : IAsyncDisposable
     }
 
     /// <summary>Reads frames until one that is not a heart-beat arrives; it must be <paramref name="command"/>.</summary>
-    public async Task ExpectAsync(StompCommand command, CancellationToken cancellationToken)
+    public async Task<ExpectHandler> ExpectAsync(StompCommand command, CancellationToken cancellationToken)
     {
         var expect = new ExpectHandler();
         if (!await ReadAsync(expect, cancellationToken))
@@ -190,6 +229,8 @@ internal sealed class LoadConnection : IAsyncDisposable
                 ? $"ERROR from the server: {expect.Message}"
                 : $"expected {command}, got {expect.Command}");
         }
+
+        return expect;
     }
 
     public async ValueTask FlushAsync(CancellationToken cancellationToken)
@@ -277,6 +318,7 @@ internal sealed class LoadConnection : IAsyncDisposable
             }
 
             _end += received;
+            ReceivedBytes += received;
         }
     }
 
@@ -300,16 +342,19 @@ internal sealed class LoadConnection : IAsyncDisposable
         _socket.Dispose();
     }
 
-    /// <summary>Stops at the first frame and remembers its command and ERROR message.</summary>
-    private sealed class ExpectHandler : FrameHandler
+    /// <summary>Stops at the first frame and remembers its command, ERROR message and heart-beat header.</summary>
+    internal sealed class ExpectHandler : FrameHandler
     {
         public StompCommand Command { get; private set; }
 
         public string? Message { get; private set; }
 
+        public string? HeartBeat { get; private set; }
+
         public override bool OnFrame(StompFrame frame)
         {
             Command = frame.Command;
+            HeartBeat = frame.GetString("heart-beat"u8);
             if (frame.Command == StompCommand.Error)
             {
                 Message = frame.GetString("message"u8) ?? Encoding.UTF8.GetString(frame.Body);

@@ -34,6 +34,13 @@ internal sealed class LoadOptions
           --server-pid PID       the server process whose resident memory growth is reported
           --settle S             seconds to wait before reading memory (default 5)
           --concurrency C        connections being opened at once (default 64)
+          --heartbeat CX,CY      the CONNECT heart-beat header, in ms (default 0,0: none); e.g.
+                                 10000,10000 (stomp.js's default); the tool answers with one EOL
+                                 per connection per negotiated interval, all from one timer
+          --cpu-window S         after --settle, the server's CPU use (utime+stime from
+                                 /proc/PID/stat) over S seconds, minus its own idle use over
+                                 --baseline S seconds read before connecting (default 0: off)
+          --baseline S           default: the --cpu-window
 
         Prints a summary and a final 'result:' line of key=value pairs; exits 1 on loss, a duplicate,
         an out-of-order delivery or an ERROR frame.
@@ -88,6 +95,12 @@ internal sealed class LoadOptions
 
     public int Concurrency { get; init; } = 64;
 
+    public Heartbeat Heartbeat { get; init; }
+
+    public double CpuWindow { get; init; }
+
+    public double Baseline { get; init; }
+
     /// <summary>Competing consumers (each message once in total) rather than fan-out (once per subscriber).</summary>
     public bool IsQueue => Destination.StartsWith("/queue/", StringComparison.Ordinal) || Destination.StartsWith("/amq/queue/", StringComparison.Ordinal);
 
@@ -102,7 +115,9 @@ internal sealed class LoadOptions
         string? destination = null;
         int subscribers = 10, publishers = 1, size = 128, window = 0, prefetch = 0, sources = 1, connections = 0, concurrency = 64;
         long messages = 0;
-        double duration = 0, rate = 0, drain = 10, settle = 5;
+        double duration = 0, rate = 0, drain = 10, settle = 5, cpuWindow = 0;
+        double? baseline = null;
+        var heartbeat = default(Heartbeat);
         string ack = "auto", login = "guest", passcode = "guest", vhost = "/";
         string? label = null;
         int? pid = null;
@@ -135,6 +150,9 @@ internal sealed class LoadOptions
                 case "--server-pid": pid = NextInt(); break;
                 case "--settle": settle = NextDouble(); break;
                 case "--concurrency": concurrency = NextInt(); break;
+                case "--heartbeat": heartbeat = Heartbeat.Parse(Next()); break;
+                case "--cpu-window": cpuWindow = NextDouble(); break;
+                case "--baseline": baseline = NextDouble(); break;
                 default: throw new ArgumentException($"unknown argument '{args[i]}'");
             }
         }
@@ -157,6 +175,16 @@ internal sealed class LoadOptions
         if (idle && connections <= 0)
         {
             throw new ArgumentException("idle mode needs --connections N");
+        }
+
+        if ((heartbeat != default || cpuWindow > 0) && !idle)
+        {
+            throw new ArgumentException("--heartbeat and --cpu-window are options of idle mode");
+        }
+
+        if (cpuWindow > 0 && pid is null)
+        {
+            throw new ArgumentException("--cpu-window needs --server-pid");
         }
 
         if (subscribers < 1 || publishers < 1 || sources < 1 || sources > 254 || concurrency < 1)
@@ -194,6 +222,9 @@ internal sealed class LoadOptions
             ServerPid = pid,
             Settle = settle,
             Concurrency = concurrency,
+            Heartbeat = heartbeat,
+            CpuWindow = cpuWindow,
+            Baseline = baseline ?? cpuWindow,
         };
     }
 }

@@ -1,5 +1,6 @@
 using Broker.Sessions;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features.Authentication;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 
@@ -51,7 +52,10 @@ internal sealed partial class StompWebSocketEndpoint(
         var offered = context.WebSockets.WebSocketRequestedProtocols;
         var chosen = s_subprotocols.FirstOrDefault(p => offered.Contains(p, StringComparer.OrdinalIgnoreCase));
         using var socket = await context.WebSockets.AcceptWebSocketAsync(new WebSocketAcceptContext { SubProtocol = chosen }).ConfigureAwait(false);
-        using var transport = new WebSocketTransport(socket, services.Options.MaxFrameSize, remote, context.User);
+        // The user an authentication middleware set, if any: HttpContext.User would create an empty
+        // principal for every anonymous connection and keep it for the connection's life.
+        var user = context.Features.Get<IHttpAuthenticationFeature>()?.User;
+        using var transport = new WebSocketTransport(socket, services.Options.MaxFrameSize, remote, user);
         transport.Start();
         var session = new StompSession(transport, services);
         await session.RunAsync(lifetime.ApplicationStopping).ConfigureAwait(false);
