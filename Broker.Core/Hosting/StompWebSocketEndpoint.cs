@@ -51,7 +51,7 @@ internal sealed partial class StompWebSocketEndpoint(
         var offered = context.WebSockets.WebSocketRequestedProtocols;
         var chosen = s_subprotocols.FirstOrDefault(p => offered.Contains(p, StringComparer.OrdinalIgnoreCase));
         using var socket = await context.WebSockets.AcceptWebSocketAsync(new WebSocketAcceptContext { SubProtocol = chosen }).ConfigureAwait(false);
-        using var transport = new WebSocketTransport(socket, services.Options.MaxFrameSize, remote, context.User);
+        using var transport = new WebSocketTransport(socket, services, remote, context.User);
         transport.Start();
         var session = new StompSession(transport, services);
         await session.RunAsync(lifetime.ApplicationStopping).ConfigureAwait(false);
