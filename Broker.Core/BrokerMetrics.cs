@@ -21,6 +21,7 @@ public sealed class BrokerMetrics
     private readonly Counter<long> _resumed;
     private readonly Counter<long> _bytesReceived;
     private readonly Counter<long> _bytesSent;
+    private readonly Counter<long> _bytesBeforeConnect;
     private readonly Counter<long> _limits;
     private readonly Histogram<double> _storeWrite;
     private readonly Lock _gate = new();
@@ -39,6 +40,7 @@ public sealed class BrokerMetrics
         _resumed = meter.CreateCounter<long>("broker.sessions.resumed", "{session}", "Durable sessions resumed with a session token, by recovered (true or false)");
         _bytesReceived = meter.CreateCounter<long>("broker.io.received", "By", "Bytes read from clients");
         _bytesSent = meter.CreateCounter<long>("broker.io.sent", "By", "Bytes written to clients");
+        _bytesBeforeConnect = meter.CreateCounter<long>("broker.io.read_before_connect", "By", "Bytes WebSocket connections read from clients before their CONNECT was accepted (at most about max-frame-size-before-connect each)");
         _limits = meter.CreateCounter<long>("broker.limits.exceeded", "{event}", "Times a client hit a limit (slow consumer included), by limit name");
         _storeWrite = meter.CreateHistogram<double>("broker.store.write.duration", "s", "Time to apply one write to the session store",
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5] });
@@ -82,6 +84,8 @@ public sealed class BrokerMetrics
     public void BytesReceived(long count) => _bytesReceived.Add(count);
 
     public void BytesSent(long count) => _bytesSent.Add(count);
+
+    public void BytesReadBeforeConnect(long count) => _bytesBeforeConnect.Add(count);
 
     /// <summary>A client hit the limit named <paramref name="limit"/> (the name its ERROR carries).</summary>
     public void LimitExceeded(string limit) => _limits.Add(1, new KeyValuePair<string, object?>("limit", limit));

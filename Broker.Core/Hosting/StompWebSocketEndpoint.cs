@@ -55,7 +55,7 @@ internal sealed partial class StompWebSocketEndpoint(
         // The user an authentication middleware set, if any: HttpContext.User would create an empty
         // principal for every anonymous connection and keep it for the connection's life.
         var user = context.Features.Get<IHttpAuthenticationFeature>()?.User;
-        using var transport = new WebSocketTransport(socket, services.Options.MaxFrameSize, remote, user);
+        using var transport = new WebSocketTransport(socket, services, remote, user);
         transport.Start();
         var session = new StompSession(transport, services);
         await session.RunAsync(lifetime.ApplicationStopping).ConfigureAwait(false);

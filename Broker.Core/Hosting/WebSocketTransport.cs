@@ -17,7 +17,23 @@ internal sealed class WebSocketTransport : IStompTransport, IDisposable
 {
     // What a closing connection reads and drops, at most, waiting for the peer's close frame.
     private const int DrainLimit = 64 * 1024;
+
+    // The pump's read size: what one receive may add to the input at most.
+    private const int ReadSize = 4096;
+
+    // The gate's state once the session is CONNECTED or closing: the pump reads freely (up to the pipe's pause).
+    private static readonly TaskCompletionSource s_open = Opened();
     private readonly WebSocket _socket;
+    private readonly BrokerMetrics? _metrics;
+
+    // Before CONNECTED the pump reads at most this many bytes (max-frame-size-before-connect and one read), then
+    // waits at _gate until the session is CONNECTED or closes: a client that has not authenticated can make the
+    // server hold no more than that, whatever frame limit applies after CONNECT.
+    private readonly long _budgetBeforeConnect;
+    private long _readBeforeConnect;
+
+    // Null until the pump waits (an idle or ordinary connection allocates no gate); s_open once opened.
+    private TaskCompletionSource? _gate;
     private readonly Pipe _input;
     private readonly PooledBufferWriter _output = new();
     private static readonly Lock PipeOptionsGate = new();
@@ -31,15 +47,29 @@ internal sealed class WebSocketTransport : IStompTransport, IDisposable
     // CancellationTokenSource and its callback nodes alive for every idle connection.)
     private volatile bool _aborting;
 
-    public WebSocketTransport(WebSocket socket, int maxFrameSize, EndPoint? remoteEndPoint, ClaimsPrincipal? user)
+    public WebSocketTransport(WebSocket socket, StompSessionServices services, EndPoint? remoteEndPoint, ClaimsPrincipal? user)
+        : this(socket, services.Options.MaxFrameSize, services.Options.MaxFrameSizeBeforeConnect, services.Metrics, remoteEndPoint, user)
+    {
+    }
+
+    public WebSocketTransport(WebSocket socket, int maxFrameSize, int maxFrameSizeBeforeConnect, BrokerMetrics? metrics, EndPoint? remoteEndPoint, ClaimsPrincipal? user)
     {
         _socket = socket;
+        _metrics = metrics;
         RemoteEndPoint = remoteEndPoint;
         User = user;
+        _budgetBeforeConnect = (long)Math.Min(maxFrameSize, maxFrameSizeBeforeConnect) + ReadSize;
 
-        // The reader must be able to hold a whole frame before it consumes anything, so the pipe
-        // must not pause below the frame limit; the reader enforces the limit itself.
+        // Once CONNECTED the reader must be able to hold a whole frame before it consumes anything, so the
+        // pipe must not pause below the frame limit; the reader enforces the limit itself.
         _input = new Pipe(SharedPipeOptions(maxFrameSize));
+    }
+
+    private static TaskCompletionSource Opened()
+    {
+        var open = new TaskCompletionSource();
+        open.SetResult();
+        return open;
     }
 
     // One PipeOptions for every connection (they only differ if the frame limit changes).
@@ -84,12 +114,31 @@ internal sealed class WebSocketTransport : IStompTransport, IDisposable
                     return;
                 }
 
-                var memory = writer.GetMemory(4096);
+                var memory = writer.GetMemory(ReadSize);
+                if (Volatile.Read(ref _gate) != s_open)
+                {
+                    // Not CONNECTED yet: read no more than the budget, then wait for the session.
+                    var left = _budgetBeforeConnect - _readBeforeConnect;
+                    if (left <= 0)
+                    {
+                        await WaitForSessionAsync().ConfigureAwait(false);
+                        continue;
+                    }
+
+                    memory = memory[..(int)Math.Min(left, memory.Length)];
+                }
+
                 var result = await _socket.ReceiveAsync(memory, CancellationToken.None).ConfigureAwait(false);
                 if (result.MessageType == WebSocketMessageType.Close)
                 {
                     _peerClosed = true;
                     return;
+                }
+
+                if (Volatile.Read(ref _gate) != s_open)
+                {
+                    _readBeforeConnect += result.Count;
+                    _metrics?.BytesReadBeforeConnect(result.Count);
                 }
 
                 writer.Advance(result.Count);
@@ -121,6 +170,18 @@ internal sealed class WebSocketTransport : IStompTransport, IDisposable
             await writer.CompleteAsync(error).ConfigureAwait(false);
         }
     }
+
+    // Waits until the session is CONNECTED (Connected) or closing (CloseAsync, Abort) opens the gate.
+    private Task WaitForSessionAsync()
+    {
+        var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        return (Interlocked.CompareExchange(ref _gate, gate, null) ?? gate).Task;
+    }
+
+    private void OpenGate() => Interlocked.Exchange(ref _gate, s_open)?.TrySetResult();
+
+    /// <summary>The session is CONNECTED: from now on the pump reads up to the pipe's pause (a whole frame of max-frame-size).</summary>
+    public void Connected() => OpenGate();
 
     public async ValueTask<bool> FlushAsync(bool binary, CancellationToken cancellationToken)
     {
@@ -155,6 +216,7 @@ internal sealed class WebSocketTransport : IStompTransport, IDisposable
     public async ValueTask CloseAsync()
     {
         _draining = true;
+        OpenGate();
         await _input.Reader.CompleteAsync().ConfigureAwait(false);
         try
         {
@@ -191,6 +253,7 @@ internal sealed class WebSocketTransport : IStompTransport, IDisposable
     public void Abort()
     {
         _aborting = true;
+        OpenGate();
         _socket.Abort();
         _input.Reader.CancelPendingRead();
     }

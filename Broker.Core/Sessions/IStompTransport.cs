@@ -21,6 +21,14 @@ internal interface IStompTransport
     /// <summary>The authenticated user of the transport (the WebSocket request's), if any.</summary>
     ClaimsPrincipal? User { get; }
 
+    /// <summary>
+    /// The session is CONNECTED: the transport may now buffer a whole frame of max-frame-size (before it, at most
+    /// about max-frame-size-before-connect).
+    /// </summary>
+    void Connected()
+    {
+    }
+
     /// <summary>Sends what was written. <paramref name="binary"/>: some frame's body is not UTF-8. False when the peer is gone.</summary>
     ValueTask<bool> FlushAsync(bool binary, CancellationToken cancellationToken);
 

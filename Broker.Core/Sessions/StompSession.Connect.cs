@@ -36,6 +36,7 @@ public sealed partial class StompSession
         await _services.Application.ConnectingAsync(this, frame).ConfigureAwait(false);
         // Authenticated: the before-CONNECT frame limit no longer applies.
         _reader.Connected();
+        _transport.Connected();
         _services.Authorization.Attach(this, result, _transport.User);
         var (token, resumed, recovered) = await EstablishAsync(frame.GetString("session-token"u8)).ConfigureAwait(false);
         _services.Registry.IndexUser(this);

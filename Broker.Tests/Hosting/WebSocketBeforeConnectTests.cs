@@ -1,0 +1,122 @@
+using System.Text;
+using Broker.Protocol;
+using Broker.Sessions;
+using Microsoft.Extensions.DependencyInjection;
+using NUnit.Framework;
+
+namespace Broker.Tests.Hosting;
+
+/// <summary>
+/// Issue 11 item 6 on the WebSocket transport: before its CONNECT is accepted a connection makes the server read
+/// (and so hold) at most about <c>max-frame-size-before-connect</c>, however much the client pushes behind it, and
+/// once CONNECTED the pipelined rest is read as usual.
+/// </summary>
+[TestFixture]
+public sealed class WebSocketBeforeConnectTests
+{
+    private const int KiB = 1024;
+    private const int Attackers = 8;
+
+    // max-frame-size-before-connect (64 KiB, the default) and one 4 KiB read.
+    private const long HeldPerConnection = 64 * KiB + 4 * KiB;
+
+    // The bystander's own CONNECT frame, also read before it is CONNECTED.
+    private const long BystanderConnect = 1 * KiB;
+
+    [Test]
+    public async Task Connections_pushing_1_MiB_behind_a_pending_CONNECT_are_read_no_further_than_the_before_connect_limit()
+    {
+        var authenticator = new HeldAuthenticator();
+        await using var server = await TestServer.StartAsync(services: s => s.AddSingleton<IStompAuthenticator>(authenticator));
+        using var meter = new BrokerMeter(server.Services);
+        var (bystander, _) = await StompTestClient.ConnectWebSocketAsync(server.WebSocketUri, "v12.stomp");
+        await using var _1 = bystander;
+        Assert.That((await bystander.ConnectAsync(login: "bystander")).Command, Is.EqualTo(StompCommand.Connected));
+
+        // Each attacker: a CONNECT whose authentication the server holds, then a 1 MiB SEND in the same message.
+        var attackers = new List<StompTestClient>();
+        var sends = new List<Task>();
+        try
+        {
+            for (var i = 0; i < Attackers; i++)
+            {
+                var (attacker, _) = await StompTestClient.ConnectWebSocketAsync(server.WebSocketUri, "v12.stomp");
+                attackers.Add(attacker);
+                sends.Add(attacker.SendRawAsync(ConnectThenSend(1024 * KiB, "login:attacker\n")));
+            }
+
+            await Eventually.That(() => authenticator.Held == Attackers, "every attacker's CONNECT reached the authenticator");
+
+            // While they wait, the server serves everyone else; then it refuses them all.
+            await RoundTripAsync(bystander, "while-held");
+            authenticator.Refuse();
+            foreach (var attacker in attackers)
+            {
+                Assert.That(await attacker.WaitClosedAsync(), Is.True, "a refused attacker is closed");
+            }
+
+            // Without the before-connect bound the server read each attacker's whole 1 MiB while it waited.
+            var read = meter["broker.io.read_before_connect"];
+            Assert.That(read, Is.GreaterThan(0), "the counter counts what was read before CONNECT");
+            Assert.That(read, Is.LessThanOrEqualTo((Attackers * HeldPerConnection) + BystanderConnect), $"bytes read before CONNECT from {Attackers} connections and the bystander");
+            await RoundTripAsync(bystander, "after-refusal");
+        }
+        finally
+        {
+            foreach (var attacker in attackers)
+            {
+                await attacker.DisposeAsync();
+            }
+        }
+
+        await Task.WhenAny(Task.WhenAll(sends), Task.Delay(StompTestClient.DefaultTimeout)); // the refused sends fail; nothing to assert
+    }
+
+    [Test]
+    public async Task A_1_MiB_SEND_pipelined_behind_CONNECT_is_read_once_the_client_is_CONNECTED()
+    {
+        await using var server = await TestServer.StartAsync();
+        var (client, _) = await StompTestClient.ConnectWebSocketAsync(server.WebSocketUri, "v12.stomp");
+        await using var _1 = client;
+
+        await client.SendRawAsync(ConnectThenSend(1024 * KiB));
+
+        Assert.That((await client.ReceiveAsync()).Command, Is.EqualTo(StompCommand.Connected));
+        var receipt = await client.ReceiveAsync();
+        Assert.That(receipt.Command, Is.EqualTo(StompCommand.Receipt), receipt.ToString());
+        Assert.That(receipt["receipt-id"], Is.EqualTo("big"));
+    }
+
+    private static byte[] ConnectThenSend(int bodySize, string login = "") => Encoding.ASCII.GetBytes(
+        $"CONNECT\naccept-version:1.2\nhost:/\n{login}\n\0"
+        + $"SEND\ndestination:/queue/before-connect\nreceipt:big\ncontent-length:{bodySize}\n\n" + new string('b', bodySize) + "\0");
+
+    private static async Task RoundTripAsync(StompTestClient client, string receipt)
+    {
+        await client.PublishAsync("/queue/before-connect-bystander", receipt, ("receipt", receipt));
+        await client.ExpectReceiptAsync(receipt);
+    }
+
+    // Lets "bystander" in at once and holds everyone else's CONNECT until Refuse.
+    private sealed class HeldAuthenticator : IStompAuthenticator
+    {
+        private readonly TaskCompletionSource _release = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private int _held;
+
+        public int Held => Volatile.Read(ref _held);
+
+        public void Refuse() => _release.TrySetResult();
+
+        public async ValueTask<StompAuthResult> AuthenticateAsync(StompConnectRequest request, CancellationToken cancellationToken)
+        {
+            if (request.Login == "bystander")
+            {
+                return StompAuthResult.Authenticated("bystander");
+            }
+
+            Interlocked.Increment(ref _held);
+            await _release.Task.ConfigureAwait(false);
+            return StompAuthResult.Fail("held, then refused");
+        }
+    }
+}
