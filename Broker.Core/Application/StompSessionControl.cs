@@ -186,8 +186,10 @@ internal sealed class StompSessionControl(StompSessionServices services, AwaySes
         }
     }
 
-    // Its durable record deleted (behind any write still queued for it) and its user destinations no longer kept.
-    private void Forget(SessionRecord record)
+    private void Forget(SessionRecord record) => Forget(services, record);
+
+    /// <summary>Its durable record deleted (behind any write still queued for it) and its user destinations no longer kept.</summary>
+    internal static void Forget(StompSessionServices services, SessionRecord record)
     {
         services.Persistence?.Remove(record);
         if (record.Principal is { } principal)
