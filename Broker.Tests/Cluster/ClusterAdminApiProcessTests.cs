@@ -26,7 +26,7 @@ public sealed class ClusterAdminApiProcessTests
     [Test]
     public async Task DELETE_api_sessions_id_on_node_B_ends_the_session_connected_on_node_A_and_its_token_no_longer_resumes()
     {
-        await using var nodes = await TwoNodes.StartAsync(_redis);
+        await using var nodes = await StartAsync(_redis);
         var (alice, connected) = await nodes.ConnectAsync(nodes.A, "alice");
         await alice.SubscribeAndWaitAsync("n", $"/topic/{Unique()}");
         using var apiB = new AdminApiClient(nodes.B.HttpUri, Key);
@@ -49,7 +49,7 @@ public sealed class ClusterAdminApiProcessTests
     [Test]
     public async Task DELETE_api_users_login_sessions_on_node_B_ends_the_users_sessions_on_both_nodes()
     {
-        await using var nodes = await TwoNodes.StartAsync(_redis);
+        await using var nodes = await StartAsync(_redis);
         var (onA, connectedA) = await nodes.ConnectAsync(nodes.A, "alice");
         var (onB, connectedB) = await nodes.ConnectAsync(nodes.B, "alice");
         var (bob, _) = await nodes.ConnectAsync(nodes.A, "bob");
@@ -79,7 +79,7 @@ public sealed class ClusterAdminApiProcessTests
     [Test]
     public async Task GET_api_sessions_user_on_node_B_lists_the_session_on_node_A_with_node_As_id()
     {
-        await using var nodes = await TwoNodes.StartAsync(_redis);
+        await using var nodes = await StartAsync(_redis);
         var topic = $"/topic/{Unique()}";
         var (alice, connected) = await nodes.ConnectAsync(nodes.A, "alice");
         await alice.SubscribeAndWaitAsync("n", topic);
@@ -98,73 +98,6 @@ public sealed class ClusterAdminApiProcessTests
         Assert.That(session.GetProperty("subscriptions").EnumerateArray().Select(s => s.GetProperty("destination").GetString()), Is.EqualTo(new[] { topic }), "as node A describes it");
     }
 
-    /// <summary>Two Broker.Server processes with the HTTP API on; one Redis for sessions and the cluster, under a prefix of their own.</summary>
-    private sealed class TwoNodes : IAsyncDisposable
-    {
-        private readonly List<StompTestClient> _clients = [];
-
-        private TwoNodes(ServerProcess a, ServerProcess b)
-        {
-            A = a;
-            B = b;
-        }
-
-        public ServerProcess A { get; }
-
-        public ServerProcess B { get; }
-
-        public static async Task<TwoNodes> StartAsync(RedisServer redis)
-        {
-            var prefix = $"broker-{Unique()}:";
-            string[] args =
-            [
-                $"--Broker:Api:Key={Key}",
-                "--Broker:Sessions:Store=redis", $"--Broker:Sessions:Redis={redis.Configuration}", $"--Broker:Sessions:RedisKeyPrefix={prefix}",
-                "--Broker:Cluster:Kind=redis", $"--Broker:Cluster:KeyPrefix={prefix}cluster:",
-                "--Broker:Users:alice=alice", "--Broker:Users:bob=bob",
-            ];
-            var a = await ServerProcess.StartAsync(args);
-            ServerProcess? b = null;
-            try
-            {
-                b = await ServerProcess.StartAsync(args);
-                foreach (var node in new[] { a, b })
-                {
-                    await node.WaitForOutputAsync(l => l.Contains("takes control requests", StringComparison.Ordinal), 1, "the node listens for control requests");
-                }
-
-                return new TwoNodes(a, b);
-            }
-            catch
-            {
-                if (b is not null)
-                {
-                    await b.DisposeAsync();
-                }
-
-                await a.DisposeAsync();
-                throw;
-            }
-        }
-
-        public async Task<(StompTestClient Client, ReceivedFrame Connected)> ConnectAsync(ServerProcess node, string login, string? token = null)
-        {
-            var client = await StompTestClient.ConnectTcpAsync(node.TcpPort);
-            _clients.Add(client);
-            var connected = await client.ConnectAsync(login: login, passcode: login, sessionToken: token);
-            Assert.That(connected.Command, Is.EqualTo(StompCommand.Connected), connected.ToString());
-            return (client, connected);
-        }
-
-        public async ValueTask DisposeAsync()
-        {
-            foreach (var client in _clients)
-            {
-                await client.DisposeAsync();
-            }
-
-            await B.DisposeAsync();
-            await A.DisposeAsync();
-        }
-    }
+    private static Task<ServerNodes> StartAsync(RedisServer redis) =>
+        ServerNodes.StartAsync(redis, $"--Broker:Api:Key={Key}", "--Broker:Users:alice=alice", "--Broker:Users:bob=bob");
 }
