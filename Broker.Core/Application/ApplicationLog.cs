@@ -36,4 +36,10 @@ internal static partial class ApplicationLog
 
     [LoggerMessage(610, LogLevel.Error, "STOMP session {SessionId}: telling the sender about a failed handler for {Destination} failed")]
     public static partial void ErrorReportFailed(ILogger logger, Exception exception, string sessionId, string destination);
+
+    [LoggerMessage(611, LogLevel.Warning, "Durable session {SessionId} of {Owner} ended for good: its owner went past max-away-sessions-per-user ({Max}) away sessions on this node")]
+    public static partial void AwayPerUserLimit(ILogger logger, string sessionId, string owner, int max);
+
+    [LoggerMessage(612, LogLevel.Warning, "Durable session {SessionId} is no longer tracked as away on this node: max-away-sessions ({Max}) reached; its record stays resumable, but no expiry event will be told for it")]
+    public static partial void AwayLimit(ILogger logger, string sessionId, int max);
 }

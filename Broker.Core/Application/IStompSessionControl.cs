@@ -21,7 +21,11 @@ public interface IStompSessionControl
     /// </summary>
     ValueTask<StompSessionList> ListAsync(int limit, CancellationToken cancellationToken = default);
 
-    /// <summary>This node's session with <paramref name="sessionId"/>, connected or away; null when this node does not hold it.</summary>
+    /// <summary>
+    /// The session with <paramref name="sessionId"/>, connected or away: this node's, else (with a shared session store)
+    /// another node's, as that node describes it with the Redis cluster (its store record and the user registry when it
+    /// does not answer in time, or without the cluster); null when it is known nowhere.
+    /// </summary>
     ValueTask<StompSessionInfo?> FindAsync(string sessionId, CancellationToken cancellationToken = default);
 
     /// <summary>

@@ -207,9 +207,11 @@ internal sealed class StompApplication
         }
 
         var info = session.Describe();
-        if (session.IsResumableAfterClose && session.FinalState is { } record)
+        if (session.IsResumableAfterClose && session.FinalState is { } record
+            && Away.Add(record, info, AwaySessions.OwnerOf(session.Principal, session.RemoteAddress)) is { } over)
         {
-            Away.Add(record, info);
+            // Past max-away-sessions-per-user: the owner's oldest away session goes for good.
+            StompSessionControl.Forget(session.Services, over.Record);
         }
 
         Notify(session.Id, nameof(IStompSessionObserver.OnDisconnected), o => o.OnDisconnected(info, DisconnectReason(reason)));

@@ -88,11 +88,16 @@ internal sealed class StompSessionControl(StompSessionServices services, AwaySes
             : string.CompareOrdinal(a.Id, b.Id);
     }
 
-    public ValueTask<StompSessionInfo?> FindAsync(string sessionId, CancellationToken cancellationToken = default)
+    public async ValueTask<StompSessionInfo?> FindAsync(string sessionId, CancellationToken cancellationToken = default)
     {
         ArgumentException.ThrowIfNullOrEmpty(sessionId);
-        return ValueTask.FromResult(services.Registry.Find(sessionId)?.Describe() ?? away.Find(sessionId)?.Info);
+
+        // Not held here: as the node that holds it describes it (cluster), else as the shared store knows it.
+        return FindHereById(sessionId) ?? await services.ClusterSessions.FindElsewhereAsync(sessionId, cancellationToken).ConfigureAwait(false);
     }
+
+    /// <summary>This node's session with <paramref name="sessionId"/>, connected or away (also what this node answers another node's cluster request with).</summary>
+    internal StompSessionInfo? FindHereById(string sessionId) => services.Registry.Find(sessionId)?.Describe() ?? away.Find(sessionId)?.Info;
 
     public async ValueTask<bool> TerminateAsync(string sessionId, string reason, CancellationToken cancellationToken = default)
     {
@@ -181,8 +186,10 @@ internal sealed class StompSessionControl(StompSessionServices services, AwaySes
         }
     }
 
-    // Its durable record deleted (behind any write still queued for it) and its user destinations no longer kept.
-    private void Forget(SessionRecord record)
+    private void Forget(SessionRecord record) => Forget(services, record);
+
+    /// <summary>Its durable record deleted (behind any write still queued for it) and its user destinations no longer kept.</summary>
+    internal static void Forget(StompSessionServices services, SessionRecord record)
     {
         services.Persistence?.Remove(record);
         if (record.Principal is { } principal)

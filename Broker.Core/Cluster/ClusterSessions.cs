@@ -78,6 +78,33 @@ internal sealed class ClusterSessions
         }
     }
 
+    /// <summary>
+    /// A session this node does not hold, from the shared store: as the node that holds it describes it (cluster), else
+    /// as its record and the user registry know it (connected on the registry's node, else away from the node that saw it
+    /// last). Null when the store has no record of it (or no store is shared).
+    /// </summary>
+    public async Task<StompSessionInfo?> FindElsewhereAsync(string sessionId, CancellationToken cancellationToken)
+    {
+        if (_services.Persistence is not { } persistence || await FindAsync(persistence, sessionId, cancellationToken).ConfigureAwait(false) is not { } record)
+        {
+            return null;
+        }
+
+        var live = record.Principal is null ? null : await LiveNodeOrNullAsync(persistence, record, cancellationToken).ConfigureAwait(false);
+        var node = live ?? record.Node;
+        if (Control.IsEnabled && node is not null && node != Self)
+        {
+            var answer = await Control.AskAsync(node, new ControlMessage { Kind = ControlMessage.DescribeSession, SessionId = sessionId }, cancellationToken).ConfigureAwait(false);
+            if (answer.Found && answer.Reply!.Sessions is [var described] && described.Id == sessionId)
+            {
+                return described;
+            }
+        }
+
+        var subscriptions = record.Subscriptions.Select(s => new StompSubscriptionInfo(s.Id, s.Destination) { Ack = s.AckMode }).ToList();
+        return new StompSessionInfo(record.Id, record.Principal, node, Connected: live is not null, Durable: true, record.CreatedAt, record.LastSeenAt, subscriptions, record.Metadata);
+    }
+
     /// <summary>Ends a session this node does not hold: the node that does ends it; else its record is deleted here.</summary>
     public async Task<bool> TerminateElsewhereAsync(string sessionId, string reason, CancellationToken cancellationToken)
     {
@@ -242,6 +269,8 @@ internal sealed class ClusterSessions
                 return reply with { Found = count > 0, Count = count };
             case ControlMessage.DescribeUser when request.Login is { } login:
                 return reply with { Found = true, Sessions = _local.FindHere(login) };
+            case ControlMessage.DescribeSession when request.SessionId is { } sessionId:
+                return _local.FindHereById(sessionId) is { } session ? reply with { Found = true, Sessions = [session] } : reply;
             case ControlMessage.TakeOver when request.SessionId is { } sessionId && request.TokenHash is { } tokenHash:
                 return await TakeOverHereAsync(reply, sessionId, tokenHash).ConfigureAwait(false);
             default:
@@ -307,21 +336,21 @@ internal sealed class ClusterSessions
     }
 
     // The node whose connection serves the session now (the registry), else the one that saw it last (the record).
-    private async Task<string?> HolderAsync(SessionPersistence persistence, SessionRecord record, CancellationToken cancellationToken)
-    {
-        if (record.Principal is not null)
-        {
-            try
-            {
-                return await LiveNodeAsync(persistence, record, cancellationToken).ConfigureAwait(false) ?? record.Node;
-            }
-            catch (Exception ex) when (!cancellationToken.IsCancellationRequested)
-            {
-                Sessions.Log.UserLookupFailed(_services.Logger, ex, record.Id, record.Principal);
-            }
-        }
+    private async Task<string?> HolderAsync(SessionPersistence persistence, SessionRecord record, CancellationToken cancellationToken) =>
+        record.Principal is null ? record.Node : await LiveNodeOrNullAsync(persistence, record, cancellationToken).ConfigureAwait(false) ?? record.Node;
 
-        return record.Node;
+    // The registry's node for the session; null when it lists none or the lookup failed (logged).
+    private async Task<string?> LiveNodeOrNullAsync(SessionPersistence persistence, SessionRecord record, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await LiveNodeAsync(persistence, record, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (!cancellationToken.IsCancellationRequested)
+        {
+            Sessions.Log.UserLookupFailed(_services.Logger, ex, record.Id, record.Principal ?? "anonymous");
+            return null;
+        }
     }
 
     private static async Task<string?> LiveNodeAsync(SessionPersistence persistence, SessionRecord record, CancellationToken cancellationToken)

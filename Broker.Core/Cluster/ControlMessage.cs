@@ -15,6 +15,7 @@ internal sealed record ControlMessage
     public const string TerminateUser = "terminate-user";
     public const string TakeOver = "take-over";
     public const string DescribeUser = "describe-user";
+    public const string DescribeSession = "describe-session";
     public const string Reply = "reply";
 
     public required string Kind { get; init; }
@@ -38,7 +39,7 @@ internal sealed record ControlMessage
     /// <summary>Reply to <see cref="TerminateUser"/>: how many sessions the node ended.</summary>
     public int Count { get; init; }
 
-    /// <summary>Reply to <see cref="DescribeUser"/>: the user's sessions on that node.</summary>
+    /// <summary>Reply to <see cref="DescribeUser"/>: the user's sessions on that node; to <see cref="DescribeSession"/>: that session, when held there.</summary>
     public List<StompSessionInfo>? Sessions { get; init; }
 
     /// <summary>Reply to <see cref="TakeOver"/>: the session's final state, as also written to the store.</summary>

@@ -30,6 +30,20 @@ public sealed class DurableSessionOptions
     /// </summary>
     public int MaxPerUser { get; set; }
 
+    /// <summary>
+    /// Most durable sessions this node tracks as away (dropped, resumable) at once (limit name <c>max-away-sessions</c>);
+    /// past it the oldest leaves the table only: its record stays in the store and still resumes, but it gets no expiry
+    /// event. 0 = no limit.
+    /// </summary>
+    public int MaxAway { get; set; } = 100_000;
+
+    /// <summary>
+    /// Most away sessions one owner (a login, or an anonymous client's address) has on this node (limit name
+    /// <c>max-away-sessions-per-user</c>); past it the owner's oldest away session is ended for good (its record deleted,
+    /// its token no longer resumes). Bounds what one client can grow the session store by. 0 = no limit.
+    /// </summary>
+    public int MaxAwayPerUser { get; set; } = 1_000;
+
     /// <summary>What a CONNECT past <see cref="MaxPerUser"/> does: end the user's oldest session (default) or be refused.</summary>
     public MaxSessionsPerUserPolicy WhenMaxPerUser { get; set; } = MaxSessionsPerUserPolicy.TerminateOldest;
 }

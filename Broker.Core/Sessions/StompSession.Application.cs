@@ -18,6 +18,9 @@ public sealed partial class StompSession
     /// <summary>The transport's authenticated user (the WebSocket request's), if any.</summary>
     internal System.Security.Claims.ClaimsPrincipal? TransportUser => _transport.User;
 
+    /// <summary>The client's address, if the transport knows it.</summary>
+    internal System.Net.IPAddress? RemoteAddress => _transport.RemoteAddress;
+
     /// <summary>The session holds a token (durable sessions are on), so a drop leaves it resumable.</summary>
     internal bool IsDurable => _persistence is not null && _tokenHash.Length > 0;
 

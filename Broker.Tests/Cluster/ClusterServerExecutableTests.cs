@@ -23,7 +23,7 @@ public sealed class ClusterServerExecutableTests
     public async Task Topic_queue_and_user_messages_cross_two_server_processes()
     {
         var p = Unique();
-        await using var cluster = await Nodes.StartAsync(_redis);
+        await using var cluster = await ServerNodes.StartAsync(_redis);
         var starOnB = await cluster.ConnectAsync(cluster.B);
         await starOnB.SubscribeAndWaitAsync("w", $"/topic/{p}.*");
         var workerOnB = await cluster.ConnectAsync(cluster.B);
@@ -42,7 +42,7 @@ public sealed class ClusterServerExecutableTests
     {
         const int Count = 200;
         var topic = $"/topic/{Unique()}.seq";
-        await using var cluster = await Nodes.StartAsync(_redis);
+        await using var cluster = await ServerNodes.StartAsync(_redis);
         var onA = await cluster.OpenAsync(cluster.A);
         var connected = await onA.ConnectAsync();
         await onA.SubscribeAndWaitAsync("seq", topic);
@@ -81,7 +81,7 @@ public sealed class ClusterServerExecutableTests
     public async Task The_unacknowledged_queue_deliveries_of_a_SIGKILLed_node_go_to_a_consumer_on_the_other()
     {
         var queue = $"/queue/{Unique()}";
-        await using var cluster = await Nodes.StartAsync(_redis);
+        await using var cluster = await ServerNodes.StartAsync(_redis);
         var holder = await cluster.ConnectAsync(cluster.A);
         await holder.SubscribeAndWaitAsync("q", queue, "client-individual");
         var publisher = await cluster.ConnectAsync(cluster.B);
@@ -109,90 +109,5 @@ public sealed class ClusterServerExecutableTests
 
         Assert.That(taken, Is.EqualTo(new[] { "m1", "m2", "m3" }), "after the redelivery timeout, in order");
         Assert.That(await taker.TryReceiveAsync(TimeSpan.FromSeconds(3)), Is.Null, "once");
-    }
-
-    /// <summary>Two Broker.Server processes on one Redis, for sessions and the cluster, under key prefixes of their own.</summary>
-    private sealed class Nodes : IAsyncDisposable
-    {
-        private readonly List<StompTestClient> _clients = [];
-        private readonly string _redis;
-        private readonly string _prefix;
-
-        private Nodes(ServerProcess a, ServerProcess b, string redis, string prefix)
-        {
-            A = a;
-            B = b;
-            _redis = redis;
-            _prefix = prefix;
-        }
-
-        public ServerProcess A { get; }
-
-        public ServerProcess B { get; }
-
-        public static async Task<Nodes> StartAsync(RedisServer redis)
-        {
-            var prefix = $"broker-{Unique()}:";
-            string[] args =
-            [
-                "--Broker:Sessions:Store=redis", $"--Broker:Sessions:Redis={redis.Configuration}", $"--Broker:Sessions:RedisKeyPrefix={prefix}",
-                "--Broker:Cluster:Kind=redis", $"--Broker:Cluster:KeyPrefix={prefix}cluster:", "--Broker:Cluster:QueueRedeliveryTimeout=00:00:02",
-            ];
-            var a = await ServerProcess.StartAsync(args);
-            try
-            {
-                var b = await ServerProcess.StartAsync(args);
-                foreach (var node in new[] { a, b })
-                {
-                    await node.WaitForOutputAsync(l => l.Contains("Redis cluster: connected to", StringComparison.Ordinal), 1, "the node connected to Redis");
-                }
-
-                return new Nodes(a, b, redis.Configuration, prefix);
-            }
-            catch
-            {
-                await a.DisposeAsync();
-                throw;
-            }
-        }
-
-        public async Task<StompTestClient> OpenAsync(ServerProcess node)
-        {
-            var client = await StompTestClient.ConnectTcpAsync(node.TcpPort);
-            _clients.Add(client);
-            return client;
-        }
-
-        public async Task<StompTestClient> ConnectAsync(ServerProcess node)
-        {
-            var client = await OpenAsync(node);
-            var connected = await client.ConnectAsync();
-            Assert.That(connected.Command, Is.EqualTo(StompCommand.Connected), connected.ToString());
-            return client;
-        }
-
-        public async Task WaitSessionStoredAsync(string token)
-        {
-            using var store = new Broker.Durability.RedisSessionStore(new Broker.Durability.RedisSessionStoreOptions { Configuration = _redis, KeyPrefix = _prefix });
-            await Eventually.That(async () => (await store.FindByTokenHashAsync(Broker.Sessions.StompSession.HashToken(token)))?.Subscriptions.Count == 1, "the session reached Redis", Eventually.Relaxed);
-        }
-
-        /// <summary>Waits until a node has recorded in Redis that the subscription was written to (every 100 ms by default).</summary>
-        public async Task WaitWrittenPositionAsync(string sessionId, string subscriptionId)
-        {
-            await using var redis = await StackExchange.Redis.ConnectionMultiplexer.ConnectAsync(_redis);
-            await Eventually.That(async () => (await redis.GetDatabase().HashGetAsync($"{_prefix}cluster:w:{{{sessionId}}}", subscriptionId)).HasValue, "the written position reached Redis", Eventually.Relaxed);
-        }
-
-        public async ValueTask DisposeAsync()
-        {
-            foreach (var client in _clients)
-            {
-                await client.DisposeAsync();
-            }
-
-            await A.DisposeAsync();
-            await B.DisposeAsync();
-        }
     }
 }

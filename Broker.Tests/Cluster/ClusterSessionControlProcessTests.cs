@@ -46,6 +46,32 @@ public sealed class ClusterSessionControlProcessTests
     }
 
     [Test]
+    public async Task FindAsync_on_the_embedded_node_finds_a_session_on_the_server_process_connected_then_away()
+    {
+        var topic = $"/topic/{Unique()}";
+        await using var nodes = await Nodes.StartAsync(_redis);
+        var (alice, connected) = await nodes.ConnectAsync(nodes.A.TcpPort, "alice");
+        await alice.SubscribeAndWaitAsync("n", topic);
+        await nodes.WaitRegisteredAsync("alice", 1);
+        var control = nodes.B.Services.GetRequiredService<IStompSessionControl>();
+        var self = nodes.B.Services.GetRequiredService<Broker.Sessions.StompSessionServices>().NodeId;
+
+        var live = await control.FindAsync(connected["session"]!);
+        await alice.DisposeAsync();
+        await nodes.WaitRegisteredAsync("alice", 0);
+        await Eventually.That(async () => (await control.FindAsync(connected["session"]!))?.Connected == false, "seen away", Eventually.Relaxed);
+        var away = await control.FindAsync(connected["session"]!);
+        var unknown = await control.FindAsync("0123456789abcdef01234567");
+
+        Assert.That((live?.Id, live?.Login, live?.Connected, live?.Version), Is.EqualTo((connected["session"], "alice", true, "1.2")), "as node A describes its connection");
+        Assert.That(live!.Node, Is.Not.Null.And.Not.EqualTo(self));
+        Assert.That(live.Subscriptions.Select(s => s.Destination), Is.EqualTo(new[] { topic }));
+        Assert.That((away?.Connected, away?.Node), Is.EqualTo(((bool?)false, live.Node)), "away from node A");
+        Assert.That(away!.Subscriptions.Select(s => s.Destination), Is.EqualTo(new[] { topic }));
+        Assert.That(unknown, Is.Null);
+    }
+
+    [Test]
     public async Task With_MaxPerUser_1_a_CONNECT_on_the_embedded_node_ends_the_session_on_the_server_process()
     {
         await using var nodes = await Nodes.StartAsync(_redis, maxPerUser: 1);
