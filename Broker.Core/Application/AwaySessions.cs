@@ -69,7 +69,7 @@ internal sealed class AwaySessions : IDisposable
     /// <summary>
     /// Adds a session that went away, owned by <paramref name="owner"/> (its login, else its client's address). Returns the
     /// owner's oldest away session when this one took it past <c>max-away-sessions-per-user</c>: already out of the table,
-    /// for the caller to end for good; null otherwise.
+    /// for the caller to end for good and then report with <see cref="OwnerLimitExceeded"/>; null otherwise.
     /// </summary>
     public AwaySession? Add(SessionRecord record, StompSessionInfo info, string owner)
     {
@@ -100,12 +100,7 @@ internal sealed class AwaySessions : IDisposable
             }
         }
 
-        if (overOwner is not null)
-        {
-            _metrics.LimitExceeded(MaxAwayPerUserLimit);
-            ApplicationLog.AwayPerUserLimit(_logger, overOwner.Record.Id, owner, _options.MaxAwayPerUser);
-        }
-        else if (overAll is not null)
+        if (overAll is not null)
         {
             _metrics.LimitExceeded(MaxAwayLimit);
             ApplicationLog.AwayLimit(_logger, overAll.Record.Id, _options.MaxAway);
@@ -113,6 +108,13 @@ internal sealed class AwaySessions : IDisposable
 
         StartTimer();
         return overOwner;
+    }
+
+    /// <summary>Counts and logs an owner's session that <see cref="Add"/> put past <c>max-away-sessions-per-user</c>, once the caller has ended it.</summary>
+    public void OwnerLimitExceeded(AwaySession over, string owner)
+    {
+        _metrics.LimitExceeded(MaxAwayPerUserLimit);
+        ApplicationLog.AwayPerUserLimit(_logger, over.Record.Id, owner, _options.MaxAwayPerUser);
     }
 
     public bool Remove(string sessionId, out AwaySession? session)

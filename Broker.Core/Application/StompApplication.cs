@@ -207,11 +207,16 @@ internal sealed class StompApplication
         }
 
         var info = session.Describe();
-        if (session.IsResumableAfterClose && session.FinalState is { } record
-            && Away.Add(record, info, AwaySessions.OwnerOf(session.Principal, session.RemoteAddress)) is { } over)
+        if (session.IsResumableAfterClose && session.FinalState is { } record)
         {
-            // Past max-away-sessions-per-user: the owner's oldest away session goes for good.
-            StompSessionControl.Forget(session.Services, over.Record);
+            var owner = AwaySessions.OwnerOf(session.Principal, session.RemoteAddress);
+            if (Away.Add(record, info, owner) is { } over)
+            {
+                // Past max-away-sessions-per-user: the owner's oldest away session goes for good (then counted, so
+                // whoever sees the count sees its token refused).
+                StompSessionControl.Forget(session.Services, over.Record);
+                Away.OwnerLimitExceeded(over, owner);
+            }
         }
 
         Notify(session.Id, nameof(IStompSessionObserver.OnDisconnected), o => o.OnDisconnected(info, DisconnectReason(reason)));
