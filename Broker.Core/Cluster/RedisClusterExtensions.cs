@@ -29,9 +29,17 @@ public static class RedisClusterExtensions
         builder.Services.AddSingleton<IMessageBroker>(sp => sp.GetRequiredService<RedisClusterBroker>());
         builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, RedisClusterHost>());
 
-        // Session control across nodes: requests to the node that holds a session, over the same Redis.
-        builder.Services.TryAddSingleton<RedisClusterControl>();
-        builder.Services.TryAddSingleton<IClusterControl>(sp => sp.GetRequiredService<RedisClusterControl>());
+        return builder.AddClusterControl();
+    }
+
+    /// <summary>
+    /// Session control across nodes: requests to the node that holds a session, over the cluster's Redis when the
+    /// cluster is on, else over the Redis session store's (<see cref="RedisClusterControl.Create"/>); none without either.
+    /// </summary>
+    internal static IStompBrokerBuilder AddClusterControl(this IStompBrokerBuilder builder)
+    {
+        builder.Services.TryAddSingleton(sp => RedisClusterControl.Create(sp)!);
+        builder.Services.TryAddSingleton(sp => (IClusterControl)sp.GetService<RedisClusterControl>()!);
         builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, ClusterControlHost>());
         return builder;
     }
@@ -80,11 +88,11 @@ internal sealed class RedisClusterHost(RedisClusterBroker broker) : IHostedServi
 }
 
 /// <summary>Starts the control plane with the host: this node listens for requests, which its sessions carry out.</summary>
-internal sealed class ClusterControlHost(RedisClusterControl control, Sessions.StompSessionServices services) : IHostedService
+internal sealed class ClusterControlHost(IServiceProvider provider, Sessions.StompSessionServices services) : IHostedService
 {
     public Task StartAsync(CancellationToken cancellationToken)
     {
-        control.Start(services.NodeId, services.ClusterSessions.HandleAsync);
+        provider.GetService<RedisClusterControl>()?.Start(services.NodeId, services.ClusterSessions.HandleAsync);
         return Task.CompletedTask;
     }
 
