@@ -47,7 +47,8 @@ public static class RedisClusterExtensions
     /// <summary>
     /// The cluster as configured: <c>Broker:Cluster:Kind</c> = <c>none</c> (default) or <c>redis</c>, with the
     /// options of <see cref="RedisClusterOptions"/> under <c>Broker:Cluster</c>; an empty <c>Broker:Cluster:Redis</c>
-    /// takes <c>Broker:Sessions:Redis</c>.
+    /// takes <c>Broker:Sessions:Redis</c>. Without the cluster, <c>ControlTimeout</c> and <c>MaxPendingControlRequests</c>
+    /// still set the control plane that runs over the Redis session store.
     /// </summary>
     /// <exception cref="InvalidOperationException"><c>Kind</c> is not understood.</exception>
     public static IStompBrokerBuilder AddClusterFromConfiguration(this IStompBrokerBuilder builder, IConfiguration configuration)
@@ -57,6 +58,9 @@ public static class RedisClusterExtensions
         switch (section["Kind"]?.Trim().ToLowerInvariant())
         {
             case null or "" or "none":
+                // No cluster: ControlTimeout and MaxPendingControlRequests still apply to the control plane over the
+                // Redis session store (the keys follow the store's prefix, so KeyPrefix is not read).
+                builder.Services.AddOptions<RedisClusterOptions>().Bind(section);
                 return builder;
             case "redis" when configuration["Broker:Relay:Kind"]?.Trim().ToLowerInvariant() is { Length: > 0 } relay && relay != "inprocess":
                 throw new InvalidOperationException($"{RedisClusterOptions.SectionName}:Kind is 'redis' and Broker:Relay:Kind is '{relay}': the Redis cluster and a relay are alternatives; choose one.");
