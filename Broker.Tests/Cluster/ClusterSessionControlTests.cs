@@ -80,6 +80,17 @@ public sealed class ClusterSessionControlTests
     }
 
     [Test]
+    public async Task A_Redis_session_store_replaced_by_another_store_leaves_no_control_plane()
+    {
+        var services = new ServiceCollection().AddLogging();
+        services.AddStompBroker().AddRedisSessionStore().AddInMemorySessionStore();
+        await using var provider = services.BuildServiceProvider();
+
+        Assert.That(provider.GetRequiredService<StompSessionServices>().Cluster, Is.SameAs(LocalClusterControl.Instance));
+        Assert.That(provider.GetService<RedisClusterControl>(), Is.Null);
+    }
+
+    [Test]
     public async Task TerminateUserAsync_on_node_B_ends_the_users_sessions_on_both_nodes_connected_and_away()
     {
         await using var cluster = await StartAsync();
