@@ -11,9 +11,10 @@ namespace Broker.Cluster;
 
 /// <summary>
 /// <see cref="IClusterControl"/> over Redis: the cluster's connection and key prefix with <c>Broker:Cluster:Kind=redis</c>,
-/// else, whenever sessions are shared in Redis (the relay shape, or Redis sessions alone), the session store's connection
-/// with the keys under its prefix plus <c>cluster:</c> (<c>broker:cluster:</c> by default, as the cluster's). Every node SUBSCRIBEs to its own channel,
-/// <c>&lt;prefix&gt;node:&lt;node id&gt;:control</c>; a request is PUBLISHed to the holder's channel with an id and the
+/// else, whenever sessions are shared in Redis (the relay shape, or Redis sessions alone), the session store's
+/// connection with the keys under its prefix plus <c>cluster:</c> (<c>broker:cluster:</c> by default, as the cluster's;
+/// a request is only sent while that connection is up, so none queues behind a dead one). Every node SUBSCRIBEs to its
+/// own channel, <c>&lt;prefix&gt;node:&lt;node id&gt;:control</c>; a request is PUBLISHed to the holder's channel with an id and the
 /// sender's node id, and the reply comes back on the sender's channel with the same id (<see cref="ControlReplies"/>).
 /// PUBLISH answers with the number of listeners, so a node that is down is known at once (0) and its caller falls
 /// back without waiting; a node that listens but does not reply within <see cref="RedisClusterOptions.ControlTimeout"/>
