@@ -6,7 +6,8 @@ namespace Broker.Cluster;
 /// The cluster's control plane: requests to the node that holds a session (end it, end a user's sessions, hand it
 /// over, describe a user's sessions), answered within a timeout, and the directory of durable sessions that dropped
 /// and may resume (for user destinations sent from other nodes). <see cref="LocalClusterControl"/> when there is no
-/// cluster; <see cref="RedisClusterControl"/> over Redis pub/sub with <c>Broker:Cluster:Kind=redis</c>.
+/// shared Redis; <see cref="RedisClusterControl"/> over Redis pub/sub with <c>Broker:Cluster:Kind=redis</c> or a Redis
+/// session store (the relay shape, or Redis sessions alone).
 /// </summary>
 internal interface IClusterControl
 {

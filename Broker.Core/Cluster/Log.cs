@@ -40,15 +40,15 @@ internal static partial class Log
     [LoggerMessage(210, LogLevel.Debug, "Redis cluster: queue '{Name}': {Count} oldest message(s) dropped at the max-queue-length limit")]
     public static partial void QueueDropped(ILogger logger, string name, long count);
 
-    [LoggerMessage(212, LogLevel.Information, "Redis cluster: node {Node} takes control requests on '{Channel}'")]
+    [LoggerMessage(212, LogLevel.Information, "Session control: node {Node} takes control requests on '{Channel}'")]
     public static partial void ControlListening(ILogger logger, string node, string channel);
 
-    [LoggerMessage(213, LogLevel.Warning, "Redis cluster: control request '{Kind}' to node {Node}: {Outcome}; acting without it")]
+    [LoggerMessage(213, LogLevel.Warning, "Session control: control request '{Kind}' to node {Node}: {Outcome}; acting without it")]
     public static partial void ControlNotAnswered(ILogger logger, string kind, string node, string outcome);
 
-    [LoggerMessage(214, LogLevel.Error, "Redis cluster: limit exceeded: cluster-control-pending ({Limit} control requests waiting for replies); '{Kind}' to node {Node} is not sent")]
+    [LoggerMessage(214, LogLevel.Error, "Session control: limit exceeded: cluster-control-pending ({Limit} control requests waiting for replies); '{Kind}' to node {Node} is not sent")]
     public static partial void ControlPendingFull(ILogger logger, string kind, string node, int limit);
 
-    [LoggerMessage(215, LogLevel.Error, "Redis cluster: carrying out control request '{Kind}' from node {Node} failed")]
+    [LoggerMessage(215, LogLevel.Error, "Session control: carrying out control request '{Kind}' from node {Node} failed")]
     public static partial void ControlRequestFailed(ILogger logger, Exception exception, string kind, string node);
 }

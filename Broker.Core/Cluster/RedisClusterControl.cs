@@ -2,6 +2,7 @@ using System.Diagnostics.Metrics;
 using System.Globalization;
 using Broker.Durability;
 using Broker.Routing;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using StackExchange.Redis;
@@ -9,8 +10,11 @@ using StackExchange.Redis;
 namespace Broker.Cluster;
 
 /// <summary>
-/// <see cref="IClusterControl"/> over the cluster's Redis connection. Every node SUBSCRIBEs to its own channel,
-/// <c>&lt;prefix&gt;node:&lt;node id&gt;:control</c>; a request is PUBLISHed to the holder's channel with an id and the
+/// <see cref="IClusterControl"/> over Redis: the cluster's connection and key prefix with <c>Broker:Cluster:Kind=redis</c>,
+/// else, whenever sessions are shared in Redis (the relay shape, or Redis sessions alone), the session store's
+/// connection with the keys under its prefix plus <c>cluster:</c> (<c>broker:cluster:</c> by default, as the cluster's;
+/// a request is only sent while that connection is up, so none queues behind a dead one). Every node SUBSCRIBEs to its
+/// own channel, <c>&lt;prefix&gt;node:&lt;node id&gt;:control</c>; a request is PUBLISHed to the holder's channel with an id and the
 /// sender's node id, and the reply comes back on the sender's channel with the same id (<see cref="ControlReplies"/>).
 /// PUBLISH answers with the number of listeners, so a node that is down is known at once (0) and its caller falls
 /// back without waiting; a node that listens but does not reply within <see cref="RedisClusterOptions.ControlTimeout"/>
@@ -19,26 +23,31 @@ namespace Broker.Cluster;
 /// </summary>
 internal sealed class RedisClusterControl : IClusterControl, IDisposable
 {
-    private readonly RedisClusterBroker _broker;
+    private readonly Func<TimeSpan, Task<ConnectionMultiplexer?>> _connect;
     private readonly ClusterKeys _keys;
     private readonly ControlReplies _replies;
     private readonly TimeSpan _timeout;
+    private readonly TimeSpan _operationTimeout;
     private readonly TimeSpan _ttl;
     private readonly ILogger _logger;
     private readonly TimeProvider _time;
     private readonly Counter<long> _requests;
     private readonly CancellationTokenSource _stopping = new();
+    private ConnectionMultiplexer? _multiplexer;
     private string? _nodeId;
     private Func<ControlMessage, CancellationToken, Task<ControlMessage>>? _handler;
     private volatile bool _listening;
     private int _disposed;
 
-    public RedisClusterControl(RedisClusterBroker broker, IOptions<DurableSessionOptions> sessions, IMeterFactory meterFactory, ILoggerFactory loggerFactory, TimeProvider? time = null)
+    /// <param name="connect">Waits up to the given time for the connection to be up; null when it is not.</param>
+    private RedisClusterControl(Func<TimeSpan, Task<ConnectionMultiplexer?>> connect, ClusterKeys keys, RedisClusterOptions options, TimeSpan operationTimeout,
+        IOptions<DurableSessionOptions> sessions, IMeterFactory meterFactory, ILoggerFactory loggerFactory, TimeProvider? time)
     {
-        _broker = broker;
-        _keys = broker.Keys;
-        _replies = new ControlReplies(broker.Options.MaxPendingControlRequests);
-        _timeout = broker.Options.ControlTimeout;
+        _connect = connect;
+        _keys = keys;
+        _replies = new ControlReplies(options.MaxPendingControlRequests);
+        _timeout = options.ControlTimeout;
+        _operationTimeout = operationTimeout;
         _ttl = sessions.Value.Ttl;
         _logger = loggerFactory.CreateLogger("Broker.Cluster.Control");
         _time = time ?? TimeProvider.System;
@@ -46,6 +55,53 @@ internal sealed class RedisClusterControl : IClusterControl, IDisposable
         _requests = meter.CreateCounter<long>("broker.cluster.control.requests", description: "Control requests this node sent to others, by kind and outcome (answered, node_gone, no_answer)");
         meter.CreateObservableGauge("broker.cluster.control.pending", () => _replies.Count, description: "Control requests waiting for a reply (limit cluster-control-pending)");
     }
+
+    /// <summary>
+    /// The control plane of this node: over the cluster's Redis when the cluster is on, else over the Redis session
+    /// store's; null when neither is registered (sessions are not shared, so there is no other node to ask).
+    /// </summary>
+    public static RedisClusterControl? Create(IServiceProvider services)
+    {
+        var sessions = services.GetRequiredService<IOptions<DurableSessionOptions>>();
+        var meters = services.GetRequiredService<IMeterFactory>();
+        var loggers = services.GetRequiredService<ILoggerFactory>();
+        var time = services.GetService<TimeProvider>();
+        if (services.GetService<RedisClusterBroker>() is { } broker)
+        {
+            return new RedisClusterControl(async wait => await broker.WaitConnectedAsync(wait).ConfigureAwait(false) ? broker.Multiplexer : null,
+                broker.Keys, broker.Options, broker.Options.OperationTimeout, sessions, meters, loggers, time);
+        }
+
+        if (services.GetService<ISessionStore>() is RedisSessionStore store)
+        {
+            var options = services.GetRequiredService<IOptions<RedisClusterOptions>>().Value;
+            options.Validate();
+            return new RedisClusterControl(wait => ConnectedAsync(store.Connection, wait, time ?? TimeProvider.System),
+                new ClusterKeys(store.KeyPrefix + "cluster:"), options, store.OperationTimeout, sessions, meters, loggers, time);
+        }
+
+        return null;
+    }
+
+    // The session store's multiplexer once it is connected (it connects on first use and then keeps reconnecting).
+    private static async Task<ConnectionMultiplexer?> ConnectedAsync(RedisConnection connection, TimeSpan wait, TimeProvider time)
+    {
+        var started = time.GetTimestamp();
+        var multiplexer = await connection.GetMultiplexerAsync().WaitAsync(wait, time).ConfigureAwait(false);
+        while (!multiplexer.IsConnected)
+        {
+            if (time.GetElapsedTime(started) > wait)
+            {
+                return null;
+            }
+
+            await Task.Delay(TimeSpan.FromMilliseconds(20), time).ConfigureAwait(false);
+        }
+
+        return multiplexer;
+    }
+
+    private IDatabase? Database => Volatile.Read(ref _multiplexer) is { IsConnected: true } multiplexer ? multiplexer.GetDatabase() : null;
 
     public bool IsEnabled => _listening;
 
@@ -66,10 +122,11 @@ internal sealed class RedisClusterControl : IClusterControl, IDisposable
         {
             try
             {
-                if (await _broker.WaitConnectedAsync(TimeSpan.FromSeconds(30)).ConfigureAwait(false) && _broker.Multiplexer is { } multiplexer)
+                if (await _connect(TimeSpan.FromSeconds(30)).ConfigureAwait(false) is { } multiplexer)
                 {
+                    Volatile.Write(ref _multiplexer, multiplexer);
                     var channel = _keys.NodeControl(nodeId);
-                    await multiplexer.GetSubscriber().SubscribeAsync(channel, (_, value) => OnMessage(value)).WaitAsync(_broker.Options.OperationTimeout).ConfigureAwait(false);
+                    await multiplexer.GetSubscriber().SubscribeAsync(channel, (_, value) => OnMessage(value)).WaitAsync(_operationTimeout).ConfigureAwait(false);
                     _listening = true;
                     Log.ControlListening(_logger, nodeId, channel.ToString());
                     return;
@@ -119,7 +176,7 @@ internal sealed class RedisClusterControl : IClusterControl, IDisposable
 
         try
         {
-            _broker.Multiplexer?.GetSubscriber().Publish(_keys.NodeControl(request.From), reply.Encode(), CommandFlags.FireAndForget);
+            Volatile.Read(ref _multiplexer)?.GetSubscriber().Publish(_keys.NodeControl(request.From), reply.Encode(), CommandFlags.FireAndForget);
         }
         catch (Exception ex) when (RedisClusterBroker.IsRedisFailure(ex))
         {
@@ -141,7 +198,7 @@ internal sealed class RedisClusterControl : IClusterControl, IDisposable
 
     private async Task<ControlAnswer> SendAsync(string node, ControlMessage request, CancellationToken cancellationToken)
     {
-        if (_nodeId is not { } self || !_listening || _broker.Multiplexer is not { IsConnected: true } multiplexer)
+        if (_nodeId is not { } self || !_listening || Volatile.Read(ref _multiplexer) is not { IsConnected: true } multiplexer)
         {
             return ControlAnswer.None;
         }
@@ -184,7 +241,7 @@ internal sealed class RedisClusterControl : IClusterControl, IDisposable
 
     public void Away(SessionRecord record)
     {
-        if (record.Principal is not { } principal || _nodeId is not { } self || _broker.Database is not { } database)
+        if (record.Principal is not { } principal || _nodeId is not { } self || Database is not { } database)
         {
             return;
         }
@@ -206,7 +263,7 @@ internal sealed class RedisClusterControl : IClusterControl, IDisposable
 
     public void NotAway(string? principal, string sessionId)
     {
-        if (principal is null || _broker.Database is not { } database)
+        if (principal is null || Database is not { } database)
         {
             return;
         }
@@ -223,7 +280,7 @@ internal sealed class RedisClusterControl : IClusterControl, IDisposable
 
     public async Task<IReadOnlyList<AwayEntry>> AwayOfUserAsync(string login, CancellationToken cancellationToken = default)
     {
-        if (_broker.Database is not { } database)
+        if (Database is not { } database)
         {
             return [];
         }
@@ -232,7 +289,7 @@ internal sealed class RedisClusterControl : IClusterControl, IDisposable
         var key = _keys.AwaySessions(login);
         try
         {
-            entries = await database.HashGetAllAsync(key).WaitAsync(_broker.Options.OperationTimeout, _time, cancellationToken).ConfigureAwait(false);
+            entries = await database.HashGetAllAsync(key).WaitAsync(_operationTimeout, _time, cancellationToken).ConfigureAwait(false);
         }
         catch (Exception ex) when (RedisClusterBroker.IsRedisFailure(ex) && !cancellationToken.IsCancellationRequested)
         {

@@ -29,9 +29,17 @@ public static class RedisClusterExtensions
         builder.Services.AddSingleton<IMessageBroker>(sp => sp.GetRequiredService<RedisClusterBroker>());
         builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, RedisClusterHost>());
 
-        // Session control across nodes: requests to the node that holds a session, over the same Redis.
-        builder.Services.TryAddSingleton<RedisClusterControl>();
-        builder.Services.TryAddSingleton<IClusterControl>(sp => sp.GetRequiredService<RedisClusterControl>());
+        return builder.AddClusterControl();
+    }
+
+    /// <summary>
+    /// Session control across nodes: requests to the node that holds a session, over the cluster's Redis when the
+    /// cluster is on, else over the Redis session store's (<see cref="RedisClusterControl.Create"/>); none without either.
+    /// </summary>
+    internal static IStompBrokerBuilder AddClusterControl(this IStompBrokerBuilder builder)
+    {
+        builder.Services.TryAddSingleton(sp => RedisClusterControl.Create(sp)!);
+        builder.Services.TryAddSingleton(sp => (IClusterControl)sp.GetService<RedisClusterControl>()!);
         builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, ClusterControlHost>());
         return builder;
     }
@@ -39,7 +47,8 @@ public static class RedisClusterExtensions
     /// <summary>
     /// The cluster as configured: <c>Broker:Cluster:Kind</c> = <c>none</c> (default) or <c>redis</c>, with the
     /// options of <see cref="RedisClusterOptions"/> under <c>Broker:Cluster</c>; an empty <c>Broker:Cluster:Redis</c>
-    /// takes <c>Broker:Sessions:Redis</c>.
+    /// takes <c>Broker:Sessions:Redis</c>. Without the cluster, <c>ControlTimeout</c> and <c>MaxPendingControlRequests</c>
+    /// still set the control plane that runs over the Redis session store.
     /// </summary>
     /// <exception cref="InvalidOperationException"><c>Kind</c> is not understood.</exception>
     public static IStompBrokerBuilder AddClusterFromConfiguration(this IStompBrokerBuilder builder, IConfiguration configuration)
@@ -49,6 +58,9 @@ public static class RedisClusterExtensions
         switch (section["Kind"]?.Trim().ToLowerInvariant())
         {
             case null or "" or "none":
+                // No cluster: ControlTimeout and MaxPendingControlRequests still apply to the control plane over the
+                // Redis session store (the keys follow the store's prefix, so KeyPrefix is not read).
+                builder.Services.AddOptions<RedisClusterOptions>().Bind(section);
                 return builder;
             case "redis" when configuration["Broker:Relay:Kind"]?.Trim().ToLowerInvariant() is { Length: > 0 } relay && relay != "inprocess":
                 throw new InvalidOperationException($"{RedisClusterOptions.SectionName}:Kind is 'redis' and Broker:Relay:Kind is '{relay}': the Redis cluster and a relay are alternatives; choose one.");
@@ -80,11 +92,11 @@ internal sealed class RedisClusterHost(RedisClusterBroker broker) : IHostedServi
 }
 
 /// <summary>Starts the control plane with the host: this node listens for requests, which its sessions carry out.</summary>
-internal sealed class ClusterControlHost(RedisClusterControl control, Sessions.StompSessionServices services) : IHostedService
+internal sealed class ClusterControlHost(IServiceProvider provider, Sessions.StompSessionServices services) : IHostedService
 {
     public Task StartAsync(CancellationToken cancellationToken)
     {
-        control.Start(services.NodeId, services.ClusterSessions.HandleAsync);
+        provider.GetService<RedisClusterControl>()?.Start(services.NodeId, services.ClusterSessions.HandleAsync);
         return Task.CompletedTask;
     }
 

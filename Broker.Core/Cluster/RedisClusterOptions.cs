@@ -74,13 +74,14 @@ public sealed class RedisClusterOptions
     /// <summary>
     /// Longest wait for another node to answer a control request (end a session, hand one over, describe a user's
     /// sessions). Past it, or at once when no node listens on that node's channel, the asking node acts without it:
-    /// it deletes the session's record (ending) or resumes from the store (take-over). Default 5 seconds.
+    /// it deletes the session's record (ending) or resumes from the store (take-over). Also read without the cluster,
+    /// by the control plane over the Redis session store. Default 5 seconds.
     /// </summary>
     public TimeSpan ControlTimeout { get; set; } = TimeSpan.FromSeconds(5);
 
     /// <summary>
     /// Control requests a node may wait on at once (limit <c>cluster-control-pending</c>); past it a request is
-    /// not sent and its caller falls back as if the other node did not answer. Default 1024.
+    /// not sent and its caller falls back as if the other node did not answer. Also read without the cluster. Default 1024.
     /// </summary>
     public int MaxPendingControlRequests { get; set; } = 1024;
 

@@ -134,6 +134,11 @@ public sealed class RedisSessionStore : ISessionStore, IUserRegistry, IDisposabl
     /// <summary>The prefix of every key this store writes.</summary>
     public string KeyPrefix { get; }
 
+    /// <summary>The store's connection, which the control plane shares when there is no Redis cluster (<see cref="Cluster.RedisClusterControl"/>).</summary>
+    internal RedisConnection Connection => _connection;
+
+    internal TimeSpan OperationTimeout => _operationTimeout;
+
     public async ValueTask SaveAsync(SessionRecord record, CancellationToken cancellationToken = default)
     {
         SessionRecordChecks.Validate(record);

@@ -22,9 +22,12 @@ public static class SessionStoreExtensions
     public static IStompBrokerBuilder AddSqliteSessionStore(this IStompBrokerBuilder builder, Action<SqliteSessionStoreOptions>? configure = null) =>
         builder.AddStore(configure, (options, time) => new SqliteSessionStore(options, time));
 
-    /// <summary>Sessions in Redis (default <c>127.0.0.1:6379</c>): shared by every node.</summary>
+    /// <summary>
+    /// Sessions in Redis (default <c>127.0.0.1:6379</c>): shared by every node, with the control plane over the same
+    /// Redis (ending a session or taking one over reaches the node that holds its connection).
+    /// </summary>
     public static IStompBrokerBuilder AddRedisSessionStore(this IStompBrokerBuilder builder, Action<RedisSessionStoreOptions>? configure = null) =>
-        builder.AddStore(configure, (options, time) => new RedisSessionStore(options, time));
+        builder.AddStore(configure, (options, time) => new RedisSessionStore(options, time)).AddClusterControl();
 
     /// <summary>
     /// Chooses and configures the store from configuration. Given a section, reads its keys directly;

@@ -15,20 +15,24 @@ namespace Broker.Tests.Cluster;
 /// <summary>
 /// Session control and the messenger across processes: node A is the Broker.Server executable (configured as README
 /// "Clustering" says), node B an ASP.NET app embedding Broker.Core with a minimal API endpoint over
-/// <see cref="IStompMessenger"/>, both on one real redis-server with the cluster on.
+/// <see cref="IStompMessenger"/>, both on one real redis-server with the cluster on. The same tests run in the relay
+/// shape (<see cref="Relay.RelaySessionControlProcessTests"/>), where the nodes share only the Redis session store.
 /// </summary>
 [TestFixture]
-public sealed class ClusterSessionControlProcessTests
+public class ClusterSessionControlProcessTests
 {
     private RedisServer _redis = null!;
 
     [OneTimeSetUp]
     public async Task StartRedis() => _redis = await RedisServer.GetSharedAsync();
 
+    /// <summary>The RabbitMQ both nodes relay to instead of the Redis cluster; null for the cluster shape.</summary>
+    private protected virtual Relay.RabbitMqServer? Rabbit => null;
+
     [Test]
     public async Task A_session_on_the_server_process_is_terminated_through_the_embedded_nodes_session_control()
     {
-        await using var nodes = await Nodes.StartAsync(_redis);
+        await using var nodes = await Nodes.StartAsync(_redis, Rabbit);
         var (alice, connected) = await nodes.ConnectAsync(nodes.A.TcpPort, "alice");
         await alice.SubscribeAndWaitAsync("n", $"/topic/{Unique()}");
         await nodes.WaitRegisteredAsync("alice", 1);
@@ -74,7 +78,7 @@ public sealed class ClusterSessionControlProcessTests
     [Test]
     public async Task With_MaxPerUser_1_a_CONNECT_on_the_embedded_node_ends_the_session_on_the_server_process()
     {
-        await using var nodes = await Nodes.StartAsync(_redis, maxPerUser: 1);
+        await using var nodes = await Nodes.StartAsync(_redis, Rabbit, maxPerUser: 1);
         var (oldest, first) = await nodes.ConnectAsync(nodes.A.TcpPort, "alice");
         await nodes.WaitRegisteredAsync("alice", 1);
 
@@ -93,7 +97,7 @@ public sealed class ClusterSessionControlProcessTests
     public async Task A_token_presented_on_the_embedded_node_takes_over_the_session_open_on_the_server_process_with_its_missed_messages_once()
     {
         var topic = $"/topic/{Unique()}";
-        await using var nodes = await Nodes.StartAsync(_redis);
+        await using var nodes = await Nodes.StartAsync(_redis, Rabbit);
         var (old, connected) = await nodes.ConnectAsync(nodes.A.TcpPort, "alice");
         await old.SubscribeAndWaitAsync("t", topic, "client-individual");
         var (publisher, _) = await nodes.ConnectAsync(nodes.B.TcpPort, "bob");
@@ -109,7 +113,7 @@ public sealed class ClusterSessionControlProcessTests
     public async Task SendToUserAsync_from_an_HTTP_endpoint_on_the_embedded_node_reaches_the_user_on_the_server_process_connected_and_dropped()
     {
         var inbox = Unique();
-        await using var nodes = await Nodes.StartAsync(_redis, inbox: inbox);
+        await using var nodes = await Nodes.StartAsync(_redis, Rabbit, inbox: inbox);
         var (bob, _) = await nodes.ConnectAsync(nodes.A.TcpPort, "bob");
         await bob.SubscribeAndWaitAsync("in", $"/user/queue/{inbox}");
         var (away, dropped) = await nodes.ConnectAsync(nodes.A.TcpPort, "bob");
@@ -131,7 +135,10 @@ public sealed class ClusterSessionControlProcessTests
         Assert.That(await bob.TryReceiveAsync(TimeSpan.FromMilliseconds(300)), Is.Null, "once");
     }
 
-    /// <summary>Node A, a Broker.Server process; node B, an embedded app; one Redis, for sessions and the cluster, under a prefix of their own.</summary>
+    /// <summary>
+    /// Node A, a Broker.Server process; node B, an embedded app; one Redis, for sessions and the cluster (or only for
+    /// sessions, with <paramref name="rabbit"/> as the relay of both), under a prefix of their own.
+    /// </summary>
     private sealed class Nodes : IAsyncDisposable
     {
         private readonly List<StompTestClient> _clients = [];
@@ -149,18 +156,26 @@ public sealed class ClusterSessionControlProcessTests
 
         public IUserRegistry Users { get; }
 
-        public static async Task<Nodes> StartAsync(RedisServer redis, int maxPerUser = 0, string inbox = "inbox")
+        public static async Task<Nodes> StartAsync(RedisServer redis, Relay.RabbitMqServer? rabbit, int maxPerUser = 0, string inbox = "inbox")
         {
             var prefix = $"broker-{Unique()}:";
+            string[] shape = rabbit is null
+                ? ["--Broker:Cluster:Kind=redis", $"--Broker:Cluster:KeyPrefix={prefix}cluster:"]
+                : ["--Broker:Relay:Kind=rabbitmq", $"--Broker:Relay:RabbitMq:Uri={rabbit.Uri}"];
             var a = await ServerProcess.StartAsync(
             [
                 "--Broker:Sessions:Store=redis", $"--Broker:Sessions:Redis={redis.Configuration}", $"--Broker:Sessions:RedisKeyPrefix={prefix}",
-                "--Broker:Cluster:Kind=redis", $"--Broker:Cluster:KeyPrefix={prefix}cluster:",
+                .. shape,
                 "--Broker:Users:alice=alice", "--Broker:Users:bob=bob", $"--Broker:Sessions:MaxPerUser={maxPerUser}",
             ]);
             try
             {
                 await a.WaitForOutputAsync(l => l.Contains("takes control requests", StringComparison.Ordinal), 1, "node A listens for control requests");
+                if (rabbit is not null)
+                {
+                    await a.WaitRelayConnectedAsync(1);
+                }
+
                 var b = await TestServer.StartAsync(o =>
                 {
                     o.Users["alice"] = "alice";
@@ -168,20 +183,32 @@ public sealed class ClusterSessionControlProcessTests
                 }, services =>
                 {
                     services.Configure<DurableSessionOptions>(o => o.MaxPerUser = maxPerUser);
-                    services.AddStompBroker()
+                    var broker = services.AddStompBroker()
                         .AddRedisSessionStore(o =>
                         {
                             o.Configuration = redis.Configuration;
                             o.KeyPrefix = prefix;
-                        })
-                        .AddRedisCluster(o =>
+                        });
+                    if (rabbit is null)
+                    {
+                        broker.AddRedisCluster(o =>
                         {
                             o.Redis = redis.Configuration;
                             o.KeyPrefix = prefix + "cluster:";
                         });
+                    }
+                    else
+                    {
+                        broker.AddRabbitMqRelay(o => o.Uri = rabbit.Uri);
+                    }
                 }, app => app.MapPost("/notify/{login}", async (string login, Notice notice, IStompMessenger messenger) =>
                     Results.Ok(await messenger.SendToUserAsync(login, $"/queue/{inbox}", notice))));
                 await Eventually.That(() => b.Services.GetRequiredService<Broker.Cluster.RedisClusterControl>().IsEnabled, "node B listens for control requests", Eventually.Relaxed);
+                if (rabbit is not null && !await b.Services.GetRequiredService<Broker.Relay.RabbitMq.RabbitMqRelay>().WaitConnectedAsync(TimeSpan.FromSeconds(20)))
+                {
+                    await b.DisposeAsync();
+                    throw new TimeoutException("node B's relay did not connect to RabbitMQ");
+                }
                 return new Nodes(a, b, b.Services.GetRequiredService<IUserRegistry>());
             }
             catch

@@ -59,6 +59,38 @@ public sealed class ClusterSessionControlTests
     }
 
     [Test]
+    public async Task With_Redis_sessions_alone_and_no_cluster_a_session_on_node_A_is_terminated_through_node_B_and_a_token_takes_over_across_nodes()
+    {
+        await using var cluster = await TestCluster.StartAsync(_redis, withCluster: false);
+        var (alice, ended) = await cluster.ConnectWithAsync(cluster.A, "alice");
+        var (old, kept) = await cluster.ConnectWithAsync(cluster.A, "bob");
+        await ClusterTopicTests.WaitSessionSavedAsync(cluster);
+
+        Assert.That(await Control(cluster.B).TerminateAsync(ended["session"]!, "your account was suspended"), Is.True);
+        var (taker, resumed) = await cluster.ConnectWithAsync(cluster.B, "bob", kept["session-token"]);
+
+        Assert.That((await alice.ReceiveAsync())["message"], Is.EqualTo("your account was suspended"));
+        Assert.That((await old.ReceiveAsync())["message"], Is.EqualTo("session resumed on another connection"));
+        Assert.That((await alice.WaitClosedAsync(), await old.WaitClosedAsync()), Is.EqualTo((true, true)));
+        Assert.That((resumed["resumed"], resumed["session"]), Is.EqualTo(("true", kept["session"])));
+        var (_, again) = await cluster.ConnectWithAsync(cluster.B, "alice", ended["session-token"]);
+        Assert.That(again["resumed"], Is.EqualTo("false"));
+        await taker.SendFrameAsync(StompCommand.Begin, ("transaction", "t"), ("receipt", "alive"));
+        await taker.ExpectReceiptAsync("alive");
+    }
+
+    [Test]
+    public async Task A_Redis_session_store_replaced_by_another_store_leaves_no_control_plane()
+    {
+        var services = new ServiceCollection().AddLogging();
+        services.AddStompBroker().AddRedisSessionStore().AddInMemorySessionStore();
+        await using var provider = services.BuildServiceProvider();
+
+        Assert.That(provider.GetRequiredService<StompSessionServices>().Cluster, Is.SameAs(LocalClusterControl.Instance));
+        Assert.That(provider.GetService<RedisClusterControl>(), Is.Null);
+    }
+
+    [Test]
     public async Task TerminateUserAsync_on_node_B_ends_the_users_sessions_on_both_nodes_connected_and_away()
     {
         await using var cluster = await StartAsync();

@@ -9,7 +9,8 @@ namespace Broker.Tests.Cluster;
 /// <summary>
 /// Broker nodes in this process, each an ASP.NET app as a user embeds it (<see cref="TestServer"/>), sharing
 /// one Redis for the cluster and one for sessions (the same server unless a test restarts the cluster's),
-/// under key prefixes of their own.
+/// under key prefixes of their own; or, with <c>withCluster: false</c>, only the Redis session store (each node its own
+/// in-process broker, the control plane over the store's connection).
 /// </summary>
 internal sealed class TestCluster : IAsyncDisposable
 {
@@ -18,6 +19,7 @@ internal sealed class TestCluster : IAsyncDisposable
     private readonly Action<StompBrokerOptions>? _broker;
     private readonly Action<RedisClusterOptions>? _cluster;
     private Action<IServiceCollection>? _services;
+    private bool _withCluster = true;
 
     private TestCluster(RedisServer redis, RedisServer sessions, Action<StompBrokerOptions>? broker, Action<RedisClusterOptions>? cluster)
     {
@@ -45,9 +47,9 @@ internal sealed class TestCluster : IAsyncDisposable
     public TestServer B => _nodes[1];
 
     public static async Task<TestCluster> StartAsync(RedisServer redis, int nodes = 2, Action<StompBrokerOptions>? broker = null,
-        Action<RedisClusterOptions>? cluster = null, RedisServer? sessions = null, Action<IServiceCollection>? services = null)
+        Action<RedisClusterOptions>? cluster = null, RedisServer? sessions = null, Action<IServiceCollection>? services = null, bool withCluster = true)
     {
-        var testCluster = new TestCluster(redis, sessions ?? redis, broker, cluster) { _services = services };
+        var testCluster = new TestCluster(redis, sessions ?? redis, broker, cluster) { _services = services, _withCluster = withCluster };
         try
         {
             for (var i = 0; i < nodes; i++)
@@ -75,22 +77,25 @@ internal sealed class TestCluster : IAsyncDisposable
         }, services =>
         {
             _services?.Invoke(services);
-            services.AddSingleton<Microsoft.Extensions.Logging.ILoggerProvider>(Logs).AddStompBroker()
+            var broker = services.AddSingleton<Microsoft.Extensions.Logging.ILoggerProvider>(Logs).AddStompBroker()
                 .AddRedisSessionStore(o =>
                 {
                     o.Configuration = Sessions.Configuration;
                     o.KeyPrefix = Prefix + "s:";
-                })
-                .AddRedisCluster(o =>
+                });
+            if (_withCluster)
+            {
+                broker.AddRedisCluster(o =>
                 {
                     o.Redis = Redis.Configuration;
                     o.KeyPrefix = Prefix;
                     o.QueueRedeliveryTimeout = TimeSpan.FromSeconds(2);
                     _cluster?.Invoke(o);
                 });
+            }
         });
         _nodes.Add(node);
-        if (!await Broker(node).WaitConnectedAsync(TimeSpan.FromSeconds(20)))
+        if (_withCluster && !await Broker(node).WaitConnectedAsync(TimeSpan.FromSeconds(20)))
         {
             throw new TimeoutException("a node did not connect to Redis");
         }
