@@ -24,7 +24,8 @@ public interface IStompSessionControl
     /// <summary>
     /// The session with <paramref name="sessionId"/>, connected or away: this node's, else (with a shared session store)
     /// another node's, as that node describes it with the Redis cluster (its store record and the user registry when it
-    /// does not answer in time, or without the cluster); null when it is known nowhere.
+    /// does not answer in time, or without the cluster); null when it is known nowhere. Another node's session is found
+    /// once that node has stored its record (write-behind: usually within milliseconds of its CONNECT).
     /// </summary>
     ValueTask<StompSessionInfo?> FindAsync(string sessionId, CancellationToken cancellationToken = default);
 

@@ -53,13 +53,15 @@ public class ClusterSessionControlProcessTests
     public async Task FindAsync_on_the_embedded_node_finds_a_session_on_the_server_process_connected_then_away()
     {
         var topic = $"/topic/{Unique()}";
-        await using var nodes = await Nodes.StartAsync(_redis);
+        await using var nodes = await Nodes.StartAsync(_redis, Rabbit);
         var (alice, connected) = await nodes.ConnectAsync(nodes.A.TcpPort, "alice");
         await alice.SubscribeAndWaitAsync("n", topic);
         await nodes.WaitRegisteredAsync("alice", 1);
         var control = nodes.B.Services.GetRequiredService<IStompSessionControl>();
         var self = nodes.B.Services.GetRequiredService<Broker.Sessions.StompSessionServices>().NodeId;
 
+        // Found by id once node A's write-behind has stored the new session's record.
+        await Eventually.That(async () => await control.FindAsync(connected["session"]!) is not null, "found from node B", Eventually.Relaxed);
         var live = await control.FindAsync(connected["session"]!);
         await alice.DisposeAsync();
         await nodes.WaitRegisteredAsync("alice", 0);
