@@ -67,10 +67,19 @@ public sealed class ResumeTests
     {
         await using var harness = Durable(o => o.HistorySize = 10_000);
         var publisher = await harness.OpenConnectedAsync();
+
+        // The flood waits at its 1,000th message until the subscription is in place, so the subscriber joins in its
+        // middle with 2,000 still to come, however slowly this machine runs either side.
+        var subscribed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var flood = Task.Run(async () =>
         {
             for (var i = 1; i <= 3000; i++)
             {
+                if (i == 1000)
+                {
+                    await subscribed.Task;
+                }
+
                 await publisher.PublishAsync("/topic/flood", i.ToString(System.Globalization.CultureInfo.InvariantCulture));
             }
 
@@ -78,7 +87,7 @@ public sealed class ResumeTests
             await publisher.ExpectReceiptAsync("flooded");
         });
         var (first, connected) = await harness.OpenConnectedAsync("1.2", "guest");
-        await first.SubscribeAsync("f", "/topic/flood");
+        await first.SubscribeAsync("f", "/topic/flood", receipt: "subscribed");
         var seen = new List<string>();
         while (seen.Count < 200)
         {
@@ -86,6 +95,10 @@ public sealed class ResumeTests
             if (frame.Command == StompCommand.Message)
             {
                 seen.Add(frame.BodyText);
+            }
+            else if (frame.Command == StompCommand.Receipt)
+            {
+                subscribed.TrySetResult();
             }
         }
 
