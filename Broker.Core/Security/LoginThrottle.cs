@@ -5,19 +5,42 @@ using System.Text;
 
 namespace Broker.Security;
 
-/// <summary>What <see cref="LoginThrottle.Begin"/> says about an attempt.</summary>
-/// <param name="Refused">Refuse it without checking the passcode.</param>
-/// <param name="Delay">Wait this long before checking it.</param>
-/// <param name="RetryAfter">When refused: how long the refusal lasts.</param>
-/// <param name="LockedOut">Keys this attempt's failure count locked (logged once, when it happens).</param>
-internal readonly record struct ThrottleVerdict(bool Refused, TimeSpan Delay, TimeSpan RetryAfter, IReadOnlyList<(string Key, int Failures)>? LockedOut);
+/// <summary>How <see cref="LoginThrottle.BeginAsync"/> ends.</summary>
+internal enum ThrottleOutcome
+{
+    /// <summary>Check the passcode (after <see cref="ThrottleVerdict.Delay"/>), then report the result.</summary>
+    Admitted,
+
+    /// <summary>The login or address reached its failure limit: refused unchecked for <see cref="ThrottleVerdict.RetryAfter"/>.</summary>
+    LockedOut,
+
+    /// <summary>The login or address already had <see cref="LoginThrottlingOptions.MaxWaitingAttempts"/> attempts waiting for a turn.</summary>
+    TooManyWaiting,
+
+    /// <summary>The attempt waited the longest wait it was given for a turn.</summary>
+    WaitTimedOut,
+}
+
+/// <summary>What <see cref="LoginThrottle.BeginAsync"/> says about an attempt.</summary>
+/// <param name="Outcome">Admitted, or why not.</param>
+/// <param name="Delay">When admitted: wait this long before checking the passcode.</param>
+/// <param name="RetryAfter">When locked out: how long the refusal lasts.</param>
+internal readonly record struct ThrottleVerdict(ThrottleOutcome Outcome, TimeSpan Delay, TimeSpan RetryAfter)
+{
+    public bool Refused => Outcome != ThrottleOutcome.Admitted;
+}
 
 /// <summary>
 /// The failed-login table: one entry per client address and per login, bounded by
 /// <see cref="LoginThrottlingOptions.MaxTrackedEntries"/> (least recently seen forgotten first).
-/// An attempt counts as a failure as soon as it begins and is taken back if it succeeds, so a thousand
-/// CONNECTs sent at once are throttled as if one came after the other. Locked only for table updates
-/// (never across an await); time comes from the injected <see cref="TimeProvider"/>.
+/// Only a passcode check that fails counts as a failure. So that attempts run in parallel gain nothing
+/// over attempts run one after the other, an attempt starts only where the serial rules would let it start
+/// even if every attempt still in flight for its keys failed: while that worst case is under
+/// <see cref="LoginThrottlingOptions.FreeAttempts"/> (and under the failure limit) it starts at once;
+/// otherwise it starts alone, after the delay its key's confirmed failures earn. Attempts that may not start
+/// yet wait (asynchronously, at most <see cref="LoginThrottlingOptions.MaxWaitingAttempts"/> per key and at
+/// most the wait they are given) for one in flight to end. Locked only for table updates (never across an
+/// await); time comes from the injected <see cref="TimeProvider"/>.
 /// </summary>
 internal sealed class LoginThrottle
 {
@@ -34,10 +57,10 @@ internal sealed class LoginThrottle
     public LoginThrottle(LoginThrottlingOptions options, TimeProvider time, SecurityMetrics? metrics = null)
     {
         if (options.MaxTrackedEntries < 2 || options.FreeAttempts < 0 || options.MaxFailuresPerLogin < 1 || options.MaxFailuresPerAddress < 1 ||
-            options.BaseDelay < TimeSpan.Zero || options.MaxDelay < options.BaseDelay)
+            options.BaseDelay < TimeSpan.Zero || options.MaxDelay < options.BaseDelay || options.MaxWaitingAttempts < 0)
         {
             throw new InvalidOperationException(
-                "Broker:LoginThrottling: MaxTrackedEntries must be at least 2, FreeAttempts 0 or more, MaxFailuresPerLogin and MaxFailuresPerAddress at least 1, and 0 <= BaseDelay <= MaxDelay");
+                "Broker:LoginThrottling: MaxTrackedEntries must be at least 2, FreeAttempts 0 or more, MaxFailuresPerLogin and MaxFailuresPerAddress at least 1, MaxWaitingAttempts 0 or more, and 0 <= BaseDelay <= MaxDelay");
         }
 
         _options = options;
@@ -85,77 +108,181 @@ internal sealed class LoginThrottle
         ? "login '" + login + "'"
         : "login sha256:" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(login)));
 
-    /// <summary>Starts an attempt: refused, or counted as a failure (until <see cref="Succeeded"/>) with the delay to wait first.</summary>
-    public ThrottleVerdict Begin(string? addressKey, string loginKey)
+    /// <summary>
+    /// Starts an attempt: locked out, or admitted (with the delay to wait first) once the keys' attempts in flight
+    /// allow it, or refused because too many wait already or it waited <paramref name="maxWait"/>. An admitted
+    /// attempt must end with <see cref="Succeeded"/>, <see cref="Failed"/> or <see cref="Abandoned"/>.
+    /// </summary>
+    public async ValueTask<ThrottleVerdict> BeginAsync(string? addressKey, string loginKey, TimeSpan maxWait, CancellationToken cancellationToken = default)
     {
-        var now = _time.GetTimestamp();
-        lock (_gate)
+        var started = _time.GetTimestamp();
+        while (true)
         {
-            // A refused attempt tests no passcode: it counts nothing and adds no login entry.
-            var retryAfter = TimeSpan.Zero;
-            var address = addressKey is null ? null : Touch(addressKey, now, isAddress: true);
-            if (address is not null && address.LockedUntil > now)
+            TaskCompletionSource turn;
+            Entry blocker;
+            lock (_gate)
             {
-                retryAfter = _time.GetElapsedTime(now, address.LockedUntil);
-            }
-
-            var login = retryAfter > TimeSpan.Zero ? null : Touch(loginKey, now, isAddress: false);
-            if (login is not null && login.LockedUntil > now)
-            {
-                retryAfter = _time.GetElapsedTime(now, login.LockedUntil);
-            }
-
-            if (retryAfter > TimeSpan.Zero)
-            {
-                return new ThrottleVerdict(true, TimeSpan.Zero, retryAfter, null);
-            }
-
-            List<(string, int)>? locked = null;
-            var delay = TimeSpan.Zero;
-            foreach (var entry in (ReadOnlySpan<Entry?>)[address, login])
-            {
-                if (entry is null)
+                if (TryStart(addressKey, loginKey, _time.GetTimestamp(), out var blocked) is { } verdict)
                 {
-                    continue;
+                    return verdict;
                 }
 
-                var earlier = entry.Failures;
-                entry.Failures++;
-                entry.LastFailure = now;
-                if (entry.Failures >= (entry.IsAddress ? _options.MaxFailuresPerAddress : _options.MaxFailuresPerLogin))
+                blocker = blocked!;
+                if (blocker.Waiters.Count >= _options.MaxWaitingAttempts)
                 {
-                    entry.LockedUntil = now + ToTimestamp(_options.LockoutDuration);
-                    (locked ??= []).Add((entry.Key, entry.Failures));
+                    return new ThrottleVerdict(ThrottleOutcome.TooManyWaiting, TimeSpan.Zero, TimeSpan.Zero);
                 }
 
-                var wait = DelayAfter(earlier);
-                delay = wait > delay ? wait : delay;
+                turn = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                blocker.Waiters.Add(turn);
             }
 
-            return new ThrottleVerdict(false, delay, TimeSpan.Zero, locked);
+            var left = maxWait - _time.GetElapsedTime(started);
+            try
+            {
+                await turn.Task.WaitAsync(left > TimeSpan.Zero ? left : TimeSpan.Zero, _time, cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is TimeoutException or OperationCanceledException)
+            {
+                lock (_gate)
+                {
+                    blocker.Waiters.Remove(turn);
+                }
+
+                if (e is TimeoutException)
+                {
+                    return new ThrottleVerdict(ThrottleOutcome.WaitTimedOut, TimeSpan.Zero, TimeSpan.Zero);
+                }
+
+                throw;
+            }
         }
     }
 
-    /// <summary>The attempt begun with these keys succeeded: the login starts from zero, the address takes its failure back.</summary>
+    /// <summary>The admitted attempt's passcode was right: the login starts from zero; the address keeps its failures.</summary>
     public void Succeeded(string? addressKey, string loginKey)
     {
         lock (_gate)
         {
-            if (_entries.Remove(loginKey, out var login))
+            if (Ended(loginKey) is { } login)
             {
-                _byLastSeen.Remove(login);
+                login.Failures = 0;
+                login.LockedUntil = 0;
             }
 
-            if (addressKey is not null && _entries.TryGetValue(addressKey, out var node))
+            Ended(addressKey);
+        }
+    }
+
+    /// <summary>The admitted attempt's passcode was wrong: counts a failure against both keys; returns the keys it locked.</summary>
+    public IReadOnlyList<(string Key, int Failures)>? Failed(string? addressKey, string loginKey)
+    {
+        var now = _time.GetTimestamp();
+        lock (_gate)
+        {
+            List<(string, int)>? locked = null;
+            foreach (var key in (ReadOnlySpan<string?>)[addressKey, loginKey])
             {
-                var address = node.Value;
-                address.Failures = Math.Max(0, address.Failures - 1);
-                if (address.Failures < _options.MaxFailuresPerAddress)
+                if (key is null)
                 {
-                    address.LockedUntil = 0;
+                    continue;
+                }
+
+                // Touched again (re-added if the table forgot it meanwhile): a failure is never lost.
+                var entry = Touch(key, now, isAddress: key == addressKey);
+                Release(entry);
+                entry.Failures++;
+                entry.LastFailure = now;
+                if (entry.Failures >= MaxFailures(entry))
+                {
+                    entry.LockedUntil = now + ToTimestamp(_options.LockoutDuration);
+                    (locked ??= []).Add((entry.Key, entry.Failures));
                 }
             }
+
+            return locked;
         }
+    }
+
+    /// <summary>The admitted attempt ended without a verdict (the authenticator threw): its turn ends, nothing is counted.</summary>
+    public void Abandoned(string? addressKey, string loginKey)
+    {
+        lock (_gate)
+        {
+            Ended(loginKey);
+            Ended(addressKey);
+        }
+    }
+
+    // Admits or refuses the attempt, or names the entry it must wait for (null verdict).
+    private ThrottleVerdict? TryStart(string? addressKey, string loginKey, long now, out Entry? blocked)
+    {
+        blocked = null;
+
+        // A refused attempt tests no passcode: it counts nothing and adds no login entry.
+        var address = addressKey is null ? null : Touch(addressKey, now, isAddress: true);
+        if (address is not null && address.LockedUntil > now)
+        {
+            return new ThrottleVerdict(ThrottleOutcome.LockedOut, TimeSpan.Zero, _time.GetElapsedTime(now, address.LockedUntil));
+        }
+
+        var login = Touch(loginKey, now, isAddress: false);
+        if (login.LockedUntil > now)
+        {
+            return new ThrottleVerdict(ThrottleOutcome.LockedOut, TimeSpan.Zero, _time.GetElapsedTime(now, login.LockedUntil));
+        }
+
+        blocked = address is not null && !MayStart(address) ? address : !MayStart(login) ? login : null;
+        if (blocked is not null)
+        {
+            return null;
+        }
+
+        // The delay the serial attempt after the worst case would wait (0 unless it starts alone).
+        var delay = DelayAfter(login.Failures + login.InFlight);
+        if (address is not null)
+        {
+            var wait = DelayAfter(address.Failures + address.InFlight);
+            delay = wait > delay ? wait : delay;
+            address.InFlight++;
+        }
+
+        login.InFlight++;
+        return new ThrottleVerdict(ThrottleOutcome.Admitted, delay, TimeSpan.Zero);
+    }
+
+    // Alone, an attempt may always start (after its delay); beside others only while even all of them failing stays free and under the limit.
+    private bool MayStart(Entry entry) =>
+        entry.InFlight == 0 || entry.Failures + entry.InFlight < Math.Min(_options.FreeAttempts, MaxFailures(entry));
+
+    private int MaxFailures(Entry entry) => entry.IsAddress ? _options.MaxFailuresPerAddress : _options.MaxFailuresPerLogin;
+
+    private Entry? Ended(string? key)
+    {
+        if (key is null || !_entries.TryGetValue(key, out var node))
+        {
+            return null;
+        }
+
+        Release(node.Value);
+        return node.Value;
+    }
+
+    // One attempt of the entry's ended: everyone waiting for it tries again.
+    private static void Release(Entry entry)
+    {
+        entry.InFlight = Math.Max(0, entry.InFlight - 1);
+        WakeWaiters(entry);
+    }
+
+    private static void WakeWaiters(Entry entry)
+    {
+        foreach (var waiter in entry.Waiters)
+        {
+            waiter.TrySetResult();
+        }
+
+        entry.Waiters.Clear();
     }
 
     /// <summary>The wait before an attempt, after <paramref name="failures"/> earlier failures: 0 up to FreeAttempts, then doubling from BaseDelay, at most MaxDelay.</summary>
@@ -187,6 +314,7 @@ internal sealed class LoginThrottle
             {
                 _byLastSeen.RemoveFirst();
                 _entries.Remove(oldest.Value.Key);
+                WakeWaiters(oldest.Value);
             }
 
             if (_entries.Count >= _options.MaxTrackedEntries)
@@ -194,6 +322,7 @@ internal sealed class LoginThrottle
                 var evicted = _byLastSeen.First!;
                 _byLastSeen.RemoveFirst();
                 _entries.Remove(evicted.Value.Key);
+                WakeWaiters(evicted.Value);
                 _metrics?.ThrottleEntryEvicted();
                 EvictedCount++;
             }
@@ -227,5 +356,11 @@ internal sealed class LoginThrottle
         public long LastFailure { get; set; }
 
         public long LockedUntil { get; set; }
+
+        /// <summary>Admitted attempts not yet ended.</summary>
+        public int InFlight { get; set; }
+
+        /// <summary>Attempts waiting for one in flight to end (at most MaxWaitingAttempts).</summary>
+        public List<TaskCompletionSource> Waiters { get; } = [];
     }
 }

@@ -34,6 +34,13 @@ public sealed class LoginThrottlingOptions
     /// <summary>Most addresses and logins tracked at once (limit name <c>max-tracked-logins</c>); the least recently seen is forgotten first.</summary>
     public int MaxTrackedEntries { get; set; } = 10_000;
 
+    /// <summary>
+    /// Most attempts per login and per address waiting for a turn (limit name <c>max-waiting-logins</c>). Attempts of one key run
+    /// at once only while even all of them failing would stay within <see cref="FreeAttempts"/>; the rest wait (asynchronously,
+    /// at most <c>Broker:ConnectTimeout</c>) for one to end, and past this many are refused.
+    /// </summary>
+    public int MaxWaitingAttempts { get; set; } = 1_000;
+
     /// <summary>Most hashed-passcode checks computed at once (each is ~0.1 s of CPU); the others wait without holding a thread. 0 = half the processors.</summary>
     public int MaxConcurrentPasscodeChecks { get; set; }
 }

@@ -29,6 +29,9 @@ internal static partial class SecurityLog
     [LoggerMessage(108, LogLevel.Debug, "Login throttling: attempt for login '{Login}' from {Address} refused unchecked; retry in {RetryAfter}")]
     public static partial void LoginRefused(ILogger logger, string login, string? address, TimeSpan retryAfter);
 
+    [LoggerMessage(113, LogLevel.Information, "Login throttling: attempt for login '{Login}' from {Address} refused unchecked: no turn to check it ({Limit})")]
+    public static partial void LoginBusy(ILogger logger, string login, string? address, string limit);
+
     [LoggerMessage(109, LogLevel.Warning, "Login throttling: {Key} refused for {Duration} after {Failures} failed logins")]
     public static partial void LockedOut(ILogger logger, string key, TimeSpan duration, int failures);
 

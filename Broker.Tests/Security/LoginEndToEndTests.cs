@@ -103,6 +103,26 @@ public sealed class LoginEndToEndTests
     }
 
     [Test]
+    public async Task Many_right_logins_of_one_user_at_once_all_connect_with_the_default_throttling()
+    {
+        // As the load tool does it: 64 connections of one user from one address at once, with the default limits.
+        // Hash checks one at a time, so the attempts overlap; counted as failures while in flight, they locked the login out.
+        await using var server = await TestServer.StartAsync(o =>
+        {
+            o.Users["guest"] = PasscodeHasher.Hash(AlicePasscode, PasscodeHasher.MinIterations);
+            o.LoginThrottling.MaxConcurrentPasscodeChecks = 1;
+        });
+        using var counters = new BrokerMeter(server.Services);
+
+        var answers = await Task.WhenAll(Enumerable.Range(0, 64).Select(_ => ConnectAsync(server, "guest", AlicePasscode)));
+
+        Assert.That(answers.Select(a => a["message"]).Where(m => m is not null), Is.Empty, "no login refused");
+        Assert.That(answers.Count(a => a.Command == StompCommand.Connected), Is.EqualTo(64));
+        Assert.That(counters["broker.auth.failures"], Is.Zero);
+        Assert.That(counters["broker.auth.throttled{action=delayed}"] + counters["broker.auth.throttled{action=refused}"], Is.Zero, "none delayed or refused");
+    }
+
+    [Test]
     public async Task Nothing_secret_reaches_the_log()
     {
         var logs = new CapturedLogs();
