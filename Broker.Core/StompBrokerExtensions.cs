@@ -39,6 +39,10 @@ public static class StompBrokerExtensions
         services.TryAddSingleton(TimeProvider.System);
         services.TryAddSingleton<KeepAliveMonitor>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, KeepAliveMonitor>(sp => sp.GetRequiredService<KeepAliveMonitor>()));
+        services.TryAddSingleton<Resources.BrokerActivity>();
+        services.TryAddSingleton<Resources.IHeapProbe>(Resources.GcHeapProbe.Instance);
+        services.TryAddSingleton<Resources.IdleCompaction>();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, Resources.IdleCompaction>(sp => sp.GetRequiredService<Resources.IdleCompaction>()));
         services.TryAddSingleton<IStompAuthenticator, ConfiguredUsersAuthenticator>();
         services.AddStompSecurity();
         services.TryAddSingleton<Resources.MemoryBudget>();
@@ -69,6 +73,7 @@ public static class StompBrokerExtensions
         {
             Authorization = sp.GetRequiredService<Security.DestinationAuthorization>(),
             Cluster = sp.GetService<Cluster.IClusterControl>() ?? Cluster.LocalClusterControl.Instance,
+            Activity = sp.GetRequiredService<Resources.BrokerActivity>(),
         });
         services.TryAddSingleton(sp => new OriginPolicy(sp.GetRequiredService<IOptions<StompBrokerOptions>>().Value));
         services.TryAddSingleton<ConnectionLimiter>();

@@ -39,6 +39,9 @@ public sealed class StompBrokerOptions
     /// <summary>Who may subscribe and send to which destination (<c>Broker:Authorization:Rules</c>).</summary>
     public Security.StompAuthorizationOptions Authorization { get; set; } = new();
 
+    /// <summary>One compacting garbage collection once the broker has gone quiet after activity (<c>Broker:IdleCompaction</c>).</summary>
+    public Resources.IdleCompactionOptions IdleCompaction { get; set; } = new();
+
     /// <summary>Largest frame, in bytes (limit name <c>max-frame-size</c>). Default 4 MiB.</summary>
     public int MaxFrameSize { get; set; } = 4 * 1024 * 1024;
 

@@ -59,6 +59,22 @@ internal sealed class StompBrokerOptionsValidator : IValidateOptions<StompBroker
             failures.Add(Describe(nameof(options.HeartbeatTolerance), options.HeartbeatTolerance, "1.0 or more (receive intervals of silence tolerated)"));
         }
 
+        var compaction = options.IdleCompaction;
+        if (compaction.Enabled && compaction.QuietPeriod <= TimeSpan.Zero)
+        {
+            failures.Add(Describe("IdleCompaction:QuietPeriod", compaction.QuietPeriod, "a positive value"));
+        }
+
+        if (compaction.MinInterval < TimeSpan.Zero)
+        {
+            failures.Add(Describe("IdleCompaction:MinInterval", compaction.MinInterval, "zero or more"));
+        }
+
+        if (compaction.MinFragmentedBytes < 0)
+        {
+            failures.Add(Describe("IdleCompaction:MinFragmentedBytes", compaction.MinFragmentedBytes, "zero or more"));
+        }
+
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
     }
 

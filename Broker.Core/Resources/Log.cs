@@ -12,4 +12,10 @@ internal static partial class Log
 
     [LoggerMessage(402, LogLevel.Information, "Memory above its limit: {Bytes} bytes of topic replay history given up (resumed subscriptions are told recovered:false)")]
     public static partial void Reclaimed(ILogger logger, long bytes);
+
+    [LoggerMessage(403, LogLevel.Information, "Idle compaction after {QuietMs} ms without frames: {Returned} bytes given back (working set {WorkingSetBefore} -> {WorkingSetAfter}, GC committed {CommittedBefore} -> {CommittedAfter}, heap holes {FragmentedBefore} -> {FragmentedAfter}); pause {PauseMs:F1} ms")]
+    public static partial void IdleCompacted(ILogger logger, long quietMs, long returned, long workingSetBefore, long workingSetAfter, long committedBefore, long committedAfter, long fragmentedBefore, long fragmentedAfter, double pauseMs);
+
+    [LoggerMessage(404, LogLevel.Error, "Idle compaction failed")]
+    public static partial void IdleCompactionFailed(ILogger logger, Exception exception);
 }

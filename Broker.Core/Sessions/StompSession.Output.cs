@@ -68,6 +68,7 @@ public sealed partial class StompSession
                 var binary = false;
                 var written = 0L;
                 var close = false;
+                var frames = false;
                 while (written < FlushThreshold)
                 {
                     Outbound item;
@@ -105,6 +106,7 @@ public sealed partial class StompSession
                         }
 
                         written += WriteMessage(output, item);
+                        frames = true;
                         binary = !message.BodyIsText;
                         _services.Metrics.Delivered(Destinations.IsQueue(message.Destination) ? "queue" : "topic");
                     }
@@ -112,6 +114,7 @@ public sealed partial class StompSession
                     {
                         output.Write(bytes);
                         written += bytes.Length;
+                        frames = true;
                     }
                     else if (item.IsHeartbeat)
                     {
@@ -127,6 +130,12 @@ public sealed partial class StompSession
 
                 if (written > 0)
                 {
+                    // Frames (heart-beats are not) tell the idle compaction that the broker is not idle.
+                    if (frames)
+                    {
+                        _services.Activity.Mark();
+                    }
+
                     WatchFlush();
                     var ok = await _transport.FlushAsync(binary, CancellationToken.None).ConfigureAwait(false);
                     _services.Metrics.BytesSent(written);

@@ -218,6 +218,7 @@ public sealed partial class StompSession
             {
                 while (!IsClosing && _reader.TryRead(ref buffer, frame))
                 {
+                    _services.Activity.Mark();
                     var handled = HandleFrameAsync(frame);
                     if (!handled.IsCompletedSuccessfully)
                     {

@@ -44,6 +44,9 @@ internal sealed class StompSessionServices(
     /// <summary>The memory budget: what sessions hold (outboxes, transactions, partial frames) and flow control.</summary>
     public Resources.MemoryBudget Memory { get; } = memory;
 
+    /// <summary>Marked whenever a session reads or writes a frame: what tells the idle compaction the broker is quiet.</summary>
+    public Resources.BrokerActivity Activity { get; init; } = new();
+
     /// <summary>Durable-session writes; null when durable sessions are off.</summary>
     public Durability.SessionPersistence? Persistence { get; } = persistence;
 
