@@ -70,9 +70,9 @@ internal sealed class StompBrokerOptionsValidator : IValidateOptions<StompBroker
             failures.Add(Describe("IdleCompaction:MinInterval", compaction.MinInterval, "zero or more"));
         }
 
-        if (compaction.MinFragmentedBytes < 0)
+        if (compaction.MinReclaimableBytes < 0)
         {
-            failures.Add(Describe("IdleCompaction:MinFragmentedBytes", compaction.MinFragmentedBytes, "zero or more"));
+            failures.Add(Describe("IdleCompaction:MinReclaimableBytes", compaction.MinReclaimableBytes, "zero or more"));
         }
 
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);

@@ -26,8 +26,12 @@ internal sealed class BrokerActivity
     public bool Take() => Volatile.Read(ref _marked) != 0 && Interlocked.Exchange(ref _marked, 0) != 0;
 }
 
-/// <summary>What the garbage collector's last collection left: free space inside the heap, the heap's size, memory committed.</summary>
-internal readonly record struct HeapState(long FragmentedBytes, long HeapSizeBytes, long CommittedBytes);
+/// <summary>What the garbage collector's last collection left: free space inside the heap, the heap's size (free space included), memory committed.</summary>
+internal readonly record struct HeapState(long FragmentedBytes, long HeapSizeBytes, long CommittedBytes)
+{
+    /// <summary>Memory the GC keeps committed beyond the live objects (holes, the free part of the allocation budget): what a compaction can give back.</summary>
+    public long ReclaimableBytes => Math.Max(0, CommittedBytes - (HeapSizeBytes - FragmentedBytes));
+}
 
 /// <summary>What one compaction did: the heap and the process's working set before and after, and how long it paused the process.</summary>
 internal readonly record struct HeapCompaction(HeapState Before, HeapState After, long WorkingSetBefore, long WorkingSetAfter, TimeSpan Pause);
@@ -72,9 +76,9 @@ internal sealed class GcHeapProbe : IHeapProbe
 /// stay), and an idle server allocates too little for any collection to compact them: they stay committed for
 /// as long as the connections stay. Quiet means that no session read or wrote a frame (heart-beats are not
 /// frames) for <see cref="IdleCompactionOptions.QuietPeriod"/>, which the process's allocation cannot tell: a
-/// busy broker allocates so little that it collects less often than an idle one. Then, when the last collection
-/// left at least <see cref="IdleCompactionOptions.MinFragmentedBytes"/> of holes, and at least a tenth of the heap,
-/// one blocking compacting collection runs; the next needs activity and a quiet period again, and
+/// busy broker allocates so little that it collects less often than an idle one. Then, when the GC keeps at least
+/// <see cref="IdleCompactionOptions.MinReclaimableBytes"/> committed beyond the live objects, and at least a tenth of
+/// what it has committed, one blocking compacting collection runs; the next needs activity and a quiet period again, and
 /// <see cref="IdleCompactionOptions.MinInterval"/> since this one. One timer, made at start when enabled.
 /// </summary>
 internal sealed class IdleCompaction : IHostedService, IDisposable
@@ -169,8 +173,9 @@ internal sealed class IdleCompaction : IHostedService, IDisposable
                 // Quiet since the last activity: this quiet spell gets one look at the heap, whatever it finds.
                 _armed = false;
                 var state = _heap.Read();
-                if (state.FragmentedBytes < _options.MinFragmentedBytes || state.FragmentedBytes * 10 < state.HeapSizeBytes)
+                if (state.ReclaimableBytes < _options.MinReclaimableBytes || state.ReclaimableBytes * 10 < state.CommittedBytes)
                 {
+                    Log.IdleCompactionSkipped(_logger, (long)_time.GetElapsedTime(_lastActivity, now).TotalMilliseconds, state.ReclaimableBytes, state.CommittedBytes, state.FragmentedBytes, _options.MinReclaimableBytes);
                     return;
                 }
 

@@ -2,8 +2,8 @@ namespace Broker.Resources;
 
 /// <summary>
 /// Section <c>Broker:IdleCompaction</c>: one compacting full garbage collection once the broker has gone quiet
-/// after activity, so that the holes a burst of connections left in the heap (about 5 KiB per connection, which
-/// no collection compacts while the server is idle) go back to the operating system. Off unless enabled: the
+/// after activity, so that what the GC keeps committed beyond the live objects after a burst of connections (the holes
+/// their garbage left, about 5 KiB per connection, and the free allocation budget) goes back to the operating system. Off unless enabled: the
 /// executable enables it in its <c>appsettings.json</c>; an app embedding the broker decides for itself, as the
 /// broker cannot see the app's own traffic.
 /// </summary>
@@ -19,8 +19,9 @@ public sealed class IdleCompactionOptions
     public TimeSpan MinInterval { get; set; } = TimeSpan.FromMinutes(5);
 
     /// <summary>
-    /// The free space the last collection left inside the heap (<see cref="GCMemoryInfo.FragmentedBytes"/>) must be at
-    /// least this many bytes, and at least a tenth of the heap, for a compaction to be worth its pause.
+    /// The memory the GC keeps committed beyond the live objects after its last collection (the holes between them and
+    /// the free part of its allocation budget) must be at least this many bytes, and at least a tenth of what it has
+    /// committed, for a compaction to be worth its pause.
     /// </summary>
-    public long MinFragmentedBytes { get; set; } = 16 * 1024 * 1024;
+    public long MinReclaimableBytes { get; set; } = 8 * 1024 * 1024;
 }

@@ -18,4 +18,7 @@ internal static partial class Log
 
     [LoggerMessage(404, LogLevel.Error, "Idle compaction failed")]
     public static partial void IdleCompactionFailed(ILogger logger, Exception exception);
+
+    [LoggerMessage(405, LogLevel.Debug, "Idle compaction not needed after {QuietMs} ms without frames: the GC keeps {ReclaimableBytes} of its {CommittedBytes} committed bytes beyond the live objects ({FragmentedBytes} in holes); at least {MinReclaimableBytes}, and a tenth, wanted")]
+    public static partial void IdleCompactionSkipped(ILogger logger, long quietMs, long reclaimableBytes, long committedBytes, long fragmentedBytes, long minReclaimableBytes);
 }

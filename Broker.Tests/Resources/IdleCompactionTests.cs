@@ -76,21 +76,21 @@ public sealed class IdleCompactionTests
         Assert.That(heap.Compactions, Is.EqualTo(2));
     }
 
-    [TestCase(15, 100, TestName = "Under MinFragmentedBytes (15 MiB of holes)")]
-    [TestCase(20, 201, TestName = "Under a tenth of the heap (20 MiB of holes in 201 MiB)")]
-    public void A_heap_without_holes_enough_is_left_alone_and_looked_at_once_per_quiet_spell(long fragmentedMiB, long heapMiB)
+    [TestCase(5, 100, 110, TestName = "Under MinReclaimableBytes (15 MiB committed beyond 95 MiB live)")]
+    [TestCase(10, 200, 210, TestName = "Under a tenth of what is committed (20 MiB beyond 190 MiB live)")]
+    public void A_heap_with_little_to_give_back_is_left_alone_and_looked_at_once_per_quiet_spell(long fragmentedMiB, long heapMiB, long committedMiB)
     {
-        var (time, activity, heap, _) = Start(new IdleCompactionOptions { Enabled = true, MinFragmentedBytes = 16 * MiB });
-        heap.State = new HeapState(fragmentedMiB * MiB, heapMiB * MiB, heapMiB * MiB);
+        var (time, activity, heap, _) = Start(new IdleCompactionOptions { Enabled = true, MinReclaimableBytes = 16 * MiB });
+        heap.State = new HeapState(fragmentedMiB * MiB, heapMiB * MiB, committedMiB * MiB);
         activity.Mark();
         Advance(time, TimeSpan.FromMinutes(1));
         Assert.That(heap.Compactions, Is.Zero);
         Assert.That(heap.Reads, Is.EqualTo(1), "one look after the quiet period, not one per tick");
 
-        heap.State = new HeapState(20 * MiB, 100 * MiB, 100 * MiB);
+        heap.State = new HeapState(10 * MiB, 100 * MiB, 110 * MiB);
         activity.Mark();
         Advance(time, TimeSpan.FromSeconds(7));
-        Assert.That(heap.Compactions, Is.EqualTo(1), "with 20 MiB of holes in 100 MiB it is worth it");
+        Assert.That(heap.Compactions, Is.EqualTo(1), "with 20 MiB committed beyond 90 MiB live it is worth it");
     }
 
     [Test]
