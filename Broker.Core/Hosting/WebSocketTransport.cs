@@ -72,7 +72,7 @@ internal sealed class WebSocketTransport : IStompTransport, IDisposable
         return open;
     }
 
-    // One PipeOptions for every connection (they only differ if the frame limit changes).
+    // One PipeOptions for every connection (they only differ if the frame limit changes); blocks from the BlockPool.
     private static PipeOptions SharedPipeOptions(int maxFrameSize)
     {
         var pause = (long)maxFrameSize + 64 * 1024;
@@ -80,7 +80,7 @@ internal sealed class WebSocketTransport : IStompTransport, IDisposable
         {
             if (s_pipeOptions is null || s_pipeOptions.PauseWriterThreshold != pause)
             {
-                s_pipeOptions = new PipeOptions(pauseWriterThreshold: pause, resumeWriterThreshold: pause / 2, useSynchronizationContext: false);
+                s_pipeOptions = new PipeOptions(BlockPool.Instance, pauseWriterThreshold: pause, resumeWriterThreshold: pause / 2, minimumSegmentSize: BlockPool.BlockSize, useSynchronizationContext: false);
             }
 
             return s_pipeOptions;

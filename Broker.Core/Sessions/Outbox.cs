@@ -21,7 +21,9 @@ internal interface IOutboxItem
 /// and its one writer loop: many producers, one consumer, unbounded (the session bounds it by bytes).
 /// Unlike an unbounded <see cref="System.Threading.Channels.Channel{T}"/>, whose queue keeps a
 /// 32-slot segment for life, an empty outbox holds no buffer: an idle connection costs nothing here,
-/// which matters at tens of thousands of connections. The waiting reader is one reusable
+/// which matters at tens of thousands of connections; and one item alone (a heart-beat, a RECEIPT, a message
+/// now and then) waits in a field of its own, so a quiet connection's occasional frame allocates no array
+/// either (the array is made when a second item joins it). The waiting reader is one reusable
 /// <see cref="IValueTaskSource{TResult}"/>, resumed off the producer's thread. Every item queued counts
 /// against the memory budget until it is read or discarded, whichever path queued it; what several
 /// outboxes share (one message fanned out) is counted once, by <see cref="IOutboxItem.Hold"/>.
@@ -34,6 +36,9 @@ internal sealed class Outbox<T>(MemoryBudget? budget = null) : IValueTaskSource<
     private readonly Lock _gate = new();
     private ManualResetValueTaskSourceCore<bool> _waiter = new() { RunContinuationsAsynchronously = true };
     private T[] _items = [];
+
+    // The one item queued while _items is empty (then _count is 1).
+    private T _single = default!;
     private int _head;
     private int _count;
     private long _bytes;
@@ -51,12 +56,20 @@ internal sealed class Outbox<T>(MemoryBudget? budget = null) : IValueTaskSource<
                 return false;
             }
 
-            if (_count == _items.Length)
+            if (_items.Length == 0 && _count == 0)
             {
-                Grow();
+                _single = item;
+            }
+            else
+            {
+                if (_count == _items.Length || _items.Length == 0)
+                {
+                    Grow();
+                }
+
+                _items[(_head + _count) % _items.Length] = item;
             }
 
-            _items[(_head + _count) % _items.Length] = item;
             _count++;
             _bytes += item.Size;
             wake = _waiting;
@@ -82,20 +95,30 @@ internal sealed class Outbox<T>(MemoryBudget? budget = null) : IValueTaskSource<
                 return false;
             }
 
-            item = _items[_head];
-            _items[_head] = default!;
-            _head = (_head + 1) % _items.Length;
-            _count--;
-            _bytes -= item.Size;
-            if (_count == 0)
+            if (_items.Length == 0)
             {
-                // Drained: start again at the front, and give a large array back after a burst.
-                _head = 0;
-                if (_items.Length > KeepCapacity)
+                item = _single;
+                _single = default!;
+                _count = 0;
+            }
+            else
+            {
+                item = _items[_head];
+                _items[_head] = default!;
+                _head = (_head + 1) % _items.Length;
+                _count--;
+                if (_count == 0)
                 {
-                    _items = [];
+                    // Drained: start again at the front, and give a large array back after a burst.
+                    _head = 0;
+                    if (_items.Length > KeepCapacity)
+                    {
+                        _items = [];
+                    }
                 }
             }
+
+            _bytes -= item.Size;
         }
 
         budget?.Subtract(MemoryComponent.Outboxes, item.Release());
@@ -118,13 +141,15 @@ internal sealed class Outbox<T>(MemoryBudget? budget = null) : IValueTaskSource<
     public void Discard()
     {
         T[] items;
+        T single;
         int head, count;
         lock (_gate)
         {
             _completed = true;
-            (items, head, count) = (_items, _head, _count);
+            (items, single, head, count) = (_items, _single, _head, _count);
             _bytes = 0;
             _items = [];
+            _single = default!;
             _head = 0;
             _count = 0;
         }
@@ -132,7 +157,12 @@ internal sealed class Outbox<T>(MemoryBudget? budget = null) : IValueTaskSource<
         if (budget is not null)
         {
             var bytes = 0L;
-            for (var i = 0; i < count; i++)
+            if (items.Length == 0 && count == 1)
+            {
+                bytes += single.Release();
+            }
+
+            for (var i = 0; i < count && items.Length > 0; i++)
             {
                 bytes += items[(head + i) % items.Length].Release();
             }
@@ -205,7 +235,14 @@ internal sealed class Outbox<T>(MemoryBudget? budget = null) : IValueTaskSource<
     private void Grow()
     {
         var larger = new T[Math.Max(InitialCapacity, _items.Length * 2)];
-        for (var i = 0; i < _count; i++)
+        if (_items.Length == 0)
+        {
+            // The one item waiting in its own field goes first.
+            larger[0] = _single;
+            _single = default!;
+        }
+
+        for (var i = 0; i < _count && _items.Length > 0; i++)
         {
             larger[i] = _items[(_head + i) % _items.Length];
         }
