@@ -73,13 +73,14 @@ internal sealed class GcHeapProbe : IHeapProbe
 /// <summary>
 /// Compacts the heap once the broker has gone quiet (<c>Broker:IdleCompaction</c>). A burst of connections leaves
 /// holes in the older generations (the garbage of each upgrade, CONNECT and SUBSCRIBE between the objects that
-/// stay), and an idle server allocates too little for any collection to compact them: they stay committed for
-/// as long as the connections stay. Quiet means that no session read or wrote a frame (heart-beats are not
-/// frames) for <see cref="IdleCompactionOptions.QuietPeriod"/>, which the process's allocation cannot tell: a
-/// busy broker allocates so little that it collects less often than an idle one. Then, when the GC keeps at least
-/// <see cref="IdleCompactionOptions.MinReclaimableBytes"/> committed beyond the live objects, and at least a tenth of
-/// what it has committed, one blocking compacting collection runs; the next needs activity and a quiet period again, and
-/// <see cref="IdleCompactionOptions.MinInterval"/> since this one. One timer, made at start when enabled.
+/// stay), and an idle server allocates too little for any collection to compact them: they stay committed for as
+/// long as the connections stay, and so does the free part of the GC's allocation budget. Quiet means that no
+/// session read or wrote a frame (heart-beats are not frames) for <see cref="IdleCompactionOptions.QuietPeriod"/>,
+/// which the process's allocation cannot tell: a busy broker allocates so little that it collects less often than
+/// an idle one. Then, when the GC keeps at least <see cref="IdleCompactionOptions.MinReclaimableBytes"/> committed
+/// beyond the live objects, and at least a tenth of what it has committed, one blocking compacting collection runs;
+/// the next needs activity and a quiet period again, and <see cref="IdleCompactionOptions.MinInterval"/> since this
+/// one. One timer, made at start when enabled.
 /// </summary>
 internal sealed class IdleCompaction : IHostedService, IDisposable
 {
@@ -143,7 +144,7 @@ internal sealed class IdleCompaction : IHostedService, IDisposable
         }
     }
 
-    /// <summary>One look: notes activity, or, after a quiet period that followed activity, compacts when the heap has holes enough.</summary>
+    /// <summary>One look: notes activity, or, after a quiet period that followed activity, compacts when the GC has enough to give back.</summary>
     internal void Tick()
     {
         try
