@@ -13,12 +13,12 @@ internal static partial class Log
     [LoggerMessage(402, LogLevel.Information, "Memory above its limit: {Bytes} bytes of topic replay history given up (resumed subscriptions are told recovered:false)")]
     public static partial void Reclaimed(ILogger logger, long bytes);
 
-    [LoggerMessage(403, LogLevel.Information, "Idle compaction after {QuietMs} ms without frames: {Returned} bytes given back (working set {WorkingSetBefore} -> {WorkingSetAfter}, GC committed {CommittedBefore} -> {CommittedAfter}, heap holes {FragmentedBefore} -> {FragmentedAfter}); pause {PauseMs:F1} ms")]
+    [LoggerMessage(406, LogLevel.Information, "Idle compaction after {QuietMs} ms without frames: {Returned} bytes given back (working set {WorkingSetBefore} -> {WorkingSetAfter}, GC committed {CommittedBefore} -> {CommittedAfter}, heap holes {FragmentedBefore} -> {FragmentedAfter}); pause {PauseMs:F1} ms")]
     public static partial void IdleCompacted(ILogger logger, long quietMs, long returned, long workingSetBefore, long workingSetAfter, long committedBefore, long committedAfter, long fragmentedBefore, long fragmentedAfter, double pauseMs);
 
-    [LoggerMessage(404, LogLevel.Error, "Idle compaction failed")]
+    [LoggerMessage(407, LogLevel.Error, "Idle compaction failed")]
     public static partial void IdleCompactionFailed(ILogger logger, Exception exception);
 
-    [LoggerMessage(405, LogLevel.Debug, "Idle compaction not needed after {QuietMs} ms without frames: the GC keeps {ReclaimableBytes} of its {CommittedBytes} committed bytes beyond the live objects ({FragmentedBytes} in holes); at least {MinReclaimableBytes}, and a tenth, wanted")]
+    [LoggerMessage(408, LogLevel.Debug, "Idle compaction not needed after {QuietMs} ms without frames: the GC keeps {ReclaimableBytes} of its {CommittedBytes} committed bytes beyond the live objects ({FragmentedBytes} in holes); at least {MinReclaimableBytes}, and a tenth, wanted")]
     public static partial void IdleCompactionSkipped(ILogger logger, long quietMs, long reclaimableBytes, long committedBytes, long fragmentedBytes, long minReclaimableBytes);
 }
