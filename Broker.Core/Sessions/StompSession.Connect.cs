@@ -25,7 +25,29 @@ public sealed partial class StompSession
 
         var login = frame.GetString(StompHeaders.Login);
         var request = new StompConnectRequest(login, frame.GetString(StompHeaders.Passcode), frame.GetString(StompHeaders.Host), _transport.User, _transport.RemoteEndPoint) { RemoteAddress = _transport.RemoteAddress };
-        var result = await _services.Authenticator.AuthenticateAsync(request, CancellationToken.None).ConfigureAwait(false);
+        // Canceled when the session closes meanwhile (a limit, connect-timeout, shutdown), so that no closed connection
+        // waits for its authenticator or the login throttle; made only for this wait.
+        var closing = new CancellationTokenSource();
+        Volatile.Write(ref _connectCanceller, closing);
+        if (IsClosing)
+        {
+            closing.Cancel();
+        }
+
+        StompAuthResult result;
+        try
+        {
+            result = await _services.Authenticator.AuthenticateAsync(request, closing.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (closing.IsCancellationRequested)
+        {
+            return;
+        }
+        finally
+        {
+            Volatile.Write(ref _connectCanceller, null);
+        }
+
         if (IsClosing)
         {
             // Refused or timed out while the authenticator ran (the read loop's limit, connect-timeout, shutdown).
@@ -82,12 +104,30 @@ public sealed partial class StompSession
     // what the client sends behind it is neither left to the transport to buffer (Kestrel's TCP pipe takes up to its
     // pause threshold, 1 MiB or more, per connection) nor unbounded: past max-frame-size-before-connect unread bytes,
     // ERROR. Once the session is closing (that ERROR, connect-timeout, shutdown) input is discarded, and the connection
-    // is closed as soon as the writer has sent the ERROR, without waiting for the authenticator. Returns what followed
-    // the CONNECT, not yet consumed, for the read loop to parse; null when the session ends.
+    // is closed as soon as the writer has sent the ERROR, without waiting for the authenticator (whose token the close
+    // cancels). Whatever happens, this returns only once the CONNECT is done, so the session is never torn down under
+    // a running ConnectAsync. Returns what followed the CONNECT, not yet consumed, for the read loop to parse (with the
+    // peer's end of input, if it came); null when the session ends.
     // unread: what the read that brought the CONNECT holds behind it.
     private async Task<ReadResult?> ReadWhileConnectingAsync(Task connecting, PipeReader input, long unread)
     {
         _ = connecting.ContinueWith(static (_, s) => ((StompSession)s!).WakeReader(), this, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        try
+        {
+            return await ReadUntilConnectedAsync(connecting, input, unread).ConfigureAwait(false);
+        }
+        catch (Exception) when (!connecting.IsCompleted)
+        {
+            // The connection failed under the wait (a reset, an abort, a TLS error): close, let the CONNECT finish
+            // (its own failure no longer matters), then let the read loop's caller see this exception.
+            BeginClose(CloseReason.PeerGone);
+            await connecting.ContinueWith(static _ => { }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default).ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    private async Task<ReadResult?> ReadUntilConnectedAsync(Task connecting, PipeReader input, long unread)
+    {
         var limit = (long)Math.Min(_options.MaxFrameSize, _options.MaxFrameSizeBeforeConnect);
         if (unread > limit)
         {
@@ -118,8 +158,13 @@ public sealed partial class StompSession
                 writerWake ??= _writeLoop!.ContinueWith(static (_, s) => ((PipeReader)s!).CancelPendingRead(), input, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
                 if (result.IsCompleted || _writeLoop!.IsCompleted)
                 {
-                    // The ERROR is out (the writer's end wakes this read): close now; the session is torn down once
-                    // the CONNECT is done (ConnectAsync stops at its next step, as the session is closing).
+                    // Close once the writer has sent the ERROR (or given up on a peer that does not read); the session
+                    // is torn down once the CONNECT is done (ConnectAsync stops at its next step, as the session is closing).
+                    if (await Task.WhenAny(_writeLoop!, Task.Delay(_options.SendTimeout, CancellationToken.None)).ConfigureAwait(false) != _writeLoop)
+                    {
+                        _transport.Abort();
+                    }
+
                     await _transport.CloseAsync().ConfigureAwait(false);
                     await connecting.ConfigureAwait(false);
                     return null;
@@ -136,13 +181,21 @@ public sealed partial class StompSession
                 continue;
             }
 
-            input.AdvanceTo(result.Buffer.Start, result.Buffer.End);
             if (result.IsCompleted)
             {
-                // The peer is gone: the CONNECT still finishes before the session is torn down.
+                // The peer has finished sending (it may still read): the CONNECT finishes, then what it sent behind
+                // it is handled as usual, and the end of its input after that.
                 await connecting.ConfigureAwait(false);
+                if (!IsClosing)
+                {
+                    return result;
+                }
+
+                input.AdvanceTo(result.Buffer.End);
                 return null;
             }
+
+            input.AdvanceTo(result.Buffer.Start, result.Buffer.End);
         }
     }
 

@@ -46,6 +46,9 @@ public sealed partial class StompSession
     // 1 while a CancelPendingRead is on its way to wake the read loop because its pending CONNECT finished (Connect part).
     private int _connectWake;
 
+    // Cancels the authenticator's wait when the session closes during it (Connect part); null outside that wait.
+    private CancellationTokenSource? _connectCanceller;
+
     // Keep-alive (KeepAlive part; visited by the KeepAliveMonitor): times in the monitor's milliseconds.
     private readonly KeepAliveMonitor _keepAlive;
     private KeepAliveEntry _keepAliveEntry = KeepAliveEntry.None;
@@ -394,6 +397,12 @@ public sealed partial class StompSession
             {
                 Volatile.Write(ref _closeReason, (int)reason);
                 Volatile.Read(ref _closingSignal)?.TrySetResult();
+                if (Volatile.Read(ref _connectCanceller) is { } canceller)
+                {
+                    // Not inline: the authenticator's continuations must not run under whatever called BeginClose.
+                    _ = canceller.CancelAsync();
+                }
+
                 Volatile.Read(ref _application)?.Closing();
                 return true;
             }

@@ -1,3 +1,5 @@
+using System.Net;
+using System.Net.Sockets;
 using System.Text;
 using Broker.Protocol;
 using Broker.Sessions;
@@ -55,6 +57,7 @@ public sealed class TcpBeforeConnectTests
             }
 
             Assert.That(authenticator.Held, Is.EqualTo(Attackers), "no CONNECT was answered by the authenticator yet");
+            await Eventually.That(() => authenticator.Canceled == Attackers, "the refused connections' authentications were canceled");
             Assert.That(meter["broker.limits.exceeded{limit=max-frame-size-before-connect}"], Is.EqualTo(Attackers));
             await RoundTripAsync(bystander, "while-held");
             authenticator.Release();
@@ -117,6 +120,76 @@ public sealed class TcpBeforeConnectTests
         Assert.That(await client.WaitClosedAsync(), Is.True);
         await watcher.PublishAsync("/topic/behind-refused", "marker");
         Assert.That((await watcher.ReceiveAsync()).BodyText, Is.EqualTo("marker"), "the SEND behind the refused CONNECT went nowhere");
+    }
+
+    [Test]
+    public async Task Frames_behind_a_held_CONNECT_from_a_client_that_then_half_closes_are_still_handled()
+    {
+        var authenticator = new HeldAuthenticator(acceptWhenReleased: true);
+        await using var server = await TestServer.StartAsync(services: s => s.AddSingleton<IStompAuthenticator>(authenticator));
+        var (client, socket) = await RawClientAsync(server);
+        await using var _ = client;
+
+        // A script piped through `nc -N`: everything, then the end of its input.
+        await client.SendRawAsync("CONNECT\naccept-version:1.2\nhost:/\nlogin:held\n\n\0SEND\ndestination:/queue/half-closed\nreceipt:r1\n\nbody\0");
+        socket.Shutdown(SocketShutdown.Send);
+        await Eventually.That(() => authenticator.Held == 1, "the CONNECT reached the authenticator");
+        authenticator.Release();
+
+        Assert.That((await client.ReceiveAsync()).Command, Is.EqualTo(StompCommand.Connected));
+        var receipt = await client.ReceiveAsync();
+        Assert.That(receipt.Command, Is.EqualTo(StompCommand.Receipt), receipt.ToString());
+        Assert.That(receipt["receipt-id"], Is.EqualTo("r1"));
+    }
+
+    [Test]
+    public async Task Too_much_behind_a_held_CONNECT_then_the_end_of_input_still_gets_the_ERROR()
+    {
+        var authenticator = new HeldAuthenticator();
+        await using var server = await TestServer.StartAsync(services: s => s.AddSingleton<IStompAuthenticator>(authenticator));
+        var (client, socket) = await RawClientAsync(server);
+        await using var _ = client;
+
+        await client.SendRawAsync(ConnectThenSend(256 * KiB, "login:held\n"));
+        socket.Shutdown(SocketShutdown.Send);
+
+        var error = await client.ReceiveAsync();
+        Assert.That(error.Command, Is.EqualTo(StompCommand.Error), error.ToString());
+        Assert.That(error["message"], Does.Contain("max-frame-size-before-connect"));
+        Assert.That(await client.WaitClosedAsync(), Is.True);
+        authenticator.Release();
+    }
+
+    [Test]
+    public async Task A_connection_reset_while_its_CONNECT_waits_ends_only_once_the_authenticator_answers()
+    {
+        var authenticator = new HeldAuthenticator(acceptWhenReleased: true);
+        await using var server = await TestServer.StartAsync(services: s => s.AddSingleton<IStompAuthenticator>(authenticator));
+        var registry = server.Services.GetRequiredService<StompSessionRegistry>();
+        await using var bystander = await StompTestClient.ConnectTcpAsync(server.TcpPort);
+        Assert.That((await bystander.ConnectAsync(login: HeldAuthenticator.Immediate)).Command, Is.EqualTo(StompCommand.Connected));
+        var (client, socket) = await RawClientAsync(server);
+
+        await client.SendRawAsync("CONNECT\naccept-version:1.2\nhost:/\nlogin:reset\n\n\0");
+        await Eventually.That(() => authenticator.Held == 1, "the CONNECT reached the authenticator");
+        socket.LingerState = new LingerOption(true, 0);
+        await client.DisposeAsync(); // closing with linger 0: a reset
+
+        // The session (and so its place under the connection limits) lasts until the authenticator answers: a
+        // connect-CONNECT-reset loop cannot run more authentications at once than the limits allow.
+        await RoundTripAsync(bystander, "during-wait");
+        Assert.That(registry.Count, Is.EqualTo(2), "the reset connection's session waits for its CONNECT");
+        authenticator.Release();
+        await Eventually.That(() => registry.Count == 1, "the reset connection's session ended");
+        await RoundTripAsync(bystander, "after-reset");
+        Assert.That(registry.SessionsOf("reset"), Is.Empty, "no session of the reset connection is left for its user");
+    }
+
+    private static async Task<(StompTestClient Client, Socket Socket)> RawClientAsync(TestServer server)
+    {
+        var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        await socket.ConnectAsync(IPAddress.Loopback, server.TcpPort);
+        return (StompTestClient.OverStream(new NetworkStream(socket, ownsSocket: true)), socket);
     }
 
     private static string ConnectThenSend(int bodySize, string login) =>

@@ -12,8 +12,12 @@ internal sealed class HeldAuthenticator(bool acceptWhenReleased = false) : IStom
 
     private readonly TaskCompletionSource _release = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private int _held;
+    private int _canceled;
 
     public int Held => Volatile.Read(ref _held);
+
+    /// <summary>Held CONNECTs whose cancellation token the server canceled (the connection closed meanwhile).</summary>
+    public int Canceled => Volatile.Read(ref _canceled);
 
     public void Release() => _release.TrySetResult();
 
@@ -25,6 +29,9 @@ internal sealed class HeldAuthenticator(bool acceptWhenReleased = false) : IStom
         }
 
         Interlocked.Increment(ref _held);
+        using var _ = cancellationToken.Register(() => Interlocked.Increment(ref _canceled));
+
+        // Deaf to the token, like an authenticator stuck in a call that takes none: the server must wait for it anyway.
         await _release.Task.ConfigureAwait(false);
         return acceptWhenReleased ? StompAuthResult.Authenticated(request.Login ?? "held") : StompAuthResult.Fail("held, then refused");
     }
