@@ -112,6 +112,46 @@ public sealed class ProcessMemoryTests
     }
 
     [Test]
+    public async Task A_burst_between_two_samples_is_held_against_the_limit_on_top_of_the_last_sample()
+    {
+        const int count = 30;
+        var (time, probe) = (new FakeTimeProvider(), new FakeProcessMemory(40L * 1024 * 1024));
+        await using var server = await StartAsync(time, probe, o => o.MaxPendingBytes = 64 * 1024 * 1024); // the whole queue at once
+
+        var budget = server.Services.GetRequiredService<MemoryBudget>();
+        await using var publisher = await ConnectAsync(server);
+
+        // 1 MiB messages to a queue nobody consumes yet, all within one sample: 40 MiB sampled + 24 MiB counted reach 64.
+        var body = new string('b', 1024 * 1024);
+        var publishing = Task.Run(async () =>
+        {
+            for (var i = 0; i < count; i++)
+            {
+                await publisher.PublishAsync("/queue/pm-burst", $"{i}:{body}");
+            }
+
+            await publisher.PublishAsync("/queue/pm-burst", "end", ("receipt", "done"));
+        });
+        await Eventually.That(() => budget.BlockedPublishers == 1, "the publisher flow-controlled before the next sample", Bound);
+        Assert.That(budget.Used, Is.LessThan(MemoryLimit), "the budget alone is under the limit");
+        Assert.That(budget.ProcessMemory, Is.GreaterThanOrEqualTo(MemoryLimit), "the last sample and what was counted since are not");
+        Assert.That(publisher.TryTake(), Is.Null);
+
+        // A consumer drains the queue: the budget falls back to what it held at the sample and the publisher resumes.
+        await using var consumer = await ConnectAsync(server);
+        await consumer.SubscribeAsync("q", "/queue/pm-burst");
+        for (var i = 0; i < count; i++)
+        {
+            Assert.That((await consumer.ReceiveAsync(Bound)).BodyText, Does.StartWith($"{i}:"));
+        }
+
+        Assert.That((await consumer.ReceiveAsync(Bound)).BodyText, Is.EqualTo("end"));
+        await publishing.WaitAsync(Bound);
+        await publisher.ExpectReceiptAsync("done");
+        Assert.That(probe.Collections, Is.Zero, "no sample was above the limit");
+    }
+
+    [Test]
     public async Task Garbage_does_not_keep_a_publisher_blocked_a_collection_is_induced_at_most_once_per_interval()
     {
         var (time, probe) = (new FakeTimeProvider(), new FakeProcessMemory(Below) { AfterCollect = Below });
