@@ -116,7 +116,7 @@ public sealed class StompBrokerOptions
 
     /// <summary>
     /// What <see cref="MemoryLimit"/> is compared with: <see cref="Resources.MemoryCalculation.Process"/> (the default: what
-    /// the broker holds for clients and the process's resident memory, sampled once a second) or
+    /// the broker holds for clients and the process's resident memory, sampled 4 times a second) or
     /// <see cref="Resources.MemoryCalculation.Budget"/> (only what it holds for clients).
     /// </summary>
     public Resources.MemoryCalculation MemoryCalculation { get; set; } = Resources.MemoryCalculation.Process;

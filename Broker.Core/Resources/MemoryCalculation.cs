@@ -5,7 +5,7 @@ public enum MemoryCalculation
 {
     /// <summary>
     /// The default: both what the broker holds for clients (the budget, counted at once) and the whole process's
-    /// resident memory (its RSS, sampled once a second); either at the limit flow-controls publishers.
+    /// resident memory (its RSS, sampled 4 times a second); either at the limit flow-controls publishers.
     /// </summary>
     Process,
 

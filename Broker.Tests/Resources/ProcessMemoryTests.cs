@@ -83,17 +83,20 @@ public sealed class ProcessMemoryTests
             }
         }
 
-        // Still above: samples go on, a collection at most once per interval.
-        for (var t = TimeSpan.Zero; t < ProcessMemoryMonitor.CollectInterval - ProcessMemoryMonitor.SampleInterval; t += ProcessMemoryMonitor.SampleInterval)
+        // Still above, samples going on: the collection found nothing and nothing changed since, so none is repeated.
+        for (var t = TimeSpan.Zero; t < 2 * ProcessMemoryMonitor.CollectInterval; t += ProcessMemoryMonitor.SampleInterval)
         {
             time.Advance(ProcessMemoryMonitor.SampleInterval);
         }
 
-        Assert.That(probe.Collections, Is.EqualTo(1), "no second collection within the interval");
-        time.Advance(ProcessMemoryMonitor.SampleInterval);
-        Assert.That(probe.Collections, Is.EqualTo(2), "another once the interval has passed");
-        Assert.That(budget.BlockedPublishers, Is.EqualTo(1), "still blocked: the collection freed nothing");
+        Assert.That(probe.Collections, Is.EqualTo(1), "no second collection while nothing changed");
+        Assert.That(budget.BlockedPublishers, Is.EqualTo(1), "still blocked");
         Assert.That(publisher.TryTake(), Is.Null);
+
+        // The process grows (by more than MemoryLimit/64): worth another collection, as soon as one is due.
+        probe.Resident = Above + MemoryLimit / 32;
+        time.Advance(ProcessMemoryMonitor.SampleInterval);
+        Assert.That(probe.Collections, Is.EqualTo(2), "another once the process grew");
 
         // The process's memory falls below the low watermark: the publisher resumes and every message arrives, in order.
         probe.Resident = Below;
@@ -204,7 +207,7 @@ public sealed class ProcessMemoryTests
         await publisher.PublishAsync("/topic/stuck", "x");
         await publisher.PublishAsync("/topic/stuck", "y", ("receipt", "never"));
         await Eventually.That(() => budget.BlockedPublishers == 1, "the publisher flow-controlled", Bound);
-        for (var i = 0; i < 10; i++)
+        for (var t = TimeSpan.Zero; t <= TimeSpan.FromSeconds(10); t += ProcessMemoryMonitor.SampleInterval)
         {
             time.Advance(ProcessMemoryMonitor.SampleInterval);
         }
