@@ -11,8 +11,9 @@ namespace Broker.Resources;
 /// <see cref="ProcessMemoryMonitor"/> samples it and reports it with <see cref="ReportProcessMemory"/>, and between
 /// samples what the budget counts on top of what it held at the last one is added to it (<see cref="ProcessMemory"/>),
 /// so that a burst faster than the samples is held too. When either reaches the high watermark (<see cref="Limit"/>)
-/// the budget is <see cref="IsAboveHighWatermark"/> until both are below the low watermark (hysteresis); publishers wait on <see cref="WhenBelowLowWatermark"/> meanwhile (flow
-/// control), and topics give up their replay history. The state changes under a lock, which only transitions take.
+/// the budget is <see cref="IsAboveHighWatermark"/> until both are below the low watermark (hysteresis); publishers
+/// wait on <see cref="WhenBelowLowWatermark"/> meanwhile (flow control), and topics give up their replay history.
+/// The state changes under a lock, which only transitions take.
 /// </summary>
 public sealed class MemoryBudget
 {

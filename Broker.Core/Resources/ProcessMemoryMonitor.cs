@@ -10,9 +10,10 @@ namespace Broker.Resources;
 /// <see cref="MemoryBudget"/>, which flow-controls publishers while it is at the limit exactly as while what the broker
 /// holds for clients is. Memory that is only garbage must not keep publishers waiting: when the process's memory alone
 /// would block them (or keeps them blocked), a full collection is induced first, at most once per
-/// <see cref="CollectInterval"/>, and the memory sampled again; it is not repeated while nothing changed since the last
-/// one (the resident memory has not grown and the budget has given nothing back, by <c>MemoryLimit</c>/64 or more), since it would
-/// find no more. Nothing here runs per message.
+/// <see cref="CollectInterval"/>, and the memory sampled again. It is not repeated while nothing changed since the last
+/// one (the resident memory has not grown, nor the budget given anything back, by <c>MemoryLimit</c>/64 or more): it
+/// would find no more, and a full compacting collection of live messages is a pause for nothing. Nothing here runs per
+/// message.
 /// </summary>
 internal sealed class ProcessMemoryMonitor : IHostedService, IDisposable
 {
