@@ -42,6 +42,8 @@ public static class StompBrokerExtensions
         services.TryAddSingleton<IStompAuthenticator, ConfiguredUsersAuthenticator>();
         services.AddStompSecurity();
         services.TryAddSingleton<Resources.MemoryBudget>();
+        services.TryAddSingleton<Resources.IProcessMemoryProbe, Resources.ProcessMemoryProbe>();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, Resources.ProcessMemoryMonitor>());
         services.TryAddSingleton<IMessageBroker>(sp => new InProcessBroker(
             sp.GetRequiredService<IOptions<StompBrokerOptions>>().Value,
             sp.GetRequiredService<BrokerMetrics>(),

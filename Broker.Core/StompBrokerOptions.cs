@@ -106,12 +106,20 @@ public sealed class StompBrokerOptions
     public Resources.QueueOverflow QueueOverflow { get; set; } = Resources.QueueOverflow.RejectPublish;
 
     /// <summary>
-    /// The memory budget's high watermark in bytes (<c>memory-limit</c>): what the broker holds for clients (queued messages,
-    /// topic history, outboxes, open transactions, partly read frames). Above it, connections that SEND are not read from
-    /// until usage falls below <see cref="MemoryLowWatermark"/>. Null or 0 (the default): 40 % of the memory available to
-    /// the process (the machine's, or the container's limit).
+    /// The memory high watermark in bytes (<c>memory-limit</c>), held against what the broker holds for clients (queued
+    /// messages, topic history, outboxes, open transactions, partly read frames) and, with <see cref="MemoryCalculation"/>
+    /// <see cref="Resources.MemoryCalculation.Process"/> (the default), against the process's resident memory. When either
+    /// reaches it, connections that SEND are not read from until both fall below <see cref="MemoryLowWatermark"/>. Null or
+    /// 0 (the default): 40 % of the memory available to the process (the machine's, or the container's limit).
     /// </summary>
     public long? MemoryLimit { get; set; }
+
+    /// <summary>
+    /// What <see cref="MemoryLimit"/> is compared with: <see cref="Resources.MemoryCalculation.Process"/> (the default: what
+    /// the broker holds for clients and the process's resident memory, sampled 4 times a second) or
+    /// <see cref="Resources.MemoryCalculation.Budget"/> (only what it holds for clients).
+    /// </summary>
+    public Resources.MemoryCalculation MemoryCalculation { get; set; } = Resources.MemoryCalculation.Process;
 
     /// <summary>The low watermark, as a fraction of <see cref="MemoryLimit"/> (more than 0, at most 1): where flow-controlled publishers resume.</summary>
     public double MemoryLowWatermark { get; set; } = 0.8;
