@@ -12,12 +12,6 @@ internal sealed class StompTcpConnectionHandler(StompSessionServices services, C
     /// <summary>How long a refused client has to read its ERROR before the connection is dropped.</summary>
     private static readonly TimeSpan RefusalLinger = TimeSpan.FromSeconds(2);
 
-    /// <summary>
-    /// What a refused connection reads and drops at most while it lingers: a CONNECT frame, no more. A client still
-    /// pushing past that (a large CONNECT body) is not reading its ERROR; each byte more would be the server's cost.
-    /// </summary>
-    private const int RefusalDrainLimit = 64 * 1024;
-
     public override async Task OnConnectedAsync(ConnectionContext connection)
     {
         using var lease = limiter.TryAcquire(connection.RemoteEndPoint, out var refusal);
@@ -39,15 +33,14 @@ internal sealed class StompTcpConnectionHandler(StompSessionServices services, C
         await transport.Output.FlushAsync().ConfigureAwait(false);
         await transport.Output.CompleteAsync().ConfigureAwait(false);
 
-        // Read and drop what the client sends (its CONNECT) until it closes, the linger ends or RefusalDrainLimit
-        // bytes came: closing with unread input makes the kernel send a reset, which can destroy the ERROR in flight.
+        // Read and drop what the client sends (its CONNECT) until it closes or the linger ends: closing
+        // with unread input makes the kernel send a reset, which can destroy the ERROR in flight.
         using var linger = new CancellationTokenSource(RefusalLinger);
         try
         {
-            for (long drained = 0; drained < RefusalDrainLimit;)
+            while (true)
             {
                 var result = await transport.Input.ReadAsync(linger.Token).ConfigureAwait(false);
-                drained += result.Buffer.Length;
                 transport.Input.AdvanceTo(result.Buffer.End);
                 if (result.IsCompleted || result.IsCanceled)
                 {
