@@ -89,7 +89,7 @@ start_broker() {
   # counts an attempt as a failure until it succeeds, so on a loaded machine ten slow concurrent logins
   # of one user lock it out for five minutes ("too many failed logins") and an idle run loses thousands.
   # The connection rate per address is off too: the idle and hold scenarios open thousands of connections a
-  # second from four addresses (127.0.0.1-4), which the default (a burst of 1,000, then 100/s) would refuse.
+  # second from four addresses (127.0.0.1-4), which the default (a burst of 100, then 100/s) would refuse.
   # --contentRoot: the shipped appsettings.json applies (among others, ASP.NET's hosting diagnostics
   # off, which otherwise keep a request Activity and log scopes alive per WebSocket).
   # shellcheck disable=SC2086 # BROKER_ENV is a list of NAME=VALUE words

@@ -55,6 +55,8 @@ internal sealed partial class StompWebSocketEndpoint(
                 context.Response.StatusCode = StatusCodes.Status503ServiceUnavailable;
             }
 
+            // The connection goes with the answer: a refused client is not kept alive for its next request.
+            context.Response.Headers.Connection = "close";
             await context.Response.WriteAsync(refusal.Message + "\n").ConfigureAwait(false);
             return;
         }
