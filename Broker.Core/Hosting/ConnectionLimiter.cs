@@ -58,18 +58,6 @@ internal sealed partial class ConnectionLimiter
     /// <summary>The per-address limit in force; 0 = none.</summary>
     public int MaxConnectionsPerAddress { get; }
 
-    /// <summary>Addresses whose connection rate is tracked now (at most <see cref="StompBrokerOptions.MaxTrackedConnectionAddresses"/>).</summary>
-    public int TrackedAddresses
-    {
-        get
-        {
-            lock (_gate)
-            {
-                return _rate.Count;
-            }
-        }
-    }
-
     /// <summary>Connections holding a lease now.</summary>
     public int Count
     {
