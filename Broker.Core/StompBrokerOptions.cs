@@ -30,6 +30,24 @@ public sealed class StompBrokerOptions
     /// <summary>Most STOMP connections from one IP address (<c>max-connections-per-address</c>); 0 (the default) = no limit.</summary>
     public int MaxConnectionsPerAddress { get; set; }
 
+    /// <summary>
+    /// New STOMP connections one IP address (an IPv6 address by its /64) may open per second, sustained, once its
+    /// <see cref="ConnectionBurstPerAddress"/> is used up (<c>max-connection-rate-per-address</c>); 0 = no limit.
+    /// Default 100: a NAT of a thousand browsers reconnecting at once after a restart is back within about
+    /// 10 s; a client reconnecting in a loop is held to this rate.
+    /// </summary>
+    public double MaxConnectionRatePerAddress { get; set; } = 100;
+
+    /// <summary>
+    /// Connections one address may open at once before <see cref="MaxConnectionRatePerAddress"/> applies. Default 100:
+    /// what a burst costs the server (up to about 1 ms of CPU each for a client pushing a large CONNECT body)
+    /// is what everyone else's sessions wait for while it lasts.
+    /// </summary>
+    public int ConnectionBurstPerAddress { get; set; } = 100;
+
+    /// <summary>Addresses whose connection rate is remembered at once (least recently seen forgotten first). Default 10,000.</summary>
+    public int MaxTrackedConnectionAddresses { get; set; } = 10_000;
+
     /// <summary>login → passcode. When non-empty, a presented login must match one of these.</summary>
     public Dictionary<string, string> Users { get; set; } = new(StringComparer.Ordinal);
 
