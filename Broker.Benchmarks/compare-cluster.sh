@@ -58,11 +58,14 @@ if [ "$STORE" = none ]; then
   store_args=(--Broker:Sessions:Store=none)
 fi
 
-# node NAME PORT ARGS...: a Broker.Server on CPU SERVER_CPU, waited for until /health answers.
+# node NAME PORT ARGS...: a Broker.Server on CPU SERVER_CPU, waited for until /health answers. The connection
+# rate per address is off: the load tool opens SUBSCRIBERS connections at once from 127.0.0.1, past the default
+# burst (100).
 node() {
   local name=$1 port=$2
   shift 2
-  bench_server "node $name" "$OUT/$name.log" "$OUT/$name" "$port" "${store_args[@]}" --Broker:Sessions:RedisKeyPrefix="bench-$$:" "$@"
+  bench_server "node $name" "$OUT/$name.log" "$OUT/$name" "$port" "${store_args[@]}" --Broker:Sessions:RedisKeyPrefix="bench-$$:" \
+      --Broker:MaxConnectionRatePerAddress=0 "$@"
 }
 
 # The resume scenarios wait, through node A's HTTP API, until A has let the dropped session go.

@@ -88,13 +88,15 @@ start_broker() {
   # Login throttling is off: every load-tool connection logs in as guest, 64 at a time, and the throttle
   # counts an attempt as a failure until it succeeds, so on a loaded machine ten slow concurrent logins
   # of one user lock it out for five minutes ("too many failed logins") and an idle run loses thousands.
+  # The connection rate per address is off too: the idle and hold scenarios open thousands of connections a
+  # second from four addresses (127.0.0.1-4), which the default (a burst of 100, then 100/s) would refuse.
   # --contentRoot: the shipped appsettings.json applies (among others, ASP.NET's hosting diagnostics
   # off, which otherwise keep a request Activity and log scopes alive per WebSocket).
   # shellcheck disable=SC2086 # BROKER_ENV is a list of NAME=VALUE words
   (cd "$dir" && exec env $BROKER_ENV taskset -c "$SERVER_CPU" dotnet "$SERVER_DLL" --contentRoot "$(dirname "$SERVER_DLL")" \
       --Broker:Server:ListenAddress=127.0.0.1 --Broker:Server:HttpPort="$BROKER_PORT" --Broker:Server:TcpPort=-1 \
       --Broker:Sessions:SqlitePath="$dir/broker.db" --Broker:LoginThrottling:Enabled=false \
-      --Logging:LogLevel:Default=Warning) >"$OUT/broker-server.log" 2>&1 &
+      --Broker:MaxConnectionRatePerAddress=0 --Logging:LogLevel:Default=Warning) >"$OUT/broker-server.log" 2>&1 &
   BROKER_PID=$!
   for _ in $(seq 1 100); do
     if ! kill -0 "$BROKER_PID" 2>/dev/null; then

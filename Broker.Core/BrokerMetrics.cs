@@ -51,6 +51,7 @@ public sealed class BrokerMetrics
         meter.CreateObservableGauge("broker.store.backlog", () => Observe("store.backlog"), "{write}", "Session writes queued for the store");
         meter.CreateObservableGauge("broker.link.up", () => Observe("link.up"), "{link}", "Links to backing services that are up (1) or down (0), by link (relay, cluster)");
         meter.CreateObservableGauge("broker.memory.used", () => Observe("memory.used"), "By", "Bytes the broker holds on behalf of clients, by component (queues, topic_history, outboxes, transactions, partial_frames)");
+        meter.CreateObservableGauge("broker.memory.process", () => Observe("memory.process"), "By", "The process's resident memory at its last sample, held against Broker:MemoryLimit as broker.memory.used is (not reported with Broker:MemoryCalculation=Budget)");
         meter.CreateObservableGauge("broker.memory.limit", () => Observe("memory.limit"), "By", "The memory budget's high watermark (Broker:MemoryLimit)");
         meter.CreateObservableGauge("broker.flow.blocked", () => Observe("flow.blocked"), "{connection}", "Publishers flow-controlled now: not read from until memory falls below the low watermark");
         _refused = meter.CreateCounter<long>("broker.connections.refused", "{connection}", "Connections refused before a session started, by reason (a limit's name, or origin)");
@@ -95,7 +96,7 @@ public sealed class BrokerMetrics
     /// <summary>
     /// Supplies the measurements of the observable instrument <paramref name="name"/> (<c>sessions.connected</c>,
     /// <c>destinations.active</c>, <c>queue.messages</c>, <c>store.backlog</c>, <c>link.up</c>, <c>memory.used</c>,
-    /// <c>memory.limit</c>, <c>flow.blocked</c>);
+    /// <c>memory.process</c>, <c>memory.limit</c>, <c>flow.blocked</c>);
     /// several sources may feed one instrument (each with its own <paramref name="source"/> key).
     /// </summary>
     public void Observe(string name, string source, Func<IEnumerable<Measurement<long>>> measure)

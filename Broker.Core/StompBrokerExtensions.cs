@@ -18,6 +18,9 @@ namespace Broker;
 /// <summary>The embedding API: <c>services.AddStompBroker(...)</c>, <c>app.MapStomp("/ws")</c>, <c>listen.UseStomp()</c>.</summary>
 public static class StompBrokerExtensions
 {
+    /// <summary>What Kestrel's socket transport may read from a connection ahead of the broker (see AddStompBroker).</summary>
+    private const long TransportReadAhead = 64 * 1024;
+
     /// <summary>Adds the broker: options, the in-process broker (unless another <see cref="IMessageBroker"/> is registered), authentication and sessions.</summary>
     public static IStompBrokerBuilder AddStompBroker(this IServiceCollection services, Action<StompBrokerOptions>? configure = null)
     {
@@ -28,6 +31,19 @@ public static class StompBrokerExtensions
             options.Configure(configure);
         }
 
+        // Kestrel's socket transport reads ahead of the application up to MaxReadBufferSize (1 MiB) per connection.
+        // Before CONNECT the broker reads at most max-frame-size-before-connect, so the rest would be read from a
+        // client that is about to be refused (a large CONNECT body) only to be dropped: each refused connection cost
+        // the server a megabyte of receives and pool blocks. Frames larger than this still arrive (the read loop keeps
+        // a partial frame; the WebSocket pump fills its own pipe). A host's own UseSockets(...) setting, applied
+        // later, wins.
+        services.Configure<Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets.SocketTransportOptions>(o =>
+        {
+            if (o.MaxReadBufferSize is null or > TransportReadAhead)
+            {
+                o.MaxReadBufferSize = TransportReadAhead;
+            }
+        });
         services.AddMetrics();
         services.TryAddSingleton<BrokerMetrics>();
         services.TryAddSingleton(sp =>
@@ -46,6 +62,8 @@ public static class StompBrokerExtensions
         services.TryAddSingleton<IStompAuthenticator, ConfiguredUsersAuthenticator>();
         services.AddStompSecurity();
         services.TryAddSingleton<Resources.MemoryBudget>();
+        services.TryAddSingleton<Resources.IProcessMemoryProbe, Resources.ProcessMemoryProbe>();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, Resources.ProcessMemoryMonitor>());
         services.TryAddSingleton<IMessageBroker>(sp => new InProcessBroker(
             sp.GetRequiredService<IOptions<StompBrokerOptions>>().Value,
             sp.GetRequiredService<BrokerMetrics>(),

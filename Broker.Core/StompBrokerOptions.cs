@@ -30,6 +30,24 @@ public sealed class StompBrokerOptions
     /// <summary>Most STOMP connections from one IP address (<c>max-connections-per-address</c>); 0 (the default) = no limit.</summary>
     public int MaxConnectionsPerAddress { get; set; }
 
+    /// <summary>
+    /// New STOMP connections one IP address (an IPv6 address by its /64) may open per second, sustained, once its
+    /// <see cref="ConnectionBurstPerAddress"/> is used up (<c>max-connection-rate-per-address</c>); 0 = no limit.
+    /// Default 100: a NAT of a thousand browsers reconnecting at once after a restart is back within about
+    /// 10 s; a client reconnecting in a loop is held to this rate.
+    /// </summary>
+    public double MaxConnectionRatePerAddress { get; set; } = 100;
+
+    /// <summary>
+    /// Connections one address may open at once before <see cref="MaxConnectionRatePerAddress"/> applies. Default 100:
+    /// what a burst costs the server (up to about 1 ms of CPU each for a client pushing a large CONNECT body)
+    /// is what everyone else's sessions wait for while it lasts.
+    /// </summary>
+    public int ConnectionBurstPerAddress { get; set; } = 100;
+
+    /// <summary>Addresses whose connection rate is remembered at once (least recently seen forgotten first). Default 10,000.</summary>
+    public int MaxTrackedConnectionAddresses { get; set; } = 10_000;
+
     /// <summary>login → passcode. When non-empty, a presented login must match one of these.</summary>
     public Dictionary<string, string> Users { get; set; } = new(StringComparer.Ordinal);
 
@@ -109,12 +127,20 @@ public sealed class StompBrokerOptions
     public Resources.QueueOverflow QueueOverflow { get; set; } = Resources.QueueOverflow.RejectPublish;
 
     /// <summary>
-    /// The memory budget's high watermark in bytes (<c>memory-limit</c>): what the broker holds for clients (queued messages,
-    /// topic history, outboxes, open transactions, partly read frames). Above it, connections that SEND are not read from
-    /// until usage falls below <see cref="MemoryLowWatermark"/>. Null or 0 (the default): 40 % of the memory available to
-    /// the process (the machine's, or the container's limit).
+    /// The memory high watermark in bytes (<c>memory-limit</c>), held against what the broker holds for clients (queued
+    /// messages, topic history, outboxes, open transactions, partly read frames) and, with <see cref="MemoryCalculation"/>
+    /// <see cref="Resources.MemoryCalculation.Process"/> (the default), against the process's resident memory. When either
+    /// reaches it, connections that SEND are not read from until both fall below <see cref="MemoryLowWatermark"/>. Null or
+    /// 0 (the default): 40 % of the memory available to the process (the machine's, or the container's limit).
     /// </summary>
     public long? MemoryLimit { get; set; }
+
+    /// <summary>
+    /// What <see cref="MemoryLimit"/> is compared with: <see cref="Resources.MemoryCalculation.Process"/> (the default: what
+    /// the broker holds for clients and the process's resident memory, sampled 4 times a second) or
+    /// <see cref="Resources.MemoryCalculation.Budget"/> (only what it holds for clients).
+    /// </summary>
+    public Resources.MemoryCalculation MemoryCalculation { get; set; } = Resources.MemoryCalculation.Process;
 
     /// <summary>The low watermark, as a fraction of <see cref="MemoryLimit"/> (more than 0, at most 1): where flow-controlled publishers resume.</summary>
     public double MemoryLowWatermark { get; set; } = 0.8;

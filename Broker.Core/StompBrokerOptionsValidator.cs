@@ -26,6 +26,8 @@ internal sealed class StompBrokerOptionsValidator : IValidateOptions<StompBroker
         nameof(StompBrokerOptions.MaxDestinationLength),
         nameof(StompBrokerOptions.MaxDestinationWords),
         nameof(StompBrokerOptions.MaxTransactionBytes),
+        nameof(StompBrokerOptions.ConnectionBurstPerAddress),
+        nameof(StompBrokerOptions.MaxTrackedConnectionAddresses),
     };
 
     public ValidateOptionsResult Validate(string? name, StompBrokerOptions options)

@@ -26,6 +26,9 @@ internal sealed record AttackOptions
           --drain S           how long the ordinary client's last round trip may take after the attack (default 35)
           --interval MS       the ordinary client's pace (default 10)
           --login L --passcode P   default guest / guest
+          --attacker-source A the attackers' source address (default 127.0.0.2 against a loopback target, so
+                              that a per-address limit tells them from the ordinary client on 127.0.0.1;
+                              'none' = whatever the system picks, the ordinary client's address)
         """;
 
     public required string Name { get; init; }
@@ -48,6 +51,9 @@ internal sealed record AttackOptions
 
     public string Passcode { get; init; } = "guest";
 
+    /// <summary>The address the attackers' connections are bound to; null = the system's choice (the ordinary client's).</summary>
+    public System.Net.IPAddress? AttackerSource { get; init; }
+
     public static readonly string[] Names = ["wildcard", "new-topics", "queue-flood", "receipts", "connect-body", "none"];
 
     public static AttackOptions Parse(string[] args)
@@ -63,7 +69,7 @@ internal sealed record AttackOptions
             throw new ArgumentException($"unknown attack '{name}' (one of {string.Join(", ", Names)})");
         }
 
-        string? url = null, metrics = null, login = "guest", passcode = "guest";
+        string? url = null, metrics = null, login = "guest", passcode = "guest", source = null;
         double duration = 60, drain = 35, interval = 10;
         long count = long.MaxValue;
         int? pid = null;
@@ -81,6 +87,7 @@ internal sealed record AttackOptions
                 case "--interval": interval = double.Parse(Next(), CultureInfo.InvariantCulture); break;
                 case "--login": login = Next(); break;
                 case "--passcode": passcode = Next(); break;
+                case "--attacker-source": source = Next(); break;
                 default: throw new ArgumentException($"unknown option {args[i]}");
             }
         }
@@ -98,6 +105,15 @@ internal sealed record AttackOptions
             Interval = TimeSpan.FromMilliseconds(interval),
             Login = login,
             Passcode = passcode,
+            AttackerSource = source switch
+            {
+                "none" => null,
+                null => IsLoopback(target.Host) ? System.Net.IPAddress.Parse("127.0.0.2") : null,
+                _ => System.Net.IPAddress.TryParse(source, out var a) ? a : throw new ArgumentException($"--attacker-source '{source}' is not an IP address"),
+            },
         };
     }
+
+    private static bool IsLoopback(string host) =>
+        (System.Net.IPAddress.TryParse(host, out var a) && a.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork && System.Net.IPAddress.IsLoopback(a));
 }

@@ -32,7 +32,7 @@ internal static class AttackRun
         }
 
         var bound = options.Count == long.MaxValue ? "" : $", at most {options.Count} operations";
-        output.WriteLine($"attack: {options.Name} against {options.Target} for {options.Duration.TotalSeconds:0.#} s{bound}; ordinary client every {options.Interval.TotalMilliseconds:0.#} ms");
+        output.WriteLine($"attack: {options.Name} against {options.Target} for {options.Duration.TotalSeconds:0.#} s{bound}; ordinary client every {options.Interval.TotalMilliseconds:0.#} ms; attackers from {options.AttackerSource?.ToString() ?? "the ordinary client's address"}");
 
         var ordinary = new OrdinaryClient(options);
         using var startTimeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));

@@ -66,7 +66,7 @@ internal static class Attacks
 
     private static async Task<LoadConnection> ConnectAsync(AttackOptions options, AttackStats stats, CancellationToken cancellationToken)
     {
-        var connection = await LoadConnection.OpenAsync(options.Target, null, 64 * 1024, cancellationToken);
+        var connection = await LoadConnection.OpenAsync(options.Target, options.AttackerSource, 64 * 1024, cancellationToken);
         stats.Connected();
         try
         {
@@ -183,7 +183,7 @@ internal static class Attacks
     private static async Task ConnectBodyAsync(AttackOptions options, AttackStats stats, CancellationToken cancellationToken)
     {
         const int BodySize = 2 * 1024 * 1024;
-        await using var connection = await LoadConnection.OpenAsync(options.Target, null, 4096, cancellationToken);
+        await using var connection = await LoadConnection.OpenAsync(options.Target, options.AttackerSource, 4096, cancellationToken);
         stats.Connected();
         var replies = new AttackReplies(stats, stopAtReply: true);
         var reader = connection.ReadAsync(replies, cancellationToken);

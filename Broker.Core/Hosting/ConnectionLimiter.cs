@@ -5,17 +5,25 @@ using Microsoft.Extensions.Options;
 
 namespace Broker.Hosting;
 
+/// <summary>Why <see cref="ConnectionLimiter.TryAcquire"/> refused a connection.</summary>
+/// <param name="Limit">The limit's name (<c>max-connections</c>, <c>max-connections-per-address</c>, <c>max-connection-rate-per-address</c>).</param>
+/// <param name="Message">What the client is told: <c>limit exceeded: NAME (...)</c>.</param>
+/// <param name="RetryAfter">For the rate limit: when the address may open its next connection; otherwise zero.</param>
+internal readonly record struct ConnectionRefusal(string Limit, string Message, TimeSpan RetryAfter);
+
 /// <summary>
 /// Counts the node's STOMP connections, WebSocket and TCP together, and refuses one past
 /// <c>max-connections</c> or <c>max-connections-per-address</c> (<see cref="StompBrokerOptions.MaxConnections"/>,
-/// <see cref="StompBrokerOptions.MaxConnectionsPerAddress"/>). The one place that counts: the transports
-/// take a <see cref="Lease"/> before a session starts and give it back when it ends; a refusal is counted
-/// (<c>broker.connections.refused</c>, tagged with the limit) and logged here.
+/// <see cref="StompBrokerOptions.MaxConnectionsPerAddress"/>), or one that an address opens faster than
+/// <c>max-connection-rate-per-address</c> allows (<see cref="ConnectionRateLimiter"/>). The one place that counts:
+/// the transports take a <see cref="Lease"/> before a session starts and give it back when it ends; a refusal is
+/// counted (<c>broker.connections.refused</c> and <c>broker.limits.exceeded</c>, tagged with the limit) and logged here.
 /// </summary>
 internal sealed partial class ConnectionLimiter
 {
     public const string MaxConnectionsLimit = "max-connections";
     public const string MaxConnectionsPerAddressLimit = "max-connections-per-address";
+    public const string MaxConnectionRatePerAddressLimit = "max-connection-rate-per-address";
 
     /// <summary>File descriptors kept for the server's own files and outgoing connections when the default is derived.</summary>
     private const int DescriptorReserve = 500;
@@ -28,16 +36,18 @@ internal sealed partial class ConnectionLimiter
     private readonly BrokerMetrics _metrics;
     private readonly ILogger _logger;
     private readonly long? _openFileLimit;
+    private readonly ConnectionRateLimiter _rate;
     private int _total;
     private long _lastRefusalLoggedAt = long.MinValue;
     private int _refusalsNotLogged;
 
-    public ConnectionLimiter(IOptions<StompBrokerOptions> options, BrokerMetrics metrics, ILogger<ConnectionLimiter> logger)
+    public ConnectionLimiter(IOptions<StompBrokerOptions> options, BrokerMetrics metrics, ILogger<ConnectionLimiter> logger, TimeProvider time)
     {
         var o = options.Value;
         _openFileLimit = o.MaxConnections is null ? OpenFileLimit() : null;
         MaxConnections = Math.Max(0, o.MaxConnections ?? DefaultMaxConnections(_openFileLimit));
         MaxConnectionsPerAddress = Math.Max(0, o.MaxConnectionsPerAddress);
+        _rate = new ConnectionRateLimiter(Math.Max(0, o.MaxConnectionRatePerAddress), o.ConnectionBurstPerAddress, o.MaxTrackedConnectionAddresses, time);
         _metrics = metrics;
         _logger = logger;
     }
@@ -63,25 +73,34 @@ internal sealed partial class ConnectionLimiter
     public string Describe() =>
         $"Connection limits: max-connections {(MaxConnections == 0 ? "none" : MaxConnections.ToString("N0", CultureInfo.InvariantCulture))}" +
         (MaxConnections > 0 && _openFileLimit is { } files ? $" (from the open-file limit, {files:N0})" : "") +
-        $", max-connections-per-address {(MaxConnectionsPerAddress == 0 ? "none" : MaxConnectionsPerAddress.ToString("N0", CultureInfo.InvariantCulture))}";
+        $", max-connections-per-address {(MaxConnectionsPerAddress == 0 ? "none" : MaxConnectionsPerAddress.ToString("N0", CultureInfo.InvariantCulture))}" +
+        $", max-connection-rate-per-address {(_rate.Enabled ? DescribeRate() : "none")}";
+
+    private string DescribeRate() => string.Create(CultureInfo.InvariantCulture, $"{_rate.PerSecond:0.###}/s after a burst of {_rate.Burst:N0}");
 
     /// <summary>A lease for one more connection from <paramref name="remote"/>, or null with the refusal (already counted and logged).</summary>
-    public Lease? TryAcquire(EndPoint? remote, out string refusal)
+    public Lease? TryAcquire(EndPoint? remote, out ConnectionRefusal refusal)
     {
         var address = remote is IPEndPoint ip ? (ip.Address.IsIPv4MappedToIPv6 ? ip.Address.MapToIPv4() : ip.Address) : null;
         string? limit = null;
-        long value = 0, max = 0;
+        string detail;
+        var retryAfter = TimeSpan.Zero;
         lock (_gate)
         {
             var fromAddress = 0;
             if (MaxConnections > 0 && _total >= MaxConnections)
             {
-                (limit, value, max) = (MaxConnectionsLimit, _total + 1L, MaxConnections);
+                (limit, detail) = (MaxConnectionsLimit, Exceeded(_total + 1L, MaxConnections));
             }
             else if (MaxConnectionsPerAddress > 0 && address is not null &&
                      _perAddress.TryGetValue(address, out fromAddress) && fromAddress >= MaxConnectionsPerAddress)
             {
-                (limit, value, max) = (MaxConnectionsPerAddressLimit, fromAddress + 1L, MaxConnectionsPerAddress);
+                (limit, detail) = (MaxConnectionsPerAddressLimit, Exceeded(fromAddress + 1L, MaxConnectionsPerAddress));
+            }
+            else if (_rate.Enabled && address is not null && !_rate.TryTake(address, out retryAfter))
+            {
+                (limit, detail) = (MaxConnectionRatePerAddressLimit,
+                    string.Create(CultureInfo.InvariantCulture, $"more than {_rate.Burst:N0} at once or {_rate.PerSecond:0.###}/s from one address; retry in {retryAfter.TotalSeconds:0.###} s"));
             }
             else
             {
@@ -95,16 +114,19 @@ internal sealed partial class ConnectionLimiter
                     address = null;
                 }
 
-                refusal = "";
+                refusal = default;
                 return new Lease(this, address);
             }
         }
 
-        refusal = $"limit exceeded: {limit} ({value} > {max})";
+        refusal = new ConnectionRefusal(limit, $"limit exceeded: {limit} ({detail})", retryAfter);
         _metrics.ConnectionRefused(limit);
-        LogRefusal(remote, refusal);
+        _metrics.LimitExceeded(limit);
+        LogRefusal(remote, refusal.Message);
         return null;
     }
+
+    private static string Exceeded(long value, long max) => string.Create(CultureInfo.InvariantCulture, $"{value} > {max}");
 
     private void Release(IPAddress? address)
     {

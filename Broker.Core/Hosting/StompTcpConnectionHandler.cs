@@ -17,7 +17,7 @@ internal sealed class StompTcpConnectionHandler(StompSessionServices services, C
         using var lease = limiter.TryAcquire(connection.RemoteEndPoint, out var refusal);
         if (lease is null)
         {
-            await RefuseAsync(connection.Transport, refusal).ConfigureAwait(false);
+            await RefuseAsync(connection.Transport, refusal.Message).ConfigureAwait(false);
             return;
         }
 

@@ -9,7 +9,7 @@ namespace Broker.Hosting;
 /// <summary>
 /// Accepts STOMP over WebSocket, negotiating the <c>v1x.stomp</c> subprotocols. Before the upgrade:
 /// the page's origin (<see cref="OriginPolicy"/>, else 403) and the connection limits
-/// (<see cref="ConnectionLimiter"/>, else 503).
+/// (<see cref="ConnectionLimiter"/>, else 503, or 429 with <c>Retry-After</c> for the connection rate).
 /// </summary>
 internal sealed partial class StompWebSocketEndpoint(
     StompSessionServices services,
@@ -44,8 +44,20 @@ internal sealed partial class StompWebSocketEndpoint(
         using var lease = limiter.TryAcquire(remote, out var refusal);
         if (lease is null)
         {
-            context.Response.StatusCode = StatusCodes.Status503ServiceUnavailable;
-            await context.Response.WriteAsync(refusal + "\n").ConfigureAwait(false);
+            // Too fast: 429 and when to come back; too many: 503 (a place frees when someone leaves).
+            if (refusal.Limit == ConnectionLimiter.MaxConnectionRatePerAddressLimit)
+            {
+                context.Response.StatusCode = StatusCodes.Status429TooManyRequests;
+                context.Response.Headers.RetryAfter = ((long)Math.Ceiling(Math.Max(1, refusal.RetryAfter.TotalSeconds))).ToString(System.Globalization.CultureInfo.InvariantCulture);
+            }
+            else
+            {
+                context.Response.StatusCode = StatusCodes.Status503ServiceUnavailable;
+            }
+
+            // The connection goes with the answer: a refused client is not kept alive for its next request.
+            context.Response.Headers.Connection = "close";
+            await context.Response.WriteAsync(refusal.Message + "\n").ConfigureAwait(false);
             return;
         }
 

@@ -183,6 +183,8 @@ internal sealed class WebSocketTransport : IStompTransport, IDisposable
     /// <summary>The session is CONNECTED: from now on the pump reads up to the pipe's pause (a whole frame of max-frame-size).</summary>
     public void Connected() => OpenGate();
 
+    public bool BoundsInputBeforeConnect => true;
+
     public async ValueTask<bool> FlushAsync(bool binary, CancellationToken cancellationToken)
     {
         if (_output.WrittenCount == 0)

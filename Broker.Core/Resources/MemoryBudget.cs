@@ -7,9 +7,12 @@ namespace Broker.Resources;
 /// <summary>
 /// One budget for the memory the broker holds on behalf of clients (queued messages, topic history, outboxes,
 /// open transactions, partly read frames). Components report what they take and give back with
-/// <see cref="Add"/>: Interlocked adds, no lock. Above the high watermark (<see cref="Limit"/>) the budget is
-/// <see cref="IsAboveHighWatermark"/> until usage falls below the low watermark (hysteresis); publishers wait
-/// on <see cref="WhenBelowLowWatermark"/> meanwhile (flow control), and topics give up their replay history.
+/// <see cref="Add"/>: Interlocked adds, no lock. The process's own memory is held against the same limit: the
+/// <see cref="ProcessMemoryMonitor"/> samples it and reports it with <see cref="ReportProcessMemory"/>, and between
+/// samples what the budget counts on top of what it held at the last one is added to it (<see cref="ProcessMemory"/>),
+/// so that a burst faster than the samples is held too. When either reaches the high watermark (<see cref="Limit"/>)
+/// the budget is <see cref="IsAboveHighWatermark"/> until both are below the low watermark (hysteresis); publishers
+/// wait on <see cref="WhenBelowLowWatermark"/> meanwhile (flow control), and topics give up their replay history.
 /// The state changes under a lock, which only transitions take.
 /// </summary>
 public sealed class MemoryBudget
@@ -23,6 +26,8 @@ public sealed class MemoryBudget
     private readonly ILogger _logger;
     private readonly List<Func<long>> _reclaimers = [];
     private long _total;
+    private long _sample;
+    private long _usedAtSample;
     private int _above;
     private int _blocked;
     private TaskCompletionSource _below = Completed();
@@ -54,7 +59,10 @@ public sealed class MemoryBudget
         }
     }
 
-    /// <summary>The high watermark, in bytes: <c>Broker:MemoryLimit</c>, or 40 % of the memory available to the process.</summary>
+    /// <summary>
+    /// The high watermark, in bytes: <c>Broker:MemoryLimit</c>, or 40 % of the memory available to the process; held
+    /// against what the broker holds for clients and (by default) the process's resident memory.
+    /// </summary>
     public long Limit { get; }
 
     /// <summary>Below this, a budget above its high watermark is below it again and publishers resume.</summary>
@@ -63,7 +71,17 @@ public sealed class MemoryBudget
     /// <summary>Bytes held now, all components together.</summary>
     public long Used => Interlocked.Read(ref _total);
 
-    /// <summary>True from when usage reached <see cref="Limit"/> until it fell below <see cref="LowWatermark"/>.</summary>
+    /// <summary>
+    /// The process's memory as the budget holds it against <see cref="Limit"/>, in bytes: the resident memory at the last
+    /// sample plus what the budget has counted since beyond what it held then (what it gave back is not taken off: it is
+    /// garbage until a collection, and the next sample says). 0 when it is not sampled (<see cref="MemoryCalculation.Budget"/>).
+    /// </summary>
+    public long ProcessMemory => ProcessMemoryWith(Interlocked.Read(ref _total));
+
+    /// <summary>
+    /// True from when usage or the process's memory reached <see cref="Limit"/> until both fell below
+    /// <see cref="LowWatermark"/>.
+    /// </summary>
     public bool IsAboveHighWatermark => Volatile.Read(ref _above) != 0;
 
     /// <summary>Publishers waiting for the budget to fall below its low watermark.</summary>
@@ -90,12 +108,30 @@ public sealed class MemoryBudget
         var total = Interlocked.Add(ref _total, bytes);
         if (bytes > 0)
         {
-            if (total >= Limit && Volatile.Read(ref _above) == 0)
+            if (Volatile.Read(ref _above) == 0 && (total >= Limit || ProcessMemoryWith(total) >= Limit))
             {
                 Enter();
             }
         }
-        else if (total < LowWatermark && Volatile.Read(ref _above) != 0)
+        else if (total < LowWatermark && Volatile.Read(ref _above) != 0 && ProcessMemoryWith(total) < LowWatermark)
+        {
+            Leave();
+        }
+    }
+
+    /// <summary>The process's resident memory now (a sample): at <see cref="Limit"/> it blocks publishers as usage does.</summary>
+    internal void ReportProcessMemory(long bytes)
+    {
+        Volatile.Write(ref _usedAtSample, Interlocked.Read(ref _total));
+        Volatile.Write(ref _sample, bytes);
+        if (bytes >= Limit)
+        {
+            if (Volatile.Read(ref _above) == 0)
+            {
+                Enter();
+            }
+        }
+        else if (bytes < LowWatermark && Volatile.Read(ref _above) != 0 && Interlocked.Read(ref _total) < LowWatermark)
         {
             Leave();
         }
@@ -131,7 +167,8 @@ public sealed class MemoryBudget
         Func<long>[] reclaimers;
         lock (_gate)
         {
-            if (_above != 0 || Interlocked.Read(ref _total) < Limit)
+            var total = Interlocked.Read(ref _total);
+            if (_above != 0 || (total < Limit && ProcessMemoryWith(total) < Limit))
             {
                 return;
             }
@@ -141,14 +178,21 @@ public sealed class MemoryBudget
             reclaimers = [.. _reclaimers];
         }
 
-        Log.AboveHighWatermark(_logger, Used, Limit, Describe());
+        if (Used >= Limit)
+        {
+            Log.AboveHighWatermark(_logger, Used, Limit, Describe());
+        }
+        else
+        {
+            Log.ProcessAboveHighWatermark(_logger, ProcessMemory, Limit, Used, Describe());
+        }
         if (reclaimers.Length > 0)
         {
             ThreadPool.UnsafeQueueUserWorkItem(static s => s.Self.Reclaim(s.Reclaimers), (Self: this, Reclaimers: reclaimers), preferLocal: false);
         }
 
-        // Given back while we were entering (its Add saw the state before this one): leave again.
-        if (Interlocked.Read(ref _total) < LowWatermark)
+        // Given back while we were entering (its Add or sample saw the state before this one): leave again.
+        if (Interlocked.Read(ref _total) < LowWatermark && ProcessMemory < LowWatermark)
         {
             Leave();
         }
@@ -159,7 +203,8 @@ public sealed class MemoryBudget
         TaskCompletionSource below;
         lock (_gate)
         {
-            if (_above == 0 || Interlocked.Read(ref _total) >= LowWatermark)
+            var total = Interlocked.Read(ref _total);
+            if (_above == 0 || total >= LowWatermark || ProcessMemoryWith(total) >= LowWatermark)
             {
                 return;
             }
@@ -169,8 +214,16 @@ public sealed class MemoryBudget
             Interlocked.Exchange(ref _above, 0);
         }
 
-        Log.BelowLowWatermark(_logger, Used, LowWatermark, BlockedPublishers);
+        Log.BelowLowWatermark(_logger, Used, ProcessMemory, LowWatermark, BlockedPublishers);
         below.TrySetResult();
+    }
+
+    // The last sample plus what the budget holds beyond what it held then; 0 before the first sample.
+    private long ProcessMemoryWith(long total)
+    {
+        // Plain loads (64-bit): Add calls this per message it counts.
+        var sample = Volatile.Read(ref _sample);
+        return sample == 0 ? 0 : sample + Math.Max(0, total - Volatile.Read(ref _usedAtSample));
     }
 
     private void Reclaim(Func<long>[] reclaimers)

@@ -29,6 +29,12 @@ internal interface IStompTransport
     {
     }
 
+    /// <summary>
+    /// True when the transport itself reads no more than about max-frame-size-before-connect until <see cref="Connected"/>
+    /// (the WebSocket pump); otherwise the session reads on while a CONNECT waits and bounds what arrives behind it.
+    /// </summary>
+    bool BoundsInputBeforeConnect => false;
+
     /// <summary>Sends what was written. <paramref name="binary"/>: some frame's body is not UTF-8. False when the peer is gone.</summary>
     ValueTask<bool> FlushAsync(bool binary, CancellationToken cancellationToken);
 

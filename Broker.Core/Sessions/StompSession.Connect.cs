@@ -1,4 +1,5 @@
 using System.Buffers.Text;
+using System.IO.Pipelines;
 using Broker.Protocol;
 
 namespace Broker.Sessions;
@@ -24,7 +25,35 @@ public sealed partial class StompSession
 
         var login = frame.GetString(StompHeaders.Login);
         var request = new StompConnectRequest(login, frame.GetString(StompHeaders.Passcode), frame.GetString(StompHeaders.Host), _transport.User, _transport.RemoteEndPoint) { RemoteAddress = _transport.RemoteAddress };
-        var result = await _services.Authenticator.AuthenticateAsync(request, CancellationToken.None).ConfigureAwait(false);
+        // Canceled when the session closes meanwhile (a limit, connect-timeout, shutdown), so that no closed connection
+        // waits for its authenticator or the login throttle; made only for this wait.
+        var closing = new CancellationTokenSource();
+        Volatile.Write(ref _connectCanceller, closing);
+        if (IsClosing)
+        {
+            closing.Cancel();
+        }
+
+        StompAuthResult result;
+        try
+        {
+            result = await _services.Authenticator.AuthenticateAsync(request, closing.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (closing.IsCancellationRequested)
+        {
+            return;
+        }
+        finally
+        {
+            Volatile.Write(ref _connectCanceller, null);
+        }
+
+        if (IsClosing)
+        {
+            // Refused or timed out while the authenticator ran (the read loop's limit, connect-timeout, shutdown).
+            return;
+        }
+
         result = _services.AnonymousAccess.Apply(result, _transport.RemoteEndPoint);
         if (!result.Succeeded)
         {
@@ -34,6 +63,11 @@ public sealed partial class StompSession
 
         Principal = result.Principal;
         await _services.Application.ConnectingAsync(this, frame).ConfigureAwait(false);
+        if (IsClosing)
+        {
+            return;
+        }
+
         // Authenticated: the before-CONNECT frame limit no longer applies.
         _reader.Connected();
         _transport.Connected();
@@ -65,6 +99,121 @@ public sealed partial class StompSession
         Log.Connected(_logger, Id, _transport.RemoteEndPoint?.ToString(), Principal ?? "anonymous", version.ToHeaderValue());
         AttachApplication(resumed, recovered);
     }
+
+    // While a CONNECT waits (the authenticator, the login throttle, the session store), the read loop reads on, so
+    // what the client sends behind it is neither left to the transport to buffer (Kestrel's TCP pipe takes up to its
+    // pause threshold, 1 MiB or more, per connection) nor unbounded: past max-frame-size-before-connect unread bytes,
+    // ERROR. Once the session is closing (that ERROR, connect-timeout, shutdown) input is discarded, and the connection
+    // is closed as soon as the writer has sent the ERROR, without waiting for the authenticator (whose token the close
+    // cancels). Whatever happens, this returns only once the CONNECT is done, so the session is never torn down under
+    // a running ConnectAsync. Returns what followed the CONNECT, not yet consumed, for the read loop to parse (with the
+    // peer's end of input, if it came); null when the session ends.
+    // unread: what the read that brought the CONNECT holds behind it.
+    private async Task<ReadResult?> ReadWhileConnectingAsync(Task connecting, PipeReader input, long unread)
+    {
+        _ = connecting.ContinueWith(static (_, s) => ((StompSession)s!).WakeReader(), this, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        try
+        {
+            return await ReadUntilConnectedAsync(connecting, input, unread).ConfigureAwait(false);
+        }
+        catch (Exception) when (!connecting.IsCompleted)
+        {
+            // The connection failed under the wait (a reset, an abort, a TLS error): close, let the CONNECT finish
+            // (its own failure no longer matters), then let the read loop's caller see this exception.
+            BeginClose(CloseReason.PeerGone);
+            await connecting.ContinueWith(static _ => { }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default).ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    private async Task<ReadResult?> ReadUntilConnectedAsync(Task connecting, PipeReader input, long unread)
+    {
+        var limit = (long)Math.Min(_options.MaxFrameSize, _options.MaxFrameSizeBeforeConnect);
+        if (unread > limit)
+        {
+            // Queues the ERROR and cancels the next read, so what is already buffered is discarded at once.
+            RefuseBehindConnect(unread, limit);
+        }
+
+        Task? writerWake = null;
+        while (true)
+        {
+            var result = await input.ReadAsync().ConfigureAwait(false);
+            Volatile.Write(ref _lastReadAt, _keepAlive.NowMs());
+            if (connecting.IsCompleted && !IsClosing)
+            {
+                if (result.IsCanceled)
+                {
+                    WokenByConnect();
+                }
+
+                // An authentication failure throws here, and the read loop's caller answers it.
+                await connecting.ConfigureAwait(false);
+                return result;
+            }
+
+            if (IsClosing)
+            {
+                input.AdvanceTo(result.Buffer.End);
+                writerWake ??= _writeLoop!.ContinueWith(static (_, s) => ((PipeReader)s!).CancelPendingRead(), input, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+                if (result.IsCompleted || _writeLoop!.IsCompleted)
+                {
+                    // Close once the writer has sent the ERROR (or given up on a peer that does not read); the session
+                    // is torn down once the CONNECT is done (ConnectAsync stops at its next step, as the session is closing).
+                    if (await Task.WhenAny(_writeLoop!, Task.Delay(_options.SendTimeout, CancellationToken.None)).ConfigureAwait(false) != _writeLoop)
+                    {
+                        _transport.Abort();
+                    }
+
+                    await _transport.CloseAsync().ConfigureAwait(false);
+                    await connecting.ConfigureAwait(false);
+                    return null;
+                }
+
+                continue;
+            }
+
+            unread = result.Buffer.Length;
+            if (unread > limit)
+            {
+                RefuseBehindConnect(unread, limit);
+                input.AdvanceTo(result.Buffer.End);
+                continue;
+            }
+
+            if (result.IsCompleted)
+            {
+                // The peer has finished sending (it may still read): the CONNECT finishes, then what it sent behind
+                // it is handled as usual, and the end of its input after that.
+                await connecting.ConfigureAwait(false);
+                if (!IsClosing)
+                {
+                    return result;
+                }
+
+                input.AdvanceTo(result.Buffer.End);
+                return null;
+            }
+
+            input.AdvanceTo(result.Buffer.Start, result.Buffer.End);
+        }
+    }
+
+    private void RefuseBehindConnect(long unread, long limit)
+    {
+        _services.Metrics.LimitExceeded(StompReaderLimits.MaxFrameSizeBeforeConnectName);
+        SendError($"limit exceeded: {StompReaderLimits.MaxFrameSizeBeforeConnectName} ({unread} bytes sent behind a CONNECT not yet answered > {limit})", null, null);
+    }
+
+    // The pending CONNECT is done: wake the read loop's read (a flag first, so it knows the cancel is not a close).
+    private void WakeReader()
+    {
+        Volatile.Write(ref _connectWake, 1);
+        _transport.Input.CancelPendingRead();
+    }
+
+    // True when a canceled read was the wake of WakeReader, and clears it.
+    private bool WokenByConnect() => Interlocked.Exchange(ref _connectWake, 0) == 1 && !IsClosing;
 
     // STOMP 1.2 "Protocol Negotiation": the ERROR lists the versions this server speaks.
     private void SendUnsupportedVersion()

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.IO.Pipelines;
 using Broker.Durability;
 using Broker.Protocol;
 using Broker.Routing;
@@ -42,6 +43,12 @@ public sealed partial class StompSession
     private readonly StompFrameReader _reader;
     private string? _currentReceipt;
 
+    // 1 while a CancelPendingRead is on its way to wake the read loop because its pending CONNECT finished (Connect part).
+    private int _connectWake;
+
+    // Cancels the authenticator's wait when the session closes during it (Connect part); null outside that wait.
+    private CancellationTokenSource? _connectCanceller;
+
     // Keep-alive (KeepAlive part; visited by the KeepAliveMonitor): times in the monitor's milliseconds.
     private readonly KeepAliveMonitor _keepAlive;
     private KeepAliveEntry _keepAliveEntry = KeepAliveEntry.None;
@@ -82,8 +89,9 @@ public sealed partial class StompSession
     // Application API (Application part): made once CONNECTED is queued; cancels its handlers when the session closes.
     private Application.SessionApplication? _application;
 
-    // Output: the queue to the writer loop, and the current batch's deliveries (their positions move on once flushed).
+    // Output: the writer loop, its queue, and the current batch's deliveries (their positions move on once flushed).
     private readonly Outbox<Outbound> _outbox;
+    private Task? _writeLoop;
     private List<(SessionSubscription Subscription, BrokerMessage Message)>? _batch;
     private long _pendingBytes;
     private long _lastWriteAt;
@@ -148,7 +156,7 @@ public sealed partial class StompSession
     {
         _services.Registry.Add(this);
         _services.Metrics.ConnectionOpened(TransportKind);
-        var writer = Task.Run(WriteLoopAsync, CancellationToken.None);
+        var writer = _writeLoop = Task.Run(WriteLoopAsync, CancellationToken.None);
         _keepAlive.Schedule(this, _startedAt + (long)_options.ConnectTimeout.TotalMilliseconds);
         using var registration = cancellationToken.Register(static s => ((StompSession)s!).Close(CloseReason.ServerShutdown, "server shutting down"), this);
         try
@@ -201,19 +209,31 @@ public sealed partial class StompSession
     private async Task ReadLoopAsync()
     {
         var input = _transport.Input;
+        ReadResult? carried = null;
         while (!IsClosing)
         {
-            var result = await input.ReadAsync().ConfigureAwait(false);
-            Volatile.Write(ref _lastReadAt, _keepAlive.NowMs());
-            if (result.IsCanceled)
+            ReadResult result;
+            if (carried is { } next)
             {
-                return;
+                // What followed a CONNECT that was authenticated meanwhile (ReadWhileConnectingAsync), not yet parsed.
+                result = next;
+                carried = null;
+            }
+            else
+            {
+                result = await input.ReadAsync().ConfigureAwait(false);
+                Volatile.Write(ref _lastReadAt, _keepAlive.NowMs());
+                if (result.IsCanceled && !WokenByConnect())
+                {
+                    return;
+                }
             }
 
             var buffer = result.Buffer;
             var length = buffer.Length;
             var frame = _partialFrame ?? FrameCache.Rent();
             _partialFrame = null;
+            Task? connecting = null;
             try
             {
                 while (!IsClosing && _reader.TryRead(ref buffer, frame))
@@ -222,6 +242,13 @@ public sealed partial class StompSession
                     var handled = HandleFrameAsync(frame);
                     if (!handled.IsCompletedSuccessfully)
                     {
+                        // A CONNECT waiting for its authenticator or the session store: go on reading meanwhile (below).
+                        if (State == SessionState.Connecting && !_transport.BoundsInputBeforeConnect)
+                        {
+                            connecting = handled.AsTask();
+                            break;
+                        }
+
                         await handled.ConfigureAwait(false);
                     }
 
@@ -235,7 +262,11 @@ public sealed partial class StompSession
             finally
             {
                 input.AdvanceTo(buffer.Start, buffer.End);
-                if (_reader.PartialFrameBytes > 0)
+                if (connecting is not null)
+                {
+                    // The CONNECT frame stays in use until ConnectAsync is done with it; it was read whole.
+                }
+                else if (_reader.PartialFrameBytes > 0)
                 {
                     _partialFrame = frame;
                 }
@@ -246,6 +277,18 @@ public sealed partial class StompSession
 
                 _services.Metrics.BytesReceived(length - buffer.Length);
                 CountPartialFrame();
+            }
+
+            if (connecting is not null)
+            {
+                carried = await ReadWhileConnectingAsync(connecting, input, buffer.Length).ConfigureAwait(false);
+                FrameCache.Return(frame);
+                if (carried is null)
+                {
+                    return;
+                }
+
+                continue;
             }
 
             if (result.IsCompleted)
@@ -355,6 +398,12 @@ public sealed partial class StompSession
             {
                 Volatile.Write(ref _closeReason, (int)reason);
                 Volatile.Read(ref _closingSignal)?.TrySetResult();
+                if (Volatile.Read(ref _connectCanceller) is { } canceller)
+                {
+                    // Not inline: the authenticator's continuations must not run under whatever called BeginClose.
+                    _ = canceller.CancelAsync();
+                }
+
                 Volatile.Read(ref _application)?.Closing();
                 return true;
             }

@@ -301,7 +301,7 @@ public sealed class MessageApiTests
     public async Task Above_the_memory_limit_a_publish_gets_503_naming_it()
     {
         const int limit = 256 * 1024;
-        await using var server = await ServerProcess.StartAsync([$"--Broker:Api:Key={Key}", "--Broker:Sessions:Store=memory", $"--Broker:MemoryLimit={limit}"]);
+        await using var server = await ServerProcess.StartAsync([$"--Broker:Api:Key={Key}", "--Broker:Sessions:Store=memory", $"--Broker:MemoryLimit={limit}", "--Broker:MemoryCalculation=Budget"]);
         using var api = new AdminApiClient(server.HttpUri, Key);
         var queue = "/queue/" + Unique("api.hoard");
 
@@ -323,6 +323,20 @@ public sealed class MessageApiTests
         Assert.That(last.Body.GetProperty("limit").GetString(), Is.EqualTo("memory-limit"));
         Assert.That(last.Body.GetProperty("error").GetString(), Does.Contain("Broker:MemoryLimit"));
         Assert.That(last.Response!.Headers.RetryAfter?.Delta, Is.EqualTo(TimeSpan.FromSeconds(1)));
+    }
+
+    [Test]
+    public async Task A_server_whose_own_memory_is_above_the_memory_limit_gets_503_naming_it_though_it_holds_nothing()
+    {
+        // 32 MiB: less than the runtime alone takes, so the process's resident memory is above the limit from the start.
+        const int limit = 32 * 1024 * 1024;
+        await using var server = await ServerProcess.StartAsync([$"--Broker:Api:Key={Key}", "--Broker:Sessions:Store=memory", $"--Broker:MemoryLimit={limit}"]);
+        using var api = new AdminApiClient(server.HttpUri, Key);
+
+        var (status, body, response) = await api.PostAsync("/api/publish", Json(new { destination = "/topic/" + Unique("api.rss"), body = "x" }));
+        Assert.That(status, Is.EqualTo(HttpStatusCode.ServiceUnavailable), body.ToString());
+        Assert.That(body.GetProperty("limit").GetString(), Is.EqualTo("memory-limit"));
+        Assert.That(response!.Headers.RetryAfter?.Delta, Is.EqualTo(TimeSpan.FromSeconds(1)));
     }
 
     private static string Json<T>(T value) => JsonSerializer.Serialize(value);

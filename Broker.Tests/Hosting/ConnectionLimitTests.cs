@@ -3,6 +3,7 @@ using Broker.Hosting;
 using Broker.Protocol;
 using Broker.Tests.EndToEnd;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Time.Testing;
 using NUnit.Framework;
 
 namespace Broker.Tests.Hosting;
@@ -89,6 +90,83 @@ public sealed class ConnectionLimitTests
     }
 
     [Test]
+    public async Task An_address_opening_connections_faster_than_its_rate_is_refused_naming_the_limit_and_others_still_work()
+    {
+        var time = new FakeTimeProvider();
+        await using var server = await HostingTestServer.StartAsync(o =>
+        {
+            o.MaxConnectionRatePerAddress = 1;
+            o.ConnectionBurstPerAddress = 2;
+            o.AllowAnonymous = true;
+            o.HeartbeatSend = o.HeartbeatReceive = TimeSpan.Zero;
+        }, services: s => s.AddSingleton<TimeProvider>(time));
+        using var meter = new BrokerMeter(server.Services);
+        var attacker = IPAddress.Parse("127.0.0.1");
+        var other = IPAddress.Parse("127.0.0.2");
+
+        // The burst: two connections from the attacker's address, one staying as an established session.
+        var (subscriber, _) = await StompTestClient.ConnectWebSocketAsync(server.WebSocketUri, "v12.stomp");
+        await using var _1 = subscriber;
+        await subscriber.ConnectAsync();
+        await subscriber.SubscribeAndWaitAsync("s", "/topic/rate");
+        await using var second = await StompTestClient.ConnectTcpAsync(IPAddress.Loopback, server.TcpPort, attacker);
+        await second.ConnectAsync();
+
+        // Past it: refused over TCP (an ERROR) and WebSocket (429 with Retry-After), both naming the limit.
+        await using var refusedTcp = await StompTestClient.ConnectTcpAsync(IPAddress.Loopback, server.TcpPort, attacker);
+        var error = await refusedTcp.ReceiveAsync();
+        var closed = await refusedTcp.WaitClosedAsync();
+        var upgrade = await UpgradeAsync(server.WebSocketUri);
+
+        // Another address gets in, and the established session from the refused address still has its round trip.
+        await using var fromOther = await StompTestClient.ConnectTcpAsync(IPAddress.Loopback, server.TcpPort, other);
+        var otherConnected = await fromOther.ConnectAsync();
+        await fromOther.PublishAsync("/topic/rate", "still served");
+        var delivered = await subscriber.ReceiveAsync();
+
+        // A second later the bucket holds one connection again.
+        time.Advance(TimeSpan.FromSeconds(1));
+        await using var later = await StompTestClient.ConnectTcpAsync(IPAddress.Loopback, server.TcpPort, attacker);
+        var laterConnected = await later.ConnectAsync();
+
+        Assert.That(error.Command, Is.EqualTo(StompCommand.Error));
+        Assert.That(error["message"], Does.StartWith("limit exceeded: max-connection-rate-per-address (more than 2 at once or 1/s from one address"));
+        Assert.That(closed, Is.True);
+        Assert.That(upgrade.Status, Is.EqualTo(HttpStatusCode.TooManyRequests));
+        Assert.That(upgrade.Body, Does.StartWith("limit exceeded: max-connection-rate-per-address"));
+        Assert.That(upgrade.RetryAfter, Is.EqualTo(TimeSpan.FromSeconds(1)));
+        Assert.That(otherConnected.Command, Is.EqualTo(StompCommand.Connected), otherConnected.ToString());
+        Assert.That(delivered.BodyText, Is.EqualTo("still served"));
+        Assert.That(laterConnected.Command, Is.EqualTo(StompCommand.Connected), laterConnected.ToString());
+        Assert.That(meter[$"broker.limits.exceeded{{limit={ConnectionLimiter.MaxConnectionRatePerAddressLimit}}}"], Is.EqualTo(2));
+        Assert.That(meter[$"broker.connections.refused{{reason={ConnectionLimiter.MaxConnectionRatePerAddressLimit}}}"], Is.EqualTo(2));
+        var line = await server.Logs.WaitForAsync(l => l.Contains("refused: limit exceeded: max-connection-rate-per-address", StringComparison.Ordinal), "the refusal's log line");
+        Assert.That(line, Does.StartWith("Warning"));
+    }
+
+    [Test]
+    public void Connection_rates_count_an_ipv6_address_by_its_64_and_the_table_stays_bounded()
+    {
+        var time = new FakeTimeProvider();
+        var rate = new ConnectionRateLimiter(perSecond: 1, burst: 1, maxTracked: 3, time);
+
+        Assert.That(rate.TryTake(IPAddress.Parse("2001:db8:1:2::1"), out _), Is.True);
+        Assert.That(rate.TryTake(IPAddress.Parse("2001:db8:1:2:ffff::9"), out var retryAfter), Is.False, "same /64, same bucket");
+        Assert.That(retryAfter, Is.EqualTo(TimeSpan.FromSeconds(1)));
+        Assert.That(rate.TryTake(IPAddress.Parse("2001:db8:1:3::1"), out _), Is.True, "another /64");
+        Assert.That(rate.TryTake(IPAddress.Parse("::ffff:192.0.2.7"), out _), Is.True);
+        Assert.That(rate.TryTake(IPAddress.Parse("192.0.2.7"), out _), Is.False, "an IPv4-mapped address is its IPv4 address");
+
+        for (var i = 0; i < 10; i++)
+        {
+            Assert.That(rate.TryTake(IPAddress.Parse($"198.51.100.{i}"), out _), Is.True);
+        }
+
+        Assert.That(rate.Count, Is.EqualTo(3), "the least recently seen addresses were forgotten");
+        Assert.That(rate.TryTake(IPAddress.Parse("198.51.100.9"), out _), Is.False, "the most recent is still remembered");
+    }
+
+    [Test]
     public void The_default_limit_follows_the_open_file_limit()
     {
         Assert.That(ConnectionLimiter.DefaultMaxConnections(20_000), Is.EqualTo(19_500));
@@ -124,8 +202,8 @@ public sealed class ConnectionLimitTests
         await server.WaitForOutputAsync(l => l.Contains("refused: limit exceeded: max-connections (2 > 1)", StringComparison.Ordinal), 1, "the refusal's log line");
     }
 
-    // A WebSocket upgrade request by hand, so a refusal's status and body can both be read.
-    private static async Task<(HttpStatusCode Status, string Body)> UpgradeAsync(Uri uri)
+    // A WebSocket upgrade request by hand, so a refusal's status, Retry-After and body can all be read.
+    private static async Task<(HttpStatusCode Status, string Body, TimeSpan? RetryAfter)> UpgradeAsync(Uri uri)
     {
         using var http = new HttpClient();
         using var request = new HttpRequestMessage(HttpMethod.Get, new UriBuilder(uri) { Scheme = uri.Scheme == "wss" ? "https" : "http" }.Uri);
@@ -135,6 +213,6 @@ public sealed class ConnectionLimitTests
         request.Headers.Add("Sec-WebSocket-Key", Convert.ToBase64String(Guid.NewGuid().ToByteArray()));
         using var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
         var body = response.StatusCode == HttpStatusCode.SwitchingProtocols ? "" : await response.Content.ReadAsStringAsync();
-        return (response.StatusCode, body);
+        return (response.StatusCode, body, response.Headers.RetryAfter?.Delta);
     }
 }

@@ -104,7 +104,9 @@ public sealed class OriginTests
         Assert.That(html, Does.Contain("new WebSocket(url, ['v12.stomp'])"));
         Assert.That(connected.Command, Is.EqualTo(StompCommand.Connected), connected.ToString());
         Assert.That(foreign, Is.EqualTo(HttpStatusCode.Forbidden));
-        Assert.That(server.Output, Does.Contain("origin https://evil.example"));
+
+        // The child process's log line arrives through its stdout after the 403: wait for it.
+        await server.WaitForOutputAsync(l => l.Contains("origin https://evil.example", StringComparison.Ordinal), 1, "the refusal's log line");
     }
 
     [TestCase("https://app.example.com/path")]

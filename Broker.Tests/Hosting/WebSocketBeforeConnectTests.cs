@@ -54,7 +54,7 @@ public sealed class WebSocketBeforeConnectTests
 
             // While they wait, the server serves everyone else; then it refuses them all.
             await RoundTripAsync(bystander, "while-held");
-            authenticator.Refuse();
+            authenticator.Release();
             foreach (var attacker in attackers)
             {
                 Assert.That(await attacker.WaitClosedAsync(), Is.True, "a refused attacker is closed");
@@ -100,28 +100,5 @@ public sealed class WebSocketBeforeConnectTests
     {
         await client.PublishAsync("/queue/before-connect-bystander", receipt, ("receipt", receipt));
         await client.ExpectReceiptAsync(receipt);
-    }
-
-    // Lets "bystander" in at once and holds everyone else's CONNECT until Refuse.
-    private sealed class HeldAuthenticator : IStompAuthenticator
-    {
-        private readonly TaskCompletionSource _release = new(TaskCreationOptions.RunContinuationsAsynchronously);
-        private int _held;
-
-        public int Held => Volatile.Read(ref _held);
-
-        public void Refuse() => _release.TrySetResult();
-
-        public async ValueTask<StompAuthResult> AuthenticateAsync(StompConnectRequest request, CancellationToken cancellationToken)
-        {
-            if (request.Login == "bystander")
-            {
-                return StompAuthResult.Authenticated("bystander");
-            }
-
-            Interlocked.Increment(ref _held);
-            await _release.Task.ConfigureAwait(false);
-            return StompAuthResult.Fail("held, then refused");
-        }
     }
 }

@@ -24,6 +24,7 @@ public sealed class FlowControlTests
         await using var server = await TestServer.StartAsync(o =>
         {
             o.MemoryLimit = MemoryLimit;
+            o.MemoryCalculation = MemoryCalculation.Budget; // the budget alone: the test process uses more than 2 MiB
             o.FlowControlTimeout = Bound;
         });
         var budget = server.Services.GetRequiredService<MemoryBudget>();
@@ -129,6 +130,7 @@ public sealed class FlowControlTests
         await using var server = await TestServer.StartAsync(o =>
         {
             o.MemoryLimit = MemoryLimit;
+            o.MemoryCalculation = MemoryCalculation.Budget; // the budget alone: the test process uses more than 2 MiB
             o.FlowControlTimeout = TimeSpan.FromSeconds(1);
         });
         var budget = server.Services.GetRequiredService<MemoryBudget>();
