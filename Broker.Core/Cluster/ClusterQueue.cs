@@ -19,9 +19,8 @@ namespace Broker.Cluster;
 internal sealed class ClusterQueue(RedisClusterBroker broker, string name)
 {
     private readonly Lock _gate = new();
-    private readonly List<ClusterQueueConsumer> _consumers = [];
+    private readonly ConsumerRing<ClusterQueueConsumer> _consumers = new();
     private readonly LinkedList<QueueEntry> _ready = new();
-    private int _next;
     private bool _evicted;
     private bool _pumping;
     private bool _pumpAgain;
@@ -224,25 +223,8 @@ internal sealed class ClusterQueue(RedisClusterBroker broker, string name)
     // and what no consumer here can take goes back to the cluster.
     private void Dispatch(ref List<string>? settled, ref List<string>? released)
     {
-        while (_ready.First is { } first && _consumers.Count > 0)
+        while (_ready.First is { } first && _consumers.NextWithRoom() is { } chosen)
         {
-            ClusterQueueConsumer? chosen = null;
-            for (var i = 0; i < _consumers.Count; i++)
-            {
-                var candidate = _consumers[(_next + i) % _consumers.Count];
-                if (candidate.HasRoom)
-                {
-                    chosen = candidate;
-                    _next = (_next + i + 1) % _consumers.Count;
-                    break;
-                }
-            }
-
-            if (chosen is null)
-            {
-                break;
-            }
-
             _ready.RemoveFirst();
             if (!chosen.TryDeliver(first.Value))
             {
@@ -321,16 +303,9 @@ internal sealed class ClusterQueue(RedisClusterBroker broker, string name)
         List<string>? released = null;
         lock (_gate)
         {
-            var index = _consumers.IndexOf(consumer);
-            if (index < 0)
+            if (!_consumers.Remove(consumer))
             {
                 return;
-            }
-
-            _consumers.RemoveAt(index);
-            if (_next > index)
-            {
-                _next--;
             }
 
             Requeue(null, consumer.Unacked.TakeAll());
@@ -348,13 +323,9 @@ internal sealed class ClusterQueue(RedisClusterBroker broker, string name)
             _ready.AddFirst(entries[i]);
         }
 
-        if (rejecter is not null && entries.Count > 0 && _consumers.Count > 1)
+        if (rejecter is not null && entries.Count > 0)
         {
-            var index = _consumers.IndexOf(rejecter);
-            if (index >= 0)
-            {
-                _next = index + 1;
-            }
+            _consumers.PassOver(rejecter);
         }
     }
 
@@ -391,7 +362,7 @@ internal sealed class ClusterQueue(RedisClusterBroker broker, string name)
 internal sealed record QueueEntry(string Id, BrokerMessage Message);
 
 /// <summary>One consumer of a <see cref="ClusterQueue"/> on this node.</summary>
-internal sealed class ClusterQueueConsumer(ClusterQueue queue, IMessageSink sink, AckMode ackMode, int prefetch, int batch) : IBrokerSubscription
+internal sealed class ClusterQueueConsumer(ClusterQueue queue, IMessageSink sink, AckMode ackMode, int prefetch, int batch) : IBrokerSubscription, IRingConsumer
 {
     public bool Recovered { get; init; }
 
@@ -401,7 +372,7 @@ internal sealed class ClusterQueueConsumer(ClusterQueue queue, IMessageSink sink
 
     internal bool Refusing { get; set; }
 
-    internal bool HasRoom => !Refusing && (AckMode == AckMode.Auto || prefetch <= 0 || Unacked.Count < prefetch);
+    public bool HasRoom => !Refusing && (AckMode == AckMode.Auto || prefetch <= 0 || Unacked.Count < prefetch);
 
     /// <summary>How many messages to read for this consumer now (a batch where it sets no limit).</summary>
     internal int Room => Refusing ? 0 : AckMode == AckMode.Auto || prefetch <= 0 ? batch : Math.Max(0, prefetch - Unacked.Count);

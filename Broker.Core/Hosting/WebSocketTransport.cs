@@ -220,6 +220,7 @@ internal sealed class WebSocketTransport : IStompTransport, IDisposable
         _draining = true;
         OpenGate();
         await _input.Reader.CompleteAsync().ConfigureAwait(false);
+        var pumpEnded = _pump is null;
         try
         {
             if (_socket.State is WebSocketState.Open or WebSocketState.CloseReceived)
@@ -232,10 +233,19 @@ internal sealed class WebSocketTransport : IStompTransport, IDisposable
             if (_pump is not null)
             {
                 await _pump.WaitAsync(TimeSpan.FromSeconds(2)).ConfigureAwait(false);
+                pumpEnded = true;
             }
         }
         catch (Exception ex) when (ex is WebSocketException or OperationCanceledException or IOException or ObjectDisposedException or TimeoutException)
         {
+        }
+
+        // Dropping the connection resets it, and a reset throws away what is still on its way out: the ERROR and
+        // the close frame, when a peer that keeps sending ends the drain at DrainLimit at once. So only a pump still
+        // waiting for the peer is cut off; otherwise the endpoint returns and Kestrel closes after the output.
+        if (pumpEnded)
+        {
+            return;
         }
 
         _aborting = true;

@@ -16,9 +16,8 @@ internal sealed class MessageQueue(
     private readonly TimeProvider _time = time ?? TimeProvider.System;
     private long _lastActivity = (time ?? TimeProvider.System).GetTimestamp();
     private readonly LinkedList<BrokerMessage> _ready = new();
-    private readonly List<QueueConsumer> _consumers = [];
+    private readonly ConsumerRing<QueueConsumer> _consumers = new();
     private long _readyBytes;
-    private int _next;
     private bool _evicted;
 
     public string Name { get; } = name;
@@ -175,13 +174,9 @@ internal sealed class MessageQueue(
             }
 
             // A NACKed message goes to the next consumer first, not straight back to its rejecter.
-            if (requeue && settled.Count > 0 && _consumers.Count > 1)
+            if (requeue && settled.Count > 0)
             {
-                var index = _consumers.IndexOf(consumer);
-                if (index >= 0)
-                {
-                    _next = index + 1;
-                }
+                _consumers.PassOver(consumer);
             }
 
             Dispatch();
@@ -244,25 +239,8 @@ internal sealed class MessageQueue(
     // Called under _gate: hands ready messages to consumers with room, round robin.
     private void Dispatch()
     {
-        while (_ready.Count > 0 && _consumers.Count > 0)
+        while (_ready.Count > 0 && _consumers.NextWithRoom() is { } chosen)
         {
-            QueueConsumer? chosen = null;
-            for (var i = 0; i < _consumers.Count; i++)
-            {
-                var candidate = _consumers[(_next + i) % _consumers.Count];
-                if (candidate.HasRoom)
-                {
-                    chosen = candidate;
-                    _next = (_next + i + 1) % _consumers.Count;
-                    break;
-                }
-            }
-
-            if (chosen is null)
-            {
-                return;
-            }
-
             var message = TakeFirst();
             if (!chosen.TryDeliver(message))
             {
@@ -326,7 +304,7 @@ internal enum EnqueueResult
 }
 
 /// <summary>One consumer of a <see cref="MessageQueue"/>.</summary>
-internal sealed class QueueConsumer(MessageQueue queue, IMessageSink sink, AckMode ackMode, int prefetch) : IBrokerSubscription
+internal sealed class QueueConsumer(MessageQueue queue, IMessageSink sink, AckMode ackMode, int prefetch) : IBrokerSubscription, IRingConsumer
 {
     // A queue keeps its messages while no consumer is attached, so a resumed consumer misses nothing
     // as long as the queue (this process) is the one it left.
@@ -336,7 +314,7 @@ internal sealed class QueueConsumer(MessageQueue queue, IMessageSink sink, AckMo
 
     internal bool Refusing { get; set; }
 
-    internal bool HasRoom => !Refusing && (ackMode == AckMode.Auto || prefetch <= 0 || Unacked.Count < prefetch);
+    public bool HasRoom => !Refusing && (ackMode == AckMode.Auto || prefetch <= 0 || Unacked.Count < prefetch);
 
     // Called under the queue's lock.
     internal bool TryDeliver(BrokerMessage message) => Unacked.TryDeliver(sink, message, message, ackMode == AckMode.Auto);

@@ -39,8 +39,10 @@ internal readonly record struct ThrottleVerdict(ThrottleOutcome Outcome, TimeSpa
 /// <see cref="LoginThrottlingOptions.FreeAttempts"/> (and under the failure limit) it starts at once;
 /// otherwise it starts alone, after the delay its key's confirmed failures earn. Attempts that may not start
 /// yet wait (asynchronously, at most <see cref="LoginThrottlingOptions.MaxWaitingAttempts"/> per key and at
-/// most the wait they are given) for one in flight to end. Locked only for table updates (never across an
-/// await); time comes from the injected <see cref="TimeProvider"/>.
+/// most the wait they are given) in their key's queue, first come first: an attempt that ends hands its turn to
+/// the first waiting one (checked once, under the lock, so nobody arriving meanwhile takes it), not to all of
+/// them, so n waiting attempts cost n checks, not n². Locked only for table updates (never across an await);
+/// time comes from the injected <see cref="TimeProvider"/>.
 /// </summary>
 internal sealed class LoginThrottle
 {
@@ -118,44 +120,58 @@ internal sealed class LoginThrottle
         var started = _time.GetTimestamp();
         while (true)
         {
-            TaskCompletionSource turn;
-            Entry blocker;
+            Waiter waiter;
             lock (_gate)
             {
-                if (TryStart(addressKey, loginKey, _time.GetTimestamp(), out var blocked) is { } verdict)
+                if (TryStart(addressKey, loginKey, _time.GetTimestamp(), handingOff: null, out var blocker) is { } verdict)
                 {
                     return verdict;
                 }
 
-                blocker = blocked!;
-                if (blocker.Waiters.Count >= _options.MaxWaitingAttempts)
+                waiter = new Waiter(addressKey, loginKey);
+                if (!TryQueue(blocker!, waiter))
                 {
                     return new ThrottleVerdict(ThrottleOutcome.TooManyWaiting, TimeSpan.Zero, TimeSpan.Zero);
                 }
-
-                turn = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-                blocker.Waiters.Add(turn);
             }
 
             var left = maxWait - _time.GetElapsedTime(started);
+            ThrottleVerdict? handed;
             try
             {
-                await turn.Task.WaitAsync(left > TimeSpan.Zero ? left : TimeSpan.Zero, _time, cancellationToken).ConfigureAwait(false);
+                handed = await waiter.Turn.Task.WaitAsync(left > TimeSpan.Zero ? left : TimeSpan.Zero, _time, cancellationToken).ConfigureAwait(false);
             }
             catch (Exception e) when (e is TimeoutException or OperationCanceledException)
             {
                 lock (_gate)
                 {
-                    blocker.Waiters.Remove(turn);
+                    // Under the lock a turn is either still to come (then the attempt leaves its queue) or already handed over.
+                    handed = waiter.Turn.Task.IsCompleted ? waiter.Turn.Task.Result : null;
+                    if (!waiter.Turn.Task.IsCompleted)
+                    {
+                        Dequeue(waiter);
+                    }
+                    else if (handed is { Outcome: ThrottleOutcome.Admitted } && e is OperationCanceledException)
+                    {
+                        EndLocked(addressKey, loginKey);
+                    }
                 }
 
-                if (e is TimeoutException)
+                if (e is OperationCanceledException)
                 {
-                    return new ThrottleVerdict(ThrottleOutcome.WaitTimedOut, TimeSpan.Zero, TimeSpan.Zero);
+                    throw;
                 }
 
-                throw;
+                // A turn handed over just as the wait ran out still counts.
+                return handed ?? new ThrottleVerdict(ThrottleOutcome.WaitTimedOut, TimeSpan.Zero, TimeSpan.Zero);
             }
+
+            if (handed is { } turn)
+            {
+                return turn;
+            }
+
+            // The entry it waited on was forgotten (the table was full): ask again.
         }
     }
 
@@ -164,13 +180,22 @@ internal sealed class LoginThrottle
     {
         lock (_gate)
         {
-            if (Ended(loginKey) is { } login)
+            var login = Find(loginKey);
+            var address = Find(addressKey);
+            if (login is not null)
             {
+                login.InFlight = Math.Max(0, login.InFlight - 1);
                 login.Failures = 0;
                 login.LockedUntil = 0;
             }
 
-            Ended(addressKey);
+            if (address is not null)
+            {
+                address.InFlight = Math.Max(0, address.InFlight - 1);
+            }
+
+            HandOff(login);
+            HandOff(address);
         }
     }
 
@@ -181,6 +206,8 @@ internal sealed class LoginThrottle
         lock (_gate)
         {
             List<(string, int)>? locked = null;
+            Span<Entry?> ended = [null, null];
+            var i = 0;
             foreach (var key in (ReadOnlySpan<string?>)[addressKey, loginKey])
             {
                 if (key is null)
@@ -190,7 +217,7 @@ internal sealed class LoginThrottle
 
                 // Touched again (re-added if the table forgot it meanwhile): a failure is never lost.
                 var entry = Touch(key, now, isAddress: key == addressKey);
-                Release(entry);
+                entry.InFlight = Math.Max(0, entry.InFlight - 1);
                 entry.Failures++;
                 entry.LastFailure = now;
                 if (entry.Failures >= MaxFailures(entry))
@@ -198,8 +225,13 @@ internal sealed class LoginThrottle
                     entry.LockedUntil = now + ToTimestamp(_options.LockoutDuration);
                     (locked ??= []).Add((entry.Key, entry.Failures));
                 }
+
+                ended[i++] = entry;
             }
 
+            // The turns go on only once the failure is counted: the next attempt's delay, or its lockout, follows from it.
+            HandOff(ended[0]);
+            HandOff(ended[1]);
             return locked;
         }
     }
@@ -209,14 +241,35 @@ internal sealed class LoginThrottle
     {
         lock (_gate)
         {
-            Ended(loginKey);
-            Ended(addressKey);
+            EndLocked(addressKey, loginKey);
         }
     }
 
-    // Admits or refuses the attempt, or names the entry it must wait for (null verdict).
-    private ThrottleVerdict? TryStart(string? addressKey, string loginKey, long now, out Entry? blocked)
+    /// <summary>Attempts checked against the table: once when each begins, and once per turn handed to one that waited.</summary>
+    internal long StartChecks { get; private set; }
+
+    // Under _gate: an admitted attempt's turn ends without a verdict.
+    private void EndLocked(string? addressKey, string loginKey)
     {
+        var login = Find(loginKey);
+        var address = Find(addressKey);
+        foreach (var entry in (ReadOnlySpan<Entry?>)[login, address])
+        {
+            if (entry is not null)
+            {
+                entry.InFlight = Math.Max(0, entry.InFlight - 1);
+            }
+        }
+
+        HandOff(login);
+        HandOff(address);
+    }
+
+    // Admits or refuses the attempt, or names the entry it must wait for (null verdict). An attempt waits behind
+    // those already waiting for a key, except on the key whose turn is being handed to it (handingOff).
+    private ThrottleVerdict? TryStart(string? addressKey, string loginKey, long now, Entry? handingOff, out Entry? blocked)
+    {
+        StartChecks++;
         blocked = null;
 
         // A refused attempt tests no passcode: it counts nothing and adds no login entry.
@@ -232,7 +285,7 @@ internal sealed class LoginThrottle
             return new ThrottleVerdict(ThrottleOutcome.LockedOut, TimeSpan.Zero, _time.GetElapsedTime(now, login.LockedUntil));
         }
 
-        blocked = address is not null && !MayStart(address) ? address : !MayStart(login) ? login : null;
+        blocked = address is not null && !MayStart(address, handingOff) ? address : !MayStart(login, handingOff) ? login : null;
         if (blocked is not null)
         {
             return null;
@@ -251,38 +304,74 @@ internal sealed class LoginThrottle
         return new ThrottleVerdict(ThrottleOutcome.Admitted, delay, TimeSpan.Zero);
     }
 
+    // Whether one more attempt may start on the entry now: none waits ahead of it, and the entry has room.
+    private bool MayStart(Entry entry, Entry? handingOff) => (entry == handingOff || entry.Waiters is not { Count: > 0 }) && HasRoom(entry);
+
     // Alone, an attempt may always start (after its delay); beside others only while even all of them failing stays free and under the limit.
-    private bool MayStart(Entry entry) =>
+    private bool HasRoom(Entry entry) =>
         entry.InFlight == 0 || entry.Failures + entry.InFlight < Math.Min(_options.FreeAttempts, MaxFailures(entry));
 
     private int MaxFailures(Entry entry) => entry.IsAddress ? _options.MaxFailuresPerAddress : _options.MaxFailuresPerLogin;
 
-    private Entry? Ended(string? key)
-    {
-        if (key is null || !_entries.TryGetValue(key, out var node))
-        {
-            return null;
-        }
+    private Entry? Find(string? key) => key is not null && _entries.TryGetValue(key, out var node) ? node.Value : null;
 
-        Release(node.Value);
-        return node.Value;
+    // Under _gate: one of the entry's attempts ended, so its room may let the first waiting ones start. Each is
+    // checked once: admitted or refused (its turn handed over at once, so nobody arriving meanwhile can take it),
+    // or moved to the queue of its other key, which is full now; the rest wait on, untouched. Linear overall.
+    // An entry only has waiters while it has attempts in flight, so an ending attempt always comes to hand them on.
+    private void HandOff(Entry? entry)
+    {
+        while (entry?.Waiters is { First: { } first } && HasRoom(entry))
+        {
+            var waiter = first.Value;
+            Dequeue(waiter);
+            if (TryStart(waiter.AddressKey, waiter.LoginKey, _time.GetTimestamp(), handingOff: entry, out var blocked) is { } verdict)
+            {
+                waiter.Turn.TrySetResult(verdict);
+            }
+            else if (!TryQueue(blocked!, waiter))
+            {
+                waiter.Turn.TrySetResult(new ThrottleVerdict(ThrottleOutcome.TooManyWaiting, TimeSpan.Zero, TimeSpan.Zero));
+            }
+        }
     }
 
-    // One attempt of the entry's ended: everyone waiting for it tries again.
-    private static void Release(Entry entry)
+    // Under _gate: at the back of the entry's queue, unless MaxWaitingAttempts wait there already.
+    private bool TryQueue(Entry entry, Waiter waiter)
     {
-        entry.InFlight = Math.Max(0, entry.InFlight - 1);
-        WakeWaiters(entry);
-    }
-
-    private static void WakeWaiters(Entry entry)
-    {
-        foreach (var waiter in entry.Waiters)
+        var waiters = entry.Waiters ??= new LinkedList<Waiter>();
+        if (waiters.Count >= _options.MaxWaitingAttempts)
         {
-            waiter.TrySetResult();
+            return false;
         }
 
-        entry.Waiters.Clear();
+        waiters.AddLast(waiter.Node);
+        waiter.Queue = entry;
+        return true;
+    }
+
+    private static void Dequeue(Waiter waiter)
+    {
+        if (waiter.Queue is { } entry)
+        {
+            entry.Waiters!.Remove(waiter.Node);
+            waiter.Queue = null;
+        }
+    }
+
+    // Under _gate: the entry is forgotten; whoever waited for it asks again (a null turn).
+    private static void Forget(Entry entry)
+    {
+        if (entry.Waiters is not { } waiters)
+        {
+            return;
+        }
+
+        while (waiters.First is { } first)
+        {
+            Dequeue(first.Value);
+            first.Value.Turn.TrySetResult(null);
+        }
     }
 
     /// <summary>The wait before an attempt, after <paramref name="failures"/> earlier failures: 0 up to FreeAttempts, then doubling from BaseDelay, at most MaxDelay.</summary>
@@ -314,7 +403,7 @@ internal sealed class LoginThrottle
             {
                 _byLastSeen.RemoveFirst();
                 _entries.Remove(oldest.Value.Key);
-                WakeWaiters(oldest.Value);
+                Forget(oldest.Value);
             }
 
             if (_entries.Count >= _options.MaxTrackedEntries)
@@ -322,7 +411,7 @@ internal sealed class LoginThrottle
                 var evicted = _byLastSeen.First!;
                 _byLastSeen.RemoveFirst();
                 _entries.Remove(evicted.Value.Key);
-                WakeWaiters(evicted.Value);
+                Forget(evicted.Value);
                 _metrics?.ThrottleEntryEvicted();
                 EvictedCount++;
             }
@@ -360,7 +449,30 @@ internal sealed class LoginThrottle
         /// <summary>Admitted attempts not yet ended.</summary>
         public int InFlight { get; set; }
 
-        /// <summary>Attempts waiting for one in flight to end (at most MaxWaitingAttempts).</summary>
-        public List<TaskCompletionSource> Waiters { get; } = [];
+        /// <summary>Attempts waiting for one in flight to end, first come first (at most MaxWaitingAttempts); made on the first.</summary>
+        public LinkedList<Waiter>? Waiters { get; set; }
+    }
+
+    // An attempt waiting for a turn: in one entry's queue at a time, until its turn (a verdict) is handed to it.
+    private sealed class Waiter
+    {
+        public Waiter(string? addressKey, string loginKey)
+        {
+            AddressKey = addressKey;
+            LoginKey = loginKey;
+            Node = new LinkedListNode<Waiter>(this);
+        }
+
+        public string? AddressKey { get; }
+
+        public string LoginKey { get; }
+
+        public LinkedListNode<Waiter> Node { get; }
+
+        /// <summary>The queue it is in; null once its turn came.</summary>
+        public Entry? Queue { get; set; }
+
+        /// <summary>Its turn: the verdict, or null when the entry it waited for was forgotten and it must ask again.</summary>
+        public TaskCompletionSource<ThrottleVerdict?> Turn { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     }
 }

@@ -47,11 +47,11 @@ public sealed partial class StompSession
 
     private void SlowConsumer(string limit, string reason)
     {
-        if (BeginClose(CloseReason.SlowConsumer))
+        if (TryClaimClose(CloseReason.SlowConsumer))
         {
             _services.Metrics.LimitExceeded(limit);
             Log.SlowConsumer(_logger, Id, reason);
-            SendErrorFrame("slow consumer: " + reason, null, null);
+            CloseWithError("slow consumer: " + reason, null, null);
         }
     }
 

@@ -390,28 +390,42 @@ public sealed partial class StompSession
     /// <summary>Moves the session to Closing and records why; false when it was already closing (the first reason stands).</summary>
     private bool BeginClose(CloseReason reason)
     {
+        if (!TryClaimClose(reason))
+        {
+            return false;
+        }
+
+        EnterClosing();
+        return true;
+    }
+
+    // Records why the session closes; false when another close came first. The caller then queues its last frame,
+    // if it has one, and calls EnterClosing.
+    private bool TryClaimClose(CloseReason reason) => Interlocked.CompareExchange(ref _closeReason, (int)reason, 0) == 0;
+
+    // For the close this caller claimed: the state says Closing from now on (it only moves forward).
+    private void EnterClosing()
+    {
         var state = Volatile.Read(ref _state);
         while (state < (int)SessionState.Closing)
         {
             var seen = Interlocked.CompareExchange(ref _state, (int)SessionState.Closing, state);
             if (seen == state)
             {
-                Volatile.Write(ref _closeReason, (int)reason);
-                Volatile.Read(ref _closingSignal)?.TrySetResult();
-                if (Volatile.Read(ref _connectCanceller) is { } canceller)
-                {
-                    // Not inline: the authenticator's continuations must not run under whatever called BeginClose.
-                    _ = canceller.CancelAsync();
-                }
-
-                Volatile.Read(ref _application)?.Closing();
-                return true;
+                break;
             }
 
             state = seen;
         }
 
-        return false;
+        Volatile.Read(ref _closingSignal)?.TrySetResult();
+        if (Volatile.Read(ref _connectCanceller) is { } canceller)
+        {
+            // Not inline: the authenticator's continuations must not run under whatever called this.
+            _ = canceller.CancelAsync();
+        }
+
+        Volatile.Read(ref _application)?.Closing();
     }
 
     // The one place a failure becomes an ERROR: see ErrorReply for what the client is told.
@@ -438,14 +452,16 @@ public sealed partial class StompSession
     // STOMP 1.2 "ERROR": message header, receipt-id when the culprit had a receipt; then close.
     private void SendError(string message, string? detail, string? receiptId, CloseReason reason = CloseReason.Error)
     {
-        if (BeginClose(reason))
+        if (TryClaimClose(reason))
         {
-            SendErrorFrame(message, detail, receiptId);
+            CloseWithError(message, detail, receiptId);
         }
     }
 
-    // Queues the ERROR and the close marker behind it, for a session BeginClose has moved to Closing.
-    private void SendErrorFrame(string message, string? detail, string? receiptId)
+    // For the close this caller claimed: queues the ERROR and the close marker behind it, and only then enters
+    // Closing. Whoever acts on Closing (a read loop that was busy ends, and RunAsync completes the outbox) so comes
+    // after the ERROR: entering Closing first let a shutdown complete the outbox before the ERROR was in it.
+    private void CloseWithError(string message, string? detail, string? receiptId)
     {
         _services.Metrics.Error();
         Log.ProtocolError(_logger, Id, message);
@@ -462,6 +478,7 @@ public sealed partial class StompSession
             w.Header(StompHeaders.ContentType, "text/plain");
         }, body)));
         _outbox.TryWrite(Outbound.CloseMarker);
+        EnterClosing();
         _transport.Input.CancelPendingRead();
     }
 

@@ -13,4 +13,6 @@ public sealed class RelayBrokerSpecification : MessageBrokerSpecification
     public async Task StartServer() => _server = await RabbitMqServer.GetSharedAsync();
 
     private protected override Task<SessionHarness> CreateHarnessAsync() => RelayTesting.StartAsync(_server, durable: true);
+
+    private protected override Task<SessionHarness> CreateSingleConnectionHarnessAsync() => RelayTesting.StartAsync(_server, durable: true, relay: o => o.Connections = 1);
 }

@@ -7,8 +7,9 @@ namespace Broker.Tests.Relay;
 
 /// <summary>
 /// What only the RabbitMQ relay has to show, against a real rabbitmq-server: where messages wait, reserved
-/// queue names, acknowledgements over shared channels, prefetch. The behaviour every broker shares is
-/// <see cref="RelayBrokerSpecification"/> (<see cref="Routing.MessageBrokerSpecification"/>).
+/// queue names, prefetch. The behaviour every broker shares is
+/// <see cref="RelayBrokerSpecification"/> (<see cref="Routing.MessageBrokerSpecification"/>), acknowledgements over one shared
+/// AMQP connection included.
 /// </summary>
 [TestFixture]
 public sealed class RelayMessagingTests
@@ -40,31 +41,6 @@ public sealed class RelayMessagingTests
         Assert.That(message.BodyText, Is.EqualTo("kept"));
         Assert.That(message["destination"], Is.EqualTo($"/queue/{name}"));
         Assert.That(message["content-type"], Is.EqualTo("text/plain"));
-    }
-
-    [Test]
-    public async Task Client_mode_ACK_settles_only_its_own_subscription()
-    {
-        // Subscriptions share an AMQP channel, whose own 'multiple' ack would reach across them.
-        var p = Unique();
-        await using var harness = await StartAsync(_server, relay: o => o.Connections = 1);
-        var consumer = await harness.OpenConnectedAsync();
-        await consumer.SubscribeAndWaitAsync("other", $"/queue/{p}-other", "client-individual");
-        await consumer.SubscribeAndWaitAsync("mine", $"/queue/{p}-mine", "client");
-        var producer = await harness.OpenConnectedAsync();
-        await producer.PublishConfirmedAsync($"/queue/{p}-other", "other");
-        var other = await consumer.ReceiveAsync();
-        await producer.PublishConfirmedAsync($"/queue/{p}-mine", "mine");
-        var mine = await consumer.ReceiveAsync();
-
-        await consumer.SendFrameAsync(StompCommand.Ack, ("id", mine["ack"]!), ("receipt", "acked"));
-        await consumer.ExpectReceiptAsync("acked");
-        await consumer.DisposeAsync();
-
-        Assert.That(other.BodyText, Is.EqualTo("other"));
-        var next = await harness.OpenConnectedAsync();
-        await next.SubscribeAsync("other", $"/queue/{p}-other", "client-individual");
-        Assert.That((await next.ReceiveAsync()).BodyText, Is.EqualTo("other"), "the other subscription's delivery was not acknowledged");
     }
 
     [TestCase("/elsewhere/x")]

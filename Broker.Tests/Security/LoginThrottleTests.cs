@@ -180,6 +180,29 @@ public sealed class LoginThrottleTests
     }
 
     [Test]
+    public async Task Waiting_logins_get_their_turns_in_arrival_order_with_one_check_per_turn()
+    {
+        const int n = 500;
+        var throttle = new LoginThrottle(Options(o => { o.FreeAttempts = 0; o.MaxWaitingAttempts = n; }), new FakeTimeProvider());
+        Assert.That(Begin(throttle, Address, "login 'alice'").Refused, Is.False, "the first runs alone");
+        var waiting = Enumerable.Range(0, n).Select(_ => throttle.BeginAsync(Address, "login 'alice'", NoLimit).AsTask()).ToArray();
+        Assert.That(Begin(throttle, Address, "login 'alice'").Outcome, Is.EqualTo(ThrottleOutcome.TooManyWaiting), "MaxWaitingAttempts wait, no more");
+        Assert.That(waiting.Count(t => t.IsCompleted), Is.Zero);
+
+        var checks = throttle.StartChecks;
+        for (var i = 0; i < n; i++)
+        {
+            throttle.Succeeded(Address, "login 'alice'");
+            var verdict = await waiting[i].WaitAsync(TimeSpan.FromSeconds(10));
+            Assert.That(verdict.Outcome, Is.EqualTo(ThrottleOutcome.Admitted), $"attempt {i} gets the turn");
+            Assert.That(waiting.Skip(i + 1).Count(t => t.IsCompleted), Is.Zero, $"only attempt {i}, the first still waiting, gets it");
+        }
+
+        throttle.Succeeded(Address, "login 'alice'");
+        Assert.That(throttle.StartChecks - checks, Is.EqualTo(n), "each ending attempt checks the one it hands its turn to: n checks, not n²/2");
+    }
+
+    [Test]
     public void The_table_is_bounded_and_forgets_the_least_recently_seen()
     {
         var throttle = new LoginThrottle(Options(o => { o.MaxTrackedEntries = 100; o.MaxFailuresPerLogin = 1000; }), new FakeTimeProvider());
