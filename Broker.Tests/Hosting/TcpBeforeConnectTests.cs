@@ -192,11 +192,11 @@ public sealed class TcpBeforeConnectTests
         return (StompTestClient.OverStream(new NetworkStream(socket, ownsSocket: true)), socket);
     }
 
-    private static string ConnectThenSend(int bodySize, string login) =>
+    internal static string ConnectThenSend(int bodySize, string login) =>
         $"CONNECT\naccept-version:1.2\nhost:/\n{login}\n\0"
         + $"SEND\ndestination:/queue/before-connect\nreceipt:big\ncontent-length:{bodySize}\n\n" + new string('b', bodySize) + "\0";
 
-    private static async Task RoundTripAsync(StompTestClient client, string receipt)
+    internal static async Task RoundTripAsync(StompTestClient client, string receipt)
     {
         await client.PublishAsync("/queue/before-connect-bystander", receipt, ("receipt", receipt));
         await client.ExpectReceiptAsync(receipt);

@@ -47,13 +47,13 @@ public sealed class WebSocketBeforeConnectTests
             {
                 var (attacker, _) = await StompTestClient.ConnectWebSocketAsync(server.WebSocketUri, "v12.stomp");
                 attackers.Add(attacker);
-                sends.Add(attacker.SendRawAsync(ConnectThenSend(1024 * KiB, "login:attacker\n")));
+                sends.Add(attacker.SendRawAsync(TcpBeforeConnectTests.ConnectThenSend(1024 * KiB, "login:attacker\n")));
             }
 
             await Eventually.That(() => authenticator.Held == Attackers, "every attacker's CONNECT reached the authenticator");
 
             // While they wait, the server serves everyone else; then it refuses them all.
-            await RoundTripAsync(bystander, "while-held");
+            await TcpBeforeConnectTests.RoundTripAsync(bystander, "while-held");
             authenticator.Release();
             foreach (var attacker in attackers)
             {
@@ -64,7 +64,7 @@ public sealed class WebSocketBeforeConnectTests
             var read = meter["broker.io.read_before_connect"];
             Assert.That(read, Is.GreaterThan(0), "the counter counts what was read before CONNECT");
             Assert.That(read, Is.LessThanOrEqualTo((Attackers * HeldPerConnection) + BystanderConnect), $"bytes read before CONNECT from {Attackers} connections and the bystander");
-            await RoundTripAsync(bystander, "after-refusal");
+            await TcpBeforeConnectTests.RoundTripAsync(bystander, "after-refusal");
         }
         finally
         {
@@ -84,21 +84,11 @@ public sealed class WebSocketBeforeConnectTests
         var (client, _) = await StompTestClient.ConnectWebSocketAsync(server.WebSocketUri, "v12.stomp");
         await using var _1 = client;
 
-        await client.SendRawAsync(ConnectThenSend(1024 * KiB));
+        await client.SendRawAsync(TcpBeforeConnectTests.ConnectThenSend(1024 * KiB, ""));
 
         Assert.That((await client.ReceiveAsync()).Command, Is.EqualTo(StompCommand.Connected));
         var receipt = await client.ReceiveAsync();
         Assert.That(receipt.Command, Is.EqualTo(StompCommand.Receipt), receipt.ToString());
         Assert.That(receipt["receipt-id"], Is.EqualTo("big"));
-    }
-
-    private static byte[] ConnectThenSend(int bodySize, string login = "") => Encoding.ASCII.GetBytes(
-        $"CONNECT\naccept-version:1.2\nhost:/\n{login}\n\0"
-        + $"SEND\ndestination:/queue/before-connect\nreceipt:big\ncontent-length:{bodySize}\n\n" + new string('b', bodySize) + "\0");
-
-    private static async Task RoundTripAsync(StompTestClient client, string receipt)
-    {
-        await client.PublishAsync("/queue/before-connect-bystander", receipt, ("receipt", receipt));
-        await client.ExpectReceiptAsync(receipt);
     }
 }

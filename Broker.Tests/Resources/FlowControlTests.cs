@@ -78,26 +78,7 @@ public sealed class FlowControlTests
         Assert.That(meter.Value("broker.memory.used", "outboxes"), Is.GreaterThan(MemoryLimit / 2), "the slow consumer's backlog is counted");
 
         // A connection that only consumes is served meanwhile.
-        await consumer.SubscribeAsync("side", "/queue/side", receipt: "side-sub");
-        var topicSeen = new List<string>();
-        var side = 0;
-        var subscribed = false;
-        while (side < 21 || !subscribed)
-        {
-            var frame = await consumer.ReceiveAsync();
-            if (frame.Command == StompCommand.Receipt)
-            {
-                subscribed = true;
-            }
-            else if (frame["subscription"] == "side")
-            {
-                Assert.That(frame.BodyText, Is.EqualTo($"side {side++}"));
-            }
-            else
-            {
-                topicSeen.Add(frame.BodyText);
-            }
-        }
+        var topicSeen = await SideQueueServedAsync(consumer, "/queue/side", TimeSpan.FromSeconds(10));
 
         await Eventually.That(() => budget.BlockedPublishers == 1, "still blocked while the slow consumer does not read", Bound);
 
@@ -173,5 +154,36 @@ public sealed class FlowControlTests
 
         await slow.DisposeAsync();
         await Eventually.That(() => !budget.IsAboveHighWatermark && budget.UsedBy(MemoryComponent.Outboxes) == 0, "the slow consumer's backlog given back");
+    }
+
+    /// <summary>
+    /// While publishers are blocked, a connection that only consumes is served: <paramref name="consumer"/> subscribes
+    /// to <paramref name="destination"/>, which holds "side 0" … "side 20", gets its RECEIPT and all 21 in order. Returns
+    /// the other MESSAGEs (its topic's) that came meanwhile, in order.
+    /// </summary>
+    internal static async Task<List<string>> SideQueueServedAsync(StompTestClient consumer, string destination, TimeSpan timeout)
+    {
+        await consumer.SubscribeAsync("side", destination, receipt: "side-sub");
+        var topicSeen = new List<string>();
+        var side = 0;
+        var subscribed = false;
+        while (side < 21 || !subscribed)
+        {
+            var frame = await consumer.ReceiveAsync(timeout);
+            if (frame.Command == StompCommand.Receipt)
+            {
+                subscribed = true;
+            }
+            else if (frame["subscription"] == "side")
+            {
+                Assert.That(frame.BodyText, Is.EqualTo($"side {side++}"));
+            }
+            else
+            {
+                topicSeen.Add(frame.BodyText);
+            }
+        }
+
+        return topicSeen;
     }
 }

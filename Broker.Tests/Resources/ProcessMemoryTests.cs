@@ -62,26 +62,7 @@ public sealed class ProcessMemoryTests
         Assert.That(publisher.TryTake(), Is.Null, "no RECEIPT while blocked");
 
         // The consumer is served meanwhile: a SUBSCRIBE answered, and the queued messages delivered.
-        await consumer.SubscribeAsync("side", "/queue/pm-side", receipt: "side-sub");
-        var topicSeen = new List<string>();
-        var side = 0;
-        var subscribed = false;
-        while (side < 21 || !subscribed)
-        {
-            var frame = await consumer.ReceiveAsync(Bound);
-            if (frame.Command == StompCommand.Receipt)
-            {
-                subscribed = true;
-            }
-            else if (frame["subscription"] == "side")
-            {
-                Assert.That(frame.BodyText, Is.EqualTo($"side {side++}"));
-            }
-            else
-            {
-                topicSeen.Add(frame.BodyText);
-            }
-        }
+        var topicSeen = await FlowControlTests.SideQueueServedAsync(consumer, "/queue/pm-side", Bound);
 
         // Still above, samples going on: the collection found nothing and nothing changed since, so none is repeated.
         for (var t = TimeSpan.Zero; t < 2 * ProcessMemoryMonitor.CollectInterval; t += ProcessMemoryMonitor.SampleInterval)
