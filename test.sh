@@ -149,6 +149,31 @@ elif [ $((passed + failed)) -eq 0 ]; then
   status=1
 fi
 
+# Name the failed tests, with the first lines of their messages, just above the summary line, so that
+# the end of a CI log says what failed.
+if [ "$failed" -gt 0 ] && [ ${#trx_files[@]} -gt 0 ]; then
+  /usr/bin/python3 - "${trx_files[@]}" <<'PY' || true
+import sys, xml.etree.ElementTree as ET
+ns = {"t": "http://microsoft.com/schemas/VisualStudio/TeamTest/2010"}
+shown = 0
+for path in sys.argv[1:]:
+    for r in ET.parse(path).getroot().iterfind(".//t:UnitTestResult", ns):
+        if r.get("outcome") in ("Passed", "NotExecuted", "Inconclusive"):
+            continue
+        shown += 1
+        if shown > 20:
+            print("FAILED ... (more in the TRX file)")
+            sys.exit(0)
+        print(f"FAILED {r.get('testName')} ({r.get('outcome')}, {r.get('duration')})")
+        message = r.find("./t:Output/t:ErrorInfo/t:Message", ns)
+        trace = r.find("./t:Output/t:ErrorInfo/t:StackTrace", ns)
+        for text, limit in ((message, 12), (trace, 6)):
+            if text is not None and text.text:
+                for line in text.text.strip().splitlines()[:limit]:
+                    print("    " + line)
+PY
+fi
+
 summary="tests: $passed passed, $failed failed"
 if [ "$skipped" -gt 0 ]; then
   summary="$summary, $skipped skipped"
