@@ -144,6 +144,8 @@ if [ ${#trx_files[@]} -eq 0 ]; then
   status=1
 elif [ "$failed" -gt 0 ]; then
   status=1
+elif [ "$test_status" -ne 0 ]; then
+  echo "test.sh: no test failed, yet dotnet test did: the run was aborted (see 'The active test run was aborted' above for the reason); the counts below are of the tests that ran before it" >&2
 elif [ $((passed + failed)) -eq 0 ]; then
   echo "test.sh: no test ran" >&2
   status=1

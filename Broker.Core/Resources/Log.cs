@@ -30,4 +30,7 @@ internal static partial class Log
 
     [LoggerMessage(408, LogLevel.Debug, "Idle compaction not needed after {QuietMs} ms without frames: the GC keeps {ReclaimableBytes} of its {CommittedBytes} committed bytes beyond the live objects ({FragmentedBytes} in holes); at least {MinReclaimableBytes}, and a tenth, wanted")]
     public static partial void IdleCompactionSkipped(ILogger logger, long quietMs, long reclaimableBytes, long committedBytes, long fragmentedBytes, long minReclaimableBytes);
+
+    [LoggerMessage(409, LogLevel.Error, "Sampling the process's memory failed; the last sample stands")]
+    public static partial void ProcessSampleFailed(ILogger logger, Exception exception);
 }

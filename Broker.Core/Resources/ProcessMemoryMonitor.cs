@@ -15,7 +15,7 @@ namespace Broker.Resources;
 /// would find no more, and a full compacting collection of live messages is a pause for nothing. Nothing here runs per
 /// message.
 /// </summary>
-internal sealed class ProcessMemoryMonitor : IHostedService, IDisposable
+internal sealed class ProcessMemoryMonitor : IHostedService, IDisposable, IAsyncDisposable
 {
     /// <summary>
     /// How often the process's memory is sampled: a read of a few bytes, so 4 times a second (RabbitMQ's monitor: about
@@ -37,6 +37,7 @@ internal sealed class ProcessMemoryMonitor : IHostedService, IDisposable
     private long _residentAfterCollect;
     private long _usedAtCollect;
     private int _sampling;
+    private volatile bool _stopped;
 
     public ProcessMemoryMonitor(MemoryBudget budget, IProcessMemoryProbe probe, TimeProvider time, IOptions<StompBrokerOptions> options, BrokerMetrics metrics, ILogger<ProcessMemoryMonitor> logger)
     {
@@ -68,18 +69,27 @@ internal sealed class ProcessMemoryMonitor : IHostedService, IDisposable
         return Task.CompletedTask;
     }
 
-    public Task StopAsync(CancellationToken cancellationToken)
+    public Task StopAsync(CancellationToken cancellationToken) => StopSamplingAsync().AsTask();
+
+    public ValueTask DisposeAsync() => StopSamplingAsync();
+
+    public void Dispose()
     {
+        _stopped = true;
         _timer?.Dispose();
-        return Task.CompletedTask;
     }
 
-    public void Dispose() => _timer?.Dispose();
+    // Waits for a sample already running: the probe (disposed with the host) must not be read after this.
+    private ValueTask StopSamplingAsync()
+    {
+        _stopped = true;
+        return _timer?.DisposeAsync() ?? ValueTask.CompletedTask;
+    }
 
     private void Sample()
     {
         // A sample that outlasts the interval (an induced collection on a loaded machine) is not overlapped.
-        if (Interlocked.Exchange(ref _sampling, 1) != 0)
+        if (_stopped || Interlocked.Exchange(ref _sampling, 1) != 0)
         {
             return;
         }
@@ -99,6 +109,11 @@ internal sealed class ProcessMemoryMonitor : IHostedService, IDisposable
             }
 
             _budget.ReportProcessMemory(resident);
+        }
+        catch (Exception ex)
+        {
+            // On a timer thread an exception would end the process; the budget keeps the last sample instead.
+            Log.ProcessSampleFailed(_logger, ex);
         }
         finally
         {

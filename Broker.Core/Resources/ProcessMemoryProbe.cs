@@ -29,9 +29,9 @@ internal sealed class ProcessMemoryProbe : IProcessMemoryProbe, IDisposable
                     return pages * _pageSize;
                 }
             }
-            catch (IOException)
+            catch (Exception e) when (e is IOException or ObjectDisposedException)
             {
-                // Fall through to the portable figure.
+                // Fall through to the portable figure (also once the handle was closed at shutdown).
             }
         }
 

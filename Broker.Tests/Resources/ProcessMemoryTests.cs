@@ -246,6 +246,37 @@ public sealed class ProcessMemoryTests
         }
     }
 
+    [Test]
+    public async Task A_sample_that_fails_is_logged_the_last_one_stands_and_the_server_stays_up()
+    {
+        var (time, probe) = (new FakeTimeProvider(), new FakeProcessMemory(Above));
+        await using var server = await StartAsync(time, probe);
+        var budget = server.Services.GetRequiredService<MemoryBudget>();
+        time.Advance(ProcessMemoryMonitor.SampleInterval);
+        Assert.That(budget.ProcessMemory, Is.EqualTo(Above));
+
+        // On a timer thread the exception would have ended the process (here, it would surface from Advance).
+        probe.Fails = true;
+        probe.Resident = Below;
+        Assert.DoesNotThrow(() => time.Advance(ProcessMemoryMonitor.SampleInterval));
+        Assert.That(budget.ProcessMemory, Is.EqualTo(Above), "the last sample stands");
+
+        probe.Fails = false;
+        time.Advance(ProcessMemoryMonitor.SampleInterval);
+        Assert.That(budget.ProcessMemory, Is.EqualTo(Below), "sampling goes on");
+        await using var client = await ConnectAsync(server);
+        await client.PublishAsync("/topic/after", "x", ("receipt", "r"));
+        await client.ExpectReceiptAsync("r");
+    }
+
+    [Test]
+    public void The_probe_answers_after_it_was_disposed_as_a_last_sample_may_at_shutdown()
+    {
+        var probe = new ProcessMemoryProbe();
+        probe.Dispose();
+        Assert.That(probe.ResidentBytes(), Is.InRange(Environment.WorkingSet / 2, Environment.WorkingSet * 2), "the portable figure");
+    }
+
     private static Task<TestServer> StartAsync(FakeTimeProvider time, FakeProcessMemory probe, Action<StompBrokerOptions>? configure = null) =>
         TestServer.StartAsync(o =>
         {
@@ -283,7 +314,9 @@ public sealed class ProcessMemoryTests
 
         public int Collections => Volatile.Read(ref _collections);
 
-        public long ResidentBytes() => Resident;
+        public bool Fails { get; set; }
+
+        public long ResidentBytes() => Fails ? throw new IOException("/proc/self/statm: read failed") : Resident;
 
         public void Collect()
         {
