@@ -85,9 +85,16 @@ internal sealed class ClusterSessions
     /// </summary>
     public async Task<StompSessionInfo?> FindElsewhereAsync(string sessionId, CancellationToken cancellationToken)
     {
-        if (_services.Persistence is not { } persistence || await FindAsync(persistence, sessionId, cancellationToken).ConfigureAwait(false) is not { } record)
+        if (_services.Persistence is not { } persistence)
         {
             return null;
+        }
+
+        if (await FindAsync(persistence, sessionId, cancellationToken).ConfigureAwait(false) is not { } record)
+        {
+            // No record yet (its node writes it behind CONNECTED) or none at all: the node that holds it says so.
+            var request = new ControlMessage { Kind = ControlMessage.DescribeSession, SessionId = sessionId };
+            return await AskEveryNodeAsync(request, cancellationToken).ConfigureAwait(false) is { Sessions: [var held] } && held.Id == sessionId ? held : null;
         }
 
         var live = record.Principal is null ? null : await LiveNodeOrNullAsync(persistence, record, cancellationToken).ConfigureAwait(false);
@@ -105,7 +112,10 @@ internal sealed class ClusterSessions
         return new StompSessionInfo(record.Id, record.Principal, node, Connected: live is not null, Durable: true, record.CreatedAt, record.LastSeenAt, subscriptions, record.Metadata);
     }
 
-    /// <summary>Ends a session this node does not hold: the node that does ends it; else its record is deleted here.</summary>
+    /// <summary>
+    /// Ends a session this node does not hold: the node its record names ends it; with no record yet (its node writes it
+    /// behind CONNECTED), whichever node holds it; else its record is deleted here.
+    /// </summary>
     public async Task<bool> TerminateElsewhereAsync(string sessionId, string reason, CancellationToken cancellationToken)
     {
         if (_services.Persistence is not { } persistence)
@@ -113,9 +123,18 @@ internal sealed class ClusterSessions
             return false;
         }
 
-        if (Control.IsEnabled && await FindAsync(persistence, sessionId, cancellationToken).ConfigureAwait(false) is { } record)
+        if (Control.IsEnabled)
         {
-            return await TerminateOnAsync(await HolderAsync(persistence, record, cancellationToken).ConfigureAwait(false), sessionId, record.Principal, reason, "terminate", cancellationToken).ConfigureAwait(false);
+            if (await FindAsync(persistence, sessionId, cancellationToken).ConfigureAwait(false) is { } record)
+            {
+                return await TerminateOnAsync(await HolderAsync(persistence, record, cancellationToken).ConfigureAwait(false), sessionId, record.Principal, reason, "terminate", cancellationToken).ConfigureAwait(false);
+            }
+
+            var request = new ControlMessage { Kind = ControlMessage.Terminate, SessionId = sessionId, Reason = reason };
+            if (await AskEveryNodeAsync(request, cancellationToken).ConfigureAwait(false) is not null)
+            {
+                return true;
+            }
         }
 
         using var timeout = Timeout(persistence, cancellationToken);
@@ -250,6 +269,17 @@ internal sealed class ClusterSessions
 
         var answer = await Control.AskAsync(node, new ControlMessage { Kind = ControlMessage.TakeOver, SessionId = record.Id, TokenHash = Convert.ToHexStringLower(record.TokenHash) }).ConfigureAwait(false);
         return answer.Found && answer.Reply!.Record is { } final && final.Id == record.Id && final.TokenHash.AsSpan().SequenceEqual(record.TokenHash) ? final : record;
+    }
+
+    /// <summary>
+    /// Asks every other node that takes control requests (one request each, within the control timeout) and returns the
+    /// reply of one that held the session and carried the request out; null when none did.
+    /// </summary>
+    private async Task<ControlMessage?> AskEveryNodeAsync(ControlMessage request, CancellationToken cancellationToken)
+    {
+        var nodes = await Control.NodesAsync(cancellationToken).ConfigureAwait(false);
+        var answers = await Task.WhenAll(nodes.Where(n => n != Self).Select(node => Control.AskAsync(node, request, cancellationToken))).ConfigureAwait(false);
+        return answers.FirstOrDefault(a => a.Found).Reply;
     }
 
     /// <summary>Carries out a request from another node on this node's sessions; the reply to send back.</summary>

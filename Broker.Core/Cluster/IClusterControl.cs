@@ -17,6 +17,12 @@ internal interface IClusterControl
     /// <summary>Sends <paramref name="request"/> to <paramref name="node"/> and waits for its reply, never longer than the control timeout.</summary>
     Task<ControlAnswer> AskAsync(string node, ControlMessage request, CancellationToken cancellationToken = default);
 
+    /// <summary>
+    /// The nodes that take control requests now, this one included (for a session no record names yet: each is asked
+    /// once); empty when unknown.
+    /// </summary>
+    Task<IReadOnlyList<string>> NodesAsync(CancellationToken cancellationToken = default);
+
     /// <summary>A durable session of this node dropped and may resume anywhere until its TTL passes (write-behind).</summary>
     void Away(SessionRecord record);
 

@@ -232,6 +232,41 @@ internal sealed class RedisClusterControl : IClusterControl, IDisposable
         }
     }
 
+    public async Task<IReadOnlyList<string>> NodesAsync(CancellationToken cancellationToken = default)
+    {
+        if (!_listening || Volatile.Read(ref _multiplexer) is not { IsConnected: true } multiplexer)
+        {
+            return [];
+        }
+
+        // PUBSUB CHANNELS on each primary: a Redis Cluster shard lists only the subscriptions made to it.
+        var nodes = new HashSet<string>(StringComparer.Ordinal);
+        try
+        {
+            foreach (var server in multiplexer.GetServers())
+            {
+                if (!server.IsConnected || server.IsReplica)
+                {
+                    continue;
+                }
+
+                foreach (var channel in await server.SubscriptionChannelsAsync(_keys.NodeControlPattern).WaitAsync(_operationTimeout, _time, cancellationToken).ConfigureAwait(false))
+                {
+                    if (_keys.NodeOfControl(channel) is { } node)
+                    {
+                        nodes.Add(node);
+                    }
+                }
+            }
+        }
+        catch (Exception ex) when (RedisClusterBroker.IsRedisFailure(ex) && !cancellationToken.IsCancellationRequested)
+        {
+            Log.OperationFailed(_logger, ex, "list the nodes that take control requests");
+        }
+
+        return [.. nodes];
+    }
+
     private static string OutcomeName(ControlOutcome outcome) => outcome switch
     {
         ControlOutcome.Answered => "answered",
