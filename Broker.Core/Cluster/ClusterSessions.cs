@@ -282,6 +282,67 @@ internal sealed class ClusterSessions
         return answers.FirstOrDefault(a => a.Found).Reply;
     }
 
+    /// <summary>
+    /// <c>max-away-sessions-per-user</c> across nodes, after a session of <paramref name="login"/> went away here: when the
+    /// user's away sessions on all nodes together (the away directory) are more than the limit, the oldest beyond it are
+    /// ended for good wherever they are (their records deleted, so their tokens no longer resume), as one node ends its own.
+    /// Each is counted and logged here. A node that is down or does not answer is acted for on the shared store.
+    /// </summary>
+    public async Task EndAwayBeyondLimitAsync(string login)
+    {
+        var max = _services.Persistence?.Options.MaxAwayPerUser ?? 0;
+        if (max <= 0 || !Control.IsEnabled || _services.Persistence is not { } persistence)
+        {
+            return;
+        }
+
+        try
+        {
+            foreach (var entry in await Control.TakeAwayBeyondAsync(login, max).ConfigureAwait(false))
+            {
+                var ended = entry.Node == Self
+                    ? await EndAwayHereAsync(entry.SessionId, login, CancellationToken.None).ConfigureAwait(false)
+                    : await EndAwayOnAsync(persistence, entry.Node, entry.SessionId, login).ConfigureAwait(false);
+                if (ended)
+                {
+                    _services.Application.Away.OwnerLimitExceededAcrossNodes(entry.SessionId, login);
+                }
+            }
+        }
+        catch (Exception ex)
+        {
+            ApplicationLog.AwayPerUserCheckFailed(_services.Application.Logger, ex, login);
+        }
+    }
+
+    // The node that holds the away session ends it (its own writes to the store come first); one that is down or does
+    // not answer is acted for here. A node that has it connected again leaves it.
+    private async Task<bool> EndAwayOnAsync(SessionPersistence persistence, string node, string sessionId, string login)
+    {
+        var answer = await Control.AskAsync(node, new ControlMessage { Kind = ControlMessage.EndAway, SessionId = sessionId, Login = login }).ConfigureAwait(false);
+        return answer.Outcome == ControlOutcome.Answered
+            ? answer.Reply!.Found
+            : await ForgetAsync(persistence, sessionId, login, CancellationToken.None).ConfigureAwait(false);
+    }
+
+    // Ends an away session of this node for good, unless it is connected here again; one no longer tracked here (past
+    // max-away-sessions) is deleted from the store by id. False when there was nothing to end.
+    private async Task<bool> EndAwayHereAsync(string sessionId, string login, CancellationToken cancellationToken)
+    {
+        if (_services.Registry.Find(sessionId) is not null)
+        {
+            return false;
+        }
+
+        if (_services.Application.Away.Remove(sessionId, out var entry))
+        {
+            StompSessionControl.Forget(_services, entry!.Record);
+            return true;
+        }
+
+        return _services.Persistence is { } persistence && await ForgetAsync(persistence, sessionId, login, cancellationToken).ConfigureAwait(false);
+    }
+
     /// <summary>Carries out a request from another node on this node's sessions; the reply to send back.</summary>
     public async Task<ControlMessage> HandleAsync(ControlMessage request, CancellationToken cancellationToken)
     {
@@ -301,6 +362,10 @@ internal sealed class ClusterSessions
                 return reply with { Found = true, Sessions = _local.FindHere(login) };
             case ControlMessage.DescribeSession when request.SessionId is { } sessionId:
                 return _local.FindHereById(sessionId) is { } session ? reply with { Found = true, Sessions = [session] } : reply;
+            case ControlMessage.EndAway when request.SessionId is { } sessionId && request.Login is { } login:
+                var endedAway = await EndAwayHereAsync(sessionId, login, cancellationToken).ConfigureAwait(false);
+                await FlushAsync().ConfigureAwait(false);
+                return reply with { Found = endedAway };
             case ControlMessage.TakeOver when request.SessionId is { } sessionId && request.TokenHash is { } tokenHash:
                 return await TakeOverHereAsync(reply, sessionId, tokenHash).ConfigureAwait(false);
             default:

@@ -31,6 +31,13 @@ internal interface IClusterControl
 
     /// <summary>The user's durable sessions that dropped on any node and may still resume; empty when unknown.</summary>
     Task<IReadOnlyList<AwayEntry>> AwayOfUserAsync(string login, CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// Takes the user's oldest away sessions beyond <paramref name="max"/> (on all nodes together, by when they went away)
+    /// out of the directory, at once, so that each is handed to one caller only; oldest first. Empty when the user has at
+    /// most <paramref name="max"/>, or when unknown.
+    /// </summary>
+    Task<IReadOnlyList<AwayEntry>> TakeAwayBeyondAsync(string login, int max, CancellationToken cancellationToken = default);
 }
 
 /// <summary>How a control request ended.</summary>

@@ -27,4 +27,7 @@ internal sealed class LocalClusterControl : IClusterControl
 
     public Task<IReadOnlyList<AwayEntry>> AwayOfUserAsync(string login, CancellationToken cancellationToken = default) =>
         Task.FromResult<IReadOnlyList<AwayEntry>>([]);
+
+    public Task<IReadOnlyList<AwayEntry>> TakeAwayBeyondAsync(string login, int max, CancellationToken cancellationToken = default) =>
+        Task.FromResult<IReadOnlyList<AwayEntry>>([]);
 }
