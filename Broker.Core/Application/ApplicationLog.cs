@@ -40,6 +40,12 @@ internal static partial class ApplicationLog
     [LoggerMessage(611, LogLevel.Warning, "Durable session {SessionId} of {Owner} ended for good: its owner went past max-away-sessions-per-user ({Max}) away sessions on this node")]
     public static partial void AwayPerUserLimit(ILogger logger, string sessionId, string owner, int max);
 
+    [LoggerMessage(613, LogLevel.Warning, "Durable session {SessionId} of {Owner} ended for good: its owner went past max-away-sessions-per-user ({Max}) away sessions on all nodes together")]
+    public static partial void AwayPerUserLimitAcrossNodes(ILogger logger, string sessionId, string owner, int max);
+
+    [LoggerMessage(614, LogLevel.Warning, "The max-away-sessions-per-user check across nodes for '{Owner}' failed; the limit holds per node until the next check")]
+    public static partial void AwayPerUserCheckFailed(ILogger logger, Exception exception, string owner);
+
     [LoggerMessage(612, LogLevel.Warning, "Durable session {SessionId} is no longer tracked as away on this node: max-away-sessions ({Max}) reached; its record stays resumable, but no expiry event will be told for it")]
     public static partial void AwayLimit(ILogger logger, string sessionId, int max);
 }

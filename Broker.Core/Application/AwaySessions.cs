@@ -16,7 +16,9 @@ namespace Broker.Application;
 /// <list type="bullet">
 /// <item><c>max-away-sessions-per-user</c> (<see cref="DurableSessionOptions.MaxAwayPerUser"/>): one owner (a login, or
 /// an anonymous client's address) has at most that many away sessions here; past it the owner's oldest away session is
-/// ended for good (its record deleted, so its token no longer resumes) — only the owner's own state goes.</item>
+/// ended for good (its record deleted, so its token no longer resumes) — only the owner's own state goes. With a shared
+/// away directory (Redis), a login's away sessions on all nodes together are held to the same limit after each drop
+/// (<see cref="Cluster.ClusterSessions.EndAwayBeyondLimitAsync"/>).</item>
 /// <item><c>max-away-sessions</c> (<see cref="DurableSessionOptions.MaxAway"/>): past it the oldest entry leaves this
 /// table only; its record stays in the store and still resumes (on any node), it is still found and ended through the
 /// store, but no expiry event is told for it. Nobody's session is lost to someone else's churn.</item>
@@ -115,6 +117,13 @@ internal sealed class AwaySessions : IDisposable
     {
         _metrics.LimitExceeded(MaxAwayPerUserLimit);
         ApplicationLog.AwayPerUserLimit(_logger, over.Record.Id, owner, _options.MaxAwayPerUser);
+    }
+
+    /// <summary>Counts and logs a session of <paramref name="login"/> ended for good past <c>max-away-sessions-per-user</c> on all nodes together.</summary>
+    public void OwnerLimitExceededAcrossNodes(string sessionId, string login)
+    {
+        _metrics.LimitExceeded(MaxAwayPerUserLimit);
+        ApplicationLog.AwayPerUserLimitAcrossNodes(_logger, sessionId, login, _options.MaxAwayPerUser);
     }
 
     public bool Remove(string sessionId, out AwaySession? session)

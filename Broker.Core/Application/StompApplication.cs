@@ -217,6 +217,12 @@ internal sealed class StompApplication
                 StompSessionControl.Forget(session.Services, over.Record);
                 Away.OwnerLimitExceeded(over, owner);
             }
+
+            // With a shared away directory (Redis), the limit holds for the user's away sessions on all nodes together.
+            if (session.Principal is { } login && session.Services.Cluster.IsEnabled && _sessionOptions.MaxAwayPerUser > 0)
+            {
+                _ = session.Services.ClusterSessions.EndAwayBeyondLimitAsync(login);
+            }
         }
 
         Notify(session.Id, nameof(IStompSessionObserver.OnDisconnected), o => o.OnDisconnected(info, DisconnectReason(reason)));

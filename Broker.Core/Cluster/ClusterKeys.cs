@@ -46,6 +46,19 @@ internal sealed class ClusterKeys(string prefix)
     /// <summary>The channel a node listens on for control requests and replies (<see cref="RedisClusterControl"/>).</summary>
     public RedisChannel NodeControl(string nodeId) => RedisChannel.Literal($"{Prefix}node:{nodeId}:control");
 
+    /// <summary>The glob that matches every node's control channel (for <c>PUBSUB CHANNELS</c>: the nodes that listen now).</summary>
+    public RedisChannel NodeControlPattern => RedisChannel.Pattern(TopicGlob.Escape(Prefix + "node:") + "*:control");
+
+    /// <summary>The node whose control channel <paramref name="channel"/> is; null when it is none.</summary>
+    public string? NodeOfControl(RedisChannel channel)
+    {
+        var name = channel.ToString();
+        var start = Prefix.Length + "node:".Length;
+        return name.Length > start + ":control".Length && name.StartsWith(Prefix + "node:", StringComparison.Ordinal) && name.EndsWith(":control", StringComparison.Ordinal)
+            ? name[start..^":control".Length]
+            : null;
+    }
+
     /// <summary>A hash of the user's durable sessions that dropped and may resume: session id → when it expires, node, user destinations.</summary>
     public RedisKey AwaySessions(string login) => $"{Prefix}away:{{{login}}}";
 

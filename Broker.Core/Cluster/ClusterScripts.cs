@@ -194,4 +194,37 @@ internal static class ClusterScripts
         redis.call('PEXPIRE', KEYS[2], ARGV[3])
         return #pending
         """;
+
+    /// <summary>
+    /// <c>max-away-sessions-per-user</c> across nodes: takes a user's oldest away sessions beyond the limit out of the
+    /// user's away hash (<see cref="ClusterKeys.AwaySessions"/>, values <c>expiresAt\nnode\n…</c>; expired entries go
+    /// too) and returns them, oldest first (by expiry, which is when each went away plus the TTL). One HLEN when the
+    /// user is within the limit; otherwise linear in the user's away sessions. KEYS: away hash. ARGV: limit, now (ms).
+    /// Returns id, value, id, value… of the sessions taken.
+    /// </summary>
+    public const string TakeAwayBeyond = """
+        local max = tonumber(ARGV[1])
+        if redis.call('HLEN', KEYS[1]) <= max then return {} end
+        local now = tonumber(ARGV[2])
+        local all = redis.call('HGETALL', KEYS[1])
+        local kept = {}
+        for i = 1, #all, 2 do
+          local expires = tonumber(string.match(all[i + 1], '^%d+'))
+          if expires == nil or expires <= now then
+            redis.call('HDEL', KEYS[1], all[i])
+          else
+            kept[#kept + 1] = { expires, all[i], all[i + 1] }
+          end
+        end
+        local over = #kept - max
+        if over <= 0 then return {} end
+        table.sort(kept, function(a, b) if a[1] ~= b[1] then return a[1] < b[1] end return a[2] < b[2] end)
+        local taken = {}
+        for i = 1, over do
+          redis.call('HDEL', KEYS[1], kept[i][2])
+          taken[#taken + 1] = kept[i][2]
+          taken[#taken + 1] = kept[i][3]
+        end
+        return taken
+        """;
 }

@@ -85,9 +85,16 @@ internal sealed class ClusterSessions
     /// </summary>
     public async Task<StompSessionInfo?> FindElsewhereAsync(string sessionId, CancellationToken cancellationToken)
     {
-        if (_services.Persistence is not { } persistence || await FindAsync(persistence, sessionId, cancellationToken).ConfigureAwait(false) is not { } record)
+        if (_services.Persistence is not { } persistence)
         {
             return null;
+        }
+
+        if (await FindAsync(persistence, sessionId, cancellationToken).ConfigureAwait(false) is not { } record)
+        {
+            // No record yet (its node writes it behind CONNECTED) or none at all: the node that holds it says so.
+            var request = new ControlMessage { Kind = ControlMessage.DescribeSession, SessionId = sessionId };
+            return await AskEveryNodeAsync(request, cancellationToken).ConfigureAwait(false) is { Sessions: [var held] } && held.Id == sessionId ? held : null;
         }
 
         var live = record.Principal is null ? null : await LiveNodeOrNullAsync(persistence, record, cancellationToken).ConfigureAwait(false);
@@ -105,7 +112,10 @@ internal sealed class ClusterSessions
         return new StompSessionInfo(record.Id, record.Principal, node, Connected: live is not null, Durable: true, record.CreatedAt, record.LastSeenAt, subscriptions, record.Metadata);
     }
 
-    /// <summary>Ends a session this node does not hold: the node that does ends it; else its record is deleted here.</summary>
+    /// <summary>
+    /// Ends a session this node does not hold: the node its record names ends it; with no record yet (its node writes it
+    /// behind CONNECTED), whichever node holds it; else its record is deleted here.
+    /// </summary>
     public async Task<bool> TerminateElsewhereAsync(string sessionId, string reason, CancellationToken cancellationToken)
     {
         if (_services.Persistence is not { } persistence)
@@ -113,9 +123,18 @@ internal sealed class ClusterSessions
             return false;
         }
 
-        if (Control.IsEnabled && await FindAsync(persistence, sessionId, cancellationToken).ConfigureAwait(false) is { } record)
+        if (Control.IsEnabled)
         {
-            return await TerminateOnAsync(await HolderAsync(persistence, record, cancellationToken).ConfigureAwait(false), sessionId, record.Principal, reason, "terminate", cancellationToken).ConfigureAwait(false);
+            if (await FindAsync(persistence, sessionId, cancellationToken).ConfigureAwait(false) is { } record)
+            {
+                return await TerminateOnAsync(await HolderAsync(persistence, record, cancellationToken).ConfigureAwait(false), sessionId, record.Principal, reason, "terminate", cancellationToken).ConfigureAwait(false);
+            }
+
+            var request = new ControlMessage { Kind = ControlMessage.Terminate, SessionId = sessionId, Reason = reason };
+            if (await AskEveryNodeAsync(request, cancellationToken).ConfigureAwait(false) is not null)
+            {
+                return true;
+            }
         }
 
         using var timeout = Timeout(persistence, cancellationToken);
@@ -252,6 +271,78 @@ internal sealed class ClusterSessions
         return answer.Found && answer.Reply!.Record is { } final && final.Id == record.Id && final.TokenHash.AsSpan().SequenceEqual(record.TokenHash) ? final : record;
     }
 
+    /// <summary>
+    /// Asks every other node that takes control requests (one request each, within the control timeout) and returns the
+    /// reply of one that held the session and carried the request out; null when none did.
+    /// </summary>
+    private async Task<ControlMessage?> AskEveryNodeAsync(ControlMessage request, CancellationToken cancellationToken)
+    {
+        var nodes = await Control.NodesAsync(cancellationToken).ConfigureAwait(false);
+        var answers = await Task.WhenAll(nodes.Where(n => n != Self).Select(node => Control.AskAsync(node, request, cancellationToken))).ConfigureAwait(false);
+        return answers.FirstOrDefault(a => a.Found).Reply;
+    }
+
+    /// <summary>
+    /// <c>max-away-sessions-per-user</c> across nodes, after a session of <paramref name="login"/> went away here: when the
+    /// user's away sessions on all nodes together (the away directory) are more than the limit, the oldest beyond it are
+    /// ended for good wherever they are (their records deleted, so their tokens no longer resume), as one node ends its own.
+    /// Each is counted and logged here. A node that is down or does not answer is acted for on the shared store.
+    /// </summary>
+    public async Task EndAwayBeyondLimitAsync(string login)
+    {
+        var max = _services.Persistence?.Options.MaxAwayPerUser ?? 0;
+        if (max <= 0 || !Control.IsEnabled || _services.Persistence is not { } persistence)
+        {
+            return;
+        }
+
+        try
+        {
+            foreach (var entry in await Control.TakeAwayBeyondAsync(login, max).ConfigureAwait(false))
+            {
+                var ended = entry.Node == Self
+                    ? await EndAwayHereAsync(entry.SessionId, login, CancellationToken.None).ConfigureAwait(false)
+                    : await EndAwayOnAsync(persistence, entry.Node, entry.SessionId, login).ConfigureAwait(false);
+                if (ended)
+                {
+                    _services.Application.Away.OwnerLimitExceededAcrossNodes(entry.SessionId, login);
+                }
+            }
+        }
+        catch (Exception ex)
+        {
+            ApplicationLog.AwayPerUserCheckFailed(_services.Application.Logger, ex, login);
+        }
+    }
+
+    // The node that holds the away session ends it (its own writes to the store come first); one that is down or does
+    // not answer is acted for here. A node that has it connected again leaves it.
+    private async Task<bool> EndAwayOnAsync(SessionPersistence persistence, string node, string sessionId, string login)
+    {
+        var answer = await Control.AskAsync(node, new ControlMessage { Kind = ControlMessage.EndAway, SessionId = sessionId, Login = login }).ConfigureAwait(false);
+        return answer.Outcome == ControlOutcome.Answered
+            ? answer.Reply!.Found
+            : await ForgetAsync(persistence, sessionId, login, CancellationToken.None).ConfigureAwait(false);
+    }
+
+    // Ends an away session of this node for good, unless it is connected here again; one no longer tracked here (past
+    // max-away-sessions) is deleted from the store by id. False when there was nothing to end.
+    private async Task<bool> EndAwayHereAsync(string sessionId, string login, CancellationToken cancellationToken)
+    {
+        if (_services.Registry.Find(sessionId) is not null)
+        {
+            return false;
+        }
+
+        if (_services.Application.Away.Remove(sessionId, out var entry))
+        {
+            StompSessionControl.Forget(_services, entry!.Record);
+            return true;
+        }
+
+        return _services.Persistence is { } persistence && await ForgetAsync(persistence, sessionId, login, cancellationToken).ConfigureAwait(false);
+    }
+
     /// <summary>Carries out a request from another node on this node's sessions; the reply to send back.</summary>
     public async Task<ControlMessage> HandleAsync(ControlMessage request, CancellationToken cancellationToken)
     {
@@ -271,6 +362,10 @@ internal sealed class ClusterSessions
                 return reply with { Found = true, Sessions = _local.FindHere(login) };
             case ControlMessage.DescribeSession when request.SessionId is { } sessionId:
                 return _local.FindHereById(sessionId) is { } session ? reply with { Found = true, Sessions = [session] } : reply;
+            case ControlMessage.EndAway when request.SessionId is { } sessionId && request.Login is { } login:
+                var endedAway = await EndAwayHereAsync(sessionId, login, cancellationToken).ConfigureAwait(false);
+                await FlushAsync().ConfigureAwait(false);
+                return reply with { Found = endedAway };
             case ControlMessage.TakeOver when request.SessionId is { } sessionId && request.TokenHash is { } tokenHash:
                 return await TakeOverHereAsync(reply, sessionId, tokenHash).ConfigureAwait(false);
             default:

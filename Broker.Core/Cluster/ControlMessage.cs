@@ -16,6 +16,9 @@ internal sealed record ControlMessage
     public const string TakeOver = "take-over";
     public const string DescribeUser = "describe-user";
     public const string DescribeSession = "describe-session";
+
+    /// <summary>Ends an away session for good (past <c>max-away-sessions-per-user</c>), unless it is connected there again.</summary>
+    public const string EndAway = "end-away";
     public const string Reply = "reply";
 
     public required string Kind { get; init; }

@@ -17,6 +17,12 @@ internal interface IClusterControl
     /// <summary>Sends <paramref name="request"/> to <paramref name="node"/> and waits for its reply, never longer than the control timeout.</summary>
     Task<ControlAnswer> AskAsync(string node, ControlMessage request, CancellationToken cancellationToken = default);
 
+    /// <summary>
+    /// The nodes that take control requests now, this one included (for a session no record names yet: each is asked
+    /// once); empty when unknown.
+    /// </summary>
+    Task<IReadOnlyList<string>> NodesAsync(CancellationToken cancellationToken = default);
+
     /// <summary>A durable session of this node dropped and may resume anywhere until its TTL passes (write-behind).</summary>
     void Away(SessionRecord record);
 
@@ -25,6 +31,13 @@ internal interface IClusterControl
 
     /// <summary>The user's durable sessions that dropped on any node and may still resume; empty when unknown.</summary>
     Task<IReadOnlyList<AwayEntry>> AwayOfUserAsync(string login, CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// Takes the user's oldest away sessions beyond <paramref name="max"/> (on all nodes together, by when they went away)
+    /// out of the directory, at once, so that each is handed to one caller only; oldest first. Empty when the user has at
+    /// most <paramref name="max"/>, or when unknown.
+    /// </summary>
+    Task<IReadOnlyList<AwayEntry>> TakeAwayBeyondAsync(string login, int max, CancellationToken cancellationToken = default);
 }
 
 /// <summary>How a control request ended.</summary>

@@ -15,6 +15,8 @@ internal sealed class LocalClusterControl : IClusterControl
 
     public Task<ControlAnswer> AskAsync(string node, ControlMessage request, CancellationToken cancellationToken = default) => Task.FromResult(ControlAnswer.None);
 
+    public Task<IReadOnlyList<string>> NodesAsync(CancellationToken cancellationToken = default) => Task.FromResult<IReadOnlyList<string>>([]);
+
     public void Away(SessionRecord record)
     {
     }
@@ -24,5 +26,8 @@ internal sealed class LocalClusterControl : IClusterControl
     }
 
     public Task<IReadOnlyList<AwayEntry>> AwayOfUserAsync(string login, CancellationToken cancellationToken = default) =>
+        Task.FromResult<IReadOnlyList<AwayEntry>>([]);
+
+    public Task<IReadOnlyList<AwayEntry>> TakeAwayBeyondAsync(string login, int max, CancellationToken cancellationToken = default) =>
         Task.FromResult<IReadOnlyList<AwayEntry>>([]);
 }

@@ -232,6 +232,41 @@ internal sealed class RedisClusterControl : IClusterControl, IDisposable
         }
     }
 
+    public async Task<IReadOnlyList<string>> NodesAsync(CancellationToken cancellationToken = default)
+    {
+        if (!_listening || Volatile.Read(ref _multiplexer) is not { IsConnected: true } multiplexer)
+        {
+            return [];
+        }
+
+        // PUBSUB CHANNELS on each primary: a Redis Cluster shard lists only the subscriptions made to it.
+        var nodes = new HashSet<string>(StringComparer.Ordinal);
+        try
+        {
+            foreach (var server in multiplexer.GetServers())
+            {
+                if (!server.IsConnected || server.IsReplica)
+                {
+                    continue;
+                }
+
+                foreach (var channel in await server.SubscriptionChannelsAsync(_keys.NodeControlPattern).WaitAsync(_operationTimeout, _time, cancellationToken).ConfigureAwait(false))
+                {
+                    if (_keys.NodeOfControl(channel) is { } node)
+                    {
+                        nodes.Add(node);
+                    }
+                }
+            }
+        }
+        catch (Exception ex) when (RedisClusterBroker.IsRedisFailure(ex) && !cancellationToken.IsCancellationRequested)
+        {
+            Log.OperationFailed(_logger, ex, "list the nodes that take control requests");
+        }
+
+        return [.. nodes];
+    }
+
     private static string OutcomeName(ControlOutcome outcome) => outcome switch
     {
         ControlOutcome.Answered => "answered",
@@ -301,17 +336,58 @@ internal sealed class RedisClusterControl : IClusterControl, IDisposable
         var found = new List<AwayEntry>(entries.Length);
         foreach (var entry in entries)
         {
-            var parts = ((string?)entry.Value ?? "").Split('\n');
-            if (parts.Length < 2 || !long.TryParse(parts[0], CultureInfo.InvariantCulture, out var expiresAt) || expiresAt <= now)
+            if (ParseAway(entry.Name, entry.Value, now) is { } away)
+            {
+                found.Add(away);
+            }
+            else
             {
                 database.HashDelete(key, entry.Name, CommandFlags.FireAndForget);
-                continue;
             }
-
-            found.Add(new AwayEntry(entry.Name!, parts[1], parts[2..]));
         }
 
         return found;
+    }
+
+    public async Task<IReadOnlyList<AwayEntry>> TakeAwayBeyondAsync(string login, int max, CancellationToken cancellationToken = default)
+    {
+        if (Database is not { } database)
+        {
+            return [];
+        }
+
+        RedisResult result;
+        try
+        {
+            result = await database.ScriptEvaluateAsync(ClusterScripts.TakeAwayBeyond, [_keys.AwaySessions(login)],
+                [max, _time.GetUtcNow().ToUnixTimeMilliseconds()]).WaitAsync(_operationTimeout, _time, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (RedisClusterBroker.IsRedisFailure(ex) && !cancellationToken.IsCancellationRequested)
+        {
+            Log.OperationFailed(_logger, ex, "take away sessions past max-away-sessions-per-user");
+            return [];
+        }
+
+        var pairs = (RedisResult[])result!;
+        var taken = new List<AwayEntry>(pairs.Length / 2);
+        for (var i = 0; i + 1 < pairs.Length; i += 2)
+        {
+            if (ParseAway((string?)pairs[i], (string?)pairs[i + 1], now: 0) is { } away)
+            {
+                taken.Add(away);
+            }
+        }
+
+        return taken;
+    }
+
+    // An away hash entry (expiresAt, node, then its user destinations, one a line); null when unreadable or expired by now.
+    private static AwayEntry? ParseAway(string? sessionId, string? value, long now)
+    {
+        var parts = (value ?? "").Split('\n');
+        return sessionId is null || parts.Length < 2 || !long.TryParse(parts[0], CultureInfo.InvariantCulture, out var expiresAt) || expiresAt <= now
+            ? null
+            : new AwayEntry(sessionId, parts[1], parts[2..]);
     }
 
     // Disposed once per registration (itself and IClusterControl): the token stays usable, only cancelled.

@@ -40,7 +40,9 @@ public sealed class DurableSessionOptions
     /// <summary>
     /// Most away sessions one owner (a login, or an anonymous client's address) has on this node (limit name
     /// <c>max-away-sessions-per-user</c>); past it the owner's oldest away session is ended for good (its record deleted,
-    /// its token no longer resumes). Bounds what one client can grow the session store by. 0 = no limit.
+    /// its token no longer resumes). With sessions shared in Redis (the cluster, or the Redis session store) a login's
+    /// away sessions on all nodes together are held to it too, the oldest ended wherever they are; an anonymous owner's
+    /// are counted per node. Bounds what one client can grow the session store by. 0 = no limit.
     /// </summary>
     public int MaxAwayPerUser { get; set; } = 1_000;
 

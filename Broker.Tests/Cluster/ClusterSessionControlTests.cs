@@ -59,6 +59,50 @@ public sealed class ClusterSessionControlTests
     }
 
     [Test]
+    public async Task A_session_on_node_A_whose_record_is_not_stored_yet_is_found_and_terminated_through_node_B()
+    {
+        var held = new HeldSessionWrites();
+        await using var cluster = await TestCluster.StartAsync(_redis, nodes: 0);
+        await cluster.StartNodeAsync(held.Install);
+        await cluster.StartNodeAsync();
+        try
+        {
+            var (alice, connected) = await cluster.ConnectWithAsync(cluster.A, "alice");
+            var id = connected["session"]!;
+            await Eventually.That(() => held.Holds(id), "node A's write-behind holds the session's first write");
+            Assert.That(await cluster.B.Services.GetRequiredService<ISessionStore>().FindByIdAsync(id), Is.Null, "no record in Redis yet");
+            Assert.That(await cluster.B.Services.GetRequiredService<IUserRegistry>().GetSessionsAsync("alice"), Is.Empty, "nor a registry entry");
+
+            var found = await Control(cluster.B).FindAsync(id);
+            var ended = await Control(cluster.B).TerminateAsync(id, "your account was suspended");
+
+            Assert.That((found?.Id, found?.Node, found?.Connected), Is.EqualTo((id, NodeId(cluster.A), true)), "as node A describes it");
+            var error = await alice.ReceiveAsync();
+            Assert.That((ended, error.Command, error["message"]), Is.EqualTo((true, StompCommand.Error, "your account was suspended")));
+            Assert.That(await alice.WaitClosedAsync(), Is.True);
+
+            // Once node A's writes go through, the session's removal comes after its first write: no record is left.
+            held.Release();
+            await ClusterTopicTests.WaitSessionSavedAsync(cluster);
+            var (_, again) = await cluster.ConnectWithAsync(cluster.B, "alice", connected["session-token"]);
+            Assert.That(again["resumed"], Is.EqualTo("false"));
+        }
+        finally
+        {
+            held.Release();
+        }
+    }
+
+    [Test]
+    public async Task A_session_no_node_holds_is_neither_found_nor_terminated()
+    {
+        await using var cluster = await StartAsync();
+
+        Assert.That(await Control(cluster.B).FindAsync(StompSessionServices.NewSessionId()), Is.Null);
+        Assert.That(await Control(cluster.B).TerminateAsync(StompSessionServices.NewSessionId(), "no one"), Is.False);
+    }
+
+    [Test]
     public async Task With_Redis_sessions_alone_and_no_cluster_a_session_on_node_A_is_terminated_through_node_B_and_a_token_takes_over_across_nodes()
     {
         await using var cluster = await TestCluster.StartAsync(_redis, withCluster: false);

@@ -66,8 +66,11 @@ internal sealed class TestCluster : IAsyncDisposable
         return testCluster;
     }
 
-    /// <summary>One more node (connected to Redis when this returns).</summary>
-    public async Task<TestServer> StartNodeAsync()
+    /// <summary>
+    /// One more node (connected to Redis when this returns); <paramref name="configure"/> changes its services after the
+    /// session store and cluster are registered (this node only).
+    /// </summary>
+    public async Task<TestServer> StartNodeAsync(Action<IServiceCollection>? configure = null)
     {
         var node = await TestServer.StartAsync(o =>
         {
@@ -93,6 +96,8 @@ internal sealed class TestCluster : IAsyncDisposable
                     _cluster?.Invoke(o);
                 });
             }
+
+            configure?.Invoke(services);
         });
         _nodes.Add(node);
         if (_withCluster && !await Broker(node).WaitConnectedAsync(TimeSpan.FromSeconds(20)))

@@ -1,0 +1,78 @@
+using Broker.Cluster;
+using Broker.Durability;
+using Broker.Tests.Durability;
+using Microsoft.Extensions.DependencyInjection;
+using NUnit.Framework;
+
+namespace Broker.Tests.Cluster;
+
+/// <summary>
+/// <c>max-away-sessions-per-user</c> over two in-process nodes sharing a real redis-server: the limit holds for a user's
+/// dropped sessions on both nodes together, and the oldest beyond it end for good wherever they dropped, as on one node.
+/// </summary>
+[TestFixture]
+public sealed class ClusterAwaySessionLimitsTests
+{
+    private const string Limit = "broker.limits.exceeded{limit=max-away-sessions-per-user}";
+
+    private RedisServer _redis = null!;
+
+    [OneTimeSetUp]
+    public async Task StartRedis() => _redis = await RedisServer.GetSharedAsync();
+
+    [TestCase(true)]
+    [TestCase(false)]
+    public async Task Past_MaxAwayPerUser_on_both_nodes_together_the_users_oldest_dropped_sessions_no_longer_resume_wherever_they_dropped(bool withCluster)
+    {
+        await using var cluster = await TestCluster.StartAsync(_redis, withCluster: withCluster, services: s => s.Configure<DurableSessionOptions>(o => o.MaxAwayPerUser = 2));
+        using var meterA = new BrokerMeter(cluster.A.Services);
+        using var meterB = new BrokerMeter(cluster.B.Services);
+        var bob = await DropAsync(cluster, cluster.A, "bob");
+        var first = await DropAsync(cluster, cluster.A, "alice");
+        var second = await DropAsync(cluster, cluster.B, "alice");
+        Assert.That(meterA[Limit] + meterB[Limit], Is.Zero, "two away sessions: within the limit");
+
+        // The third, on node B, ends the oldest, on node A; the fourth, on node A, ends the next oldest, on node B.
+        var third = await DropAsync(cluster, cluster.B, "alice");
+        await Eventually.That(() => meterB[Limit] == 1, "node B counted the limit", Eventually.Relaxed);
+        var fourth = await DropAsync(cluster, cluster.A, "alice");
+        await Eventually.That(() => meterA[Limit] == 1, "node A counted the limit", Eventually.Relaxed);
+
+        Assert.That(meterA[Limit] + meterB[Limit], Is.EqualTo(2));
+        var directory = cluster.B.Services.GetRequiredService<IClusterControl>();
+        Assert.That((await directory.AwayOfUserAsync("alice")).Select(a => a.SessionId).Order(), Is.EqualTo(new[] { third.Id, fourth.Id }.Order()));
+        foreach (var ended in new[] { first, second })
+        {
+            Assert.That(cluster.Logs.Lines, Has.Some.Contains($"Durable session {ended.Id} of alice ended for good: its owner went past max-away-sessions-per-user (2) away sessions on all nodes together"));
+        }
+
+        await ClusterTopicTests.WaitSessionSavedAsync(cluster);
+        Assert.That(await ResumedAsync(cluster, cluster.B, "alice", first), Is.EqualTo("false"), "the oldest, dropped on node A");
+        Assert.That(await ResumedAsync(cluster, cluster.A, "alice", second), Is.EqualTo("false"), "the next, dropped on node B");
+        foreach (var (node, login, kept) in new[] { (cluster.A, "alice", third), (cluster.B, "alice", fourth), (cluster.B, "bob", bob) })
+        {
+            Assert.That(await ResumedAsync(cluster, node, login, kept), Is.EqualTo("true"), $"{login}'s {kept.Id}");
+        }
+    }
+
+    // Connects a durable session to node, subscribes, drops the connection, and waits until both nodes can see it away.
+    private static async Task<Dropped> DropAsync(TestCluster cluster, TestServer node, string login)
+    {
+        var (client, connected) = await cluster.ConnectWithAsync(node, login);
+        await client.SubscribeAndWaitAsync("s", "/topic/away-limits");
+        await client.DisposeAsync();
+        var id = connected["session"]!;
+        await node.WaitSessionGoneAsync(id);
+        var directory = cluster.B.Services.GetRequiredService<IClusterControl>();
+        await Eventually.That(async () => (await directory.AwayOfUserAsync(login)).Any(a => a.SessionId == id), $"session {id} listed away", Eventually.Relaxed);
+        return new Dropped(id, connected["session-token"]!);
+    }
+
+    private static async Task<string?> ResumedAsync(TestCluster cluster, TestServer node, string login, Dropped dropped)
+    {
+        var (_, connected) = await cluster.ConnectWithAsync(node, login, dropped.Token);
+        return connected["resumed"];
+    }
+
+    private sealed record Dropped(string Id, string Token);
+}
