@@ -57,4 +57,7 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 317, Level = LogLevel.Information, Message = "RabbitMQ relay: the queue {Queue} of subscription {SubscriptionId} of session {SessionId} was declared without a drops queue (by an earlier version, or with other limits): only its length tells whether it dropped messages, not Broker:MaxQueueBytes, until it is declared again")]
     public static partial void QueueWithoutDropMarks(ILogger logger, string sessionId, string subscriptionId, string queue);
+
+    [LoggerMessage(EventId = 318, Level = LogLevel.Debug, Message = "RabbitMQ relay connection {Index} could not renew its durable subscriptions' drops queues; it tries again next round")]
+    public static partial void RenewFailed(ILogger logger, Exception exception, int index);
 }

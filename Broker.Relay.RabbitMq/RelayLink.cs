@@ -478,9 +478,12 @@ internal sealed class RelayLink : IAsyncDisposable
                         subscription.DropsQueueGone = true;
                         Log.DropsQueueMissing(_logger, subscription.Request.SessionId, subscription.Request.SubscriptionId, drops);
                     }
-                    catch (Exception ex) when (ex is AlreadyClosedException or OperationInterruptedException or ObjectDisposedException or IOException or TimeoutException)
+                    catch (Exception ex) when (ex is not OperationCanceledException)
                     {
-                        break; // the connection is going; the reconnect loop notices
+                        // The connection is going (the reconnect loop notices, and the subscriptions declare their
+                        // queues again when they attach); the next round tries again.
+                        Log.RenewFailed(_logger, ex, _index);
+                        break;
                     }
                 }
             }
