@@ -48,4 +48,16 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 314, Level = LogLevel.Warning, Message = "RabbitMQ relay: queue {Queue} exists with other arguments than these settings give ({Reason}); it is used as it is. Delete it, or set a RabbitMQ policy, to change its limits")]
     public static partial void QueueArgumentsDiffer(ILogger logger, string queue, string reason);
+
+    [LoggerMessage(EventId = 315, Level = LogLevel.Information, Message = "RabbitMQ relay: the queue {Queue} of subscription {SubscriptionId} of session {SessionId} dropped messages while the client was away (Broker:MaxQueueLength or Broker:MaxQueueBytes); the resume says recovered:false")]
+    public static partial void DroppedWhileAway(ILogger logger, string sessionId, string subscriptionId, string queue);
+
+    [LoggerMessage(EventId = 316, Level = LogLevel.Warning, Message = "RabbitMQ relay: the drops queue {Queue} of subscription {SubscriptionId} of session {SessionId} is gone (expired or deleted): a drop may have left no mark, so the resume says recovered:false")]
+    public static partial void DropsQueueMissing(ILogger logger, string sessionId, string subscriptionId, string queue);
+
+    [LoggerMessage(EventId = 317, Level = LogLevel.Information, Message = "RabbitMQ relay: the queue {Queue} of subscription {SubscriptionId} of session {SessionId} was declared without a drops queue (by an earlier version, or with other limits): only its length tells whether it dropped messages, not Broker:MaxQueueBytes, until it is declared again")]
+    public static partial void QueueWithoutDropMarks(ILogger logger, string sessionId, string subscriptionId, string queue);
+
+    [LoggerMessage(EventId = 318, Level = LogLevel.Debug, Message = "RabbitMQ relay connection {Index} could not renew its durable subscriptions' drops queues; it tries again next round")]
+    public static partial void RenewFailed(ILogger logger, Exception exception, int index);
 }

@@ -24,7 +24,6 @@ internal sealed class RabbitMqRelay : IMessageBroker, IHealthCheck, IAsyncDispos
     private readonly ILogger _logger;
     private readonly RelayLink[] _links;
     private readonly RelayQueueLimits _limits;
-    private readonly TimeSpan _durableExpiry;
     private int _started;
     private long _startedAt;
     private int _disposed;
@@ -39,8 +38,7 @@ internal sealed class RabbitMqRelay : IMessageBroker, IHealthCheck, IAsyncDispos
         _metrics = metrics;
         _logger = loggerFactory.CreateLogger("Broker.Relay.RabbitMq");
         var broker = brokerOptions.Value;
-        _limits = new RelayQueueLimits(broker.MaxQueueLength, broker.MaxQueueBytes, broker.QueueOverflow, broker.QueueExpiry);
-        _durableExpiry = _options.DurableQueueExpiry ?? sessionOptions.Value.Ttl;
+        _limits = new RelayQueueLimits(broker.MaxQueueLength, broker.MaxQueueBytes, broker.QueueOverflow, broker.QueueExpiry, _options.DurableQueueExpiry ?? sessionOptions.Value.Ttl);
         if (_options.Connections < 1)
         {
             throw new ArgumentOutOfRangeException(nameof(options), _options.Connections, "Broker:Relay:RabbitMq:Connections must be at least 1.");
@@ -277,7 +275,7 @@ internal sealed class RabbitMqRelay : IMessageBroker, IHealthCheck, IAsyncDispos
     {
         Start();
         var link = await SubscribeLinkAsync(cancellationToken).ConfigureAwait(false);
-        var subscription = new RelaySubscription(request, sink, link, _options, _limits, _durableExpiry);
+        var subscription = new RelaySubscription(request, sink, link, _options, _limits);
         subscription.Start();
         link.Add(subscription);
         try

@@ -38,4 +38,7 @@ internal static class RelayDestinations
         var hash = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(subscriptionId)).AsSpan(0, 12));
         return $"{prefix}{sessionId}.{hash}";
     }
+
+    /// <summary>The queue where a durable subscription's queue <paramref name="durableQueue"/> dead-letters what it drops (see <see cref="RelayQueueLimits.DropsQueue"/>).</summary>
+    public static string DropsQueueName(string durableQueue) => durableQueue + ".drops";
 }

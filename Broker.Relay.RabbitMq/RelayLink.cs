@@ -43,6 +43,7 @@ internal sealed class RelayLink : IAsyncDisposable
     private TaskCompletionSource _up = NewSignal();
     private Task? _run;
     private Task? _ackLoop;
+    private Task? _renewLoop;
 
     public RelayLink(int index, RabbitMqRelayOptions options, ILogger logger, RelayQueueLimits limits)
     {
@@ -76,6 +77,7 @@ internal sealed class RelayLink : IAsyncDisposable
     public void Start()
     {
         _ackLoop = Task.Run(AckLoopAsync);
+        _renewLoop = Task.Run(RenewDropsQueuesAsync);
         _run = Task.Run(RunAsync);
     }
 
@@ -312,6 +314,7 @@ internal sealed class RelayLink : IAsyncDisposable
             if (subscription.IsEnded && subscription.Durable && _connected)
             {
                 await WithTopologyChannelAsync(c => c.QueueDeleteAsync(subscription.FixedQueueName!, ifUnused: false, ifEmpty: false)).ConfigureAwait(false);
+                await WithTopologyChannelAsync(c => c.QueueDeleteAsync(subscription.DropsQueueName!, ifUnused: false, ifEmpty: false)).ConfigureAwait(false);
             }
         }
         catch (Exception ex) when (ex is not OperationCanceledException || !_stopping.IsCancellationRequested)
@@ -336,19 +339,31 @@ internal sealed class RelayLink : IAsyncDisposable
             // as this connection and this consumer.
             return await WithTopologyChannelAsync(async c =>
             {
-                var ok = await c.QueueDeclareAsync(string.Empty, durable: false, exclusive: true, autoDelete: true, _limits.SubscriptionQueue(durableExpiry: null)).ConfigureAwait(false);
+                var ok = await c.QueueDeclareAsync(string.Empty, durable: false, exclusive: true, autoDelete: true, _limits.SubscriptionQueue()).ConfigureAwait(false);
                 await c.QueueBindAsync(ok.QueueName, RelayDestinations.TopicExchange, subscription.Key).ConfigureAwait(false);
                 return (ok.QueueName, false);
             }).ConfigureAwait(false);
         }
 
-        // Recovered (for a durable subscription): the queue was there, so it took what was published while the
-        // client was away, and it was below its length limit, so it dropped none of it (nothing consumed it meanwhile).
         var messages = await MessageCountAsync(name).ConfigureAwait(false);
-        var existed = messages is { } count && !(subscription.Durable && _limits.MayHaveDropped(count));
-        if (messages is null)
+        bool existed;
+        if (subscription.Durable)
         {
-            await DeclareQueueAsync(name, subscription.IsQueue ? _limits.DestinationQueue() : _limits.SubscriptionQueue(subscription.Durable ? subscription.DurableExpiry : null)).ConfigureAwait(false);
+            existed = messages is { } count && await KeptEverythingAsync(subscription, name, count).ConfigureAwait(false);
+            if (messages is null)
+            {
+                // The drops queue first, so that nothing the new queue drops is lost on the way.
+                await DeclareQueueAsync(subscription.DropsQueueName!, _limits.DropsQueue()).ConfigureAwait(false);
+                await DeclareQueueAsync(name, _limits.DurableSubscriptionQueue(subscription.DropsQueueName!)).ConfigureAwait(false);
+            }
+        }
+        else
+        {
+            existed = messages is not null;
+            if (messages is null)
+            {
+                await DeclareQueueAsync(name, _limits.DestinationQueue()).ConfigureAwait(false);
+            }
         }
 
         if (!subscription.IsQueue)
@@ -361,6 +376,121 @@ internal sealed class RelayLink : IAsyncDisposable
         }
 
         return (name, existed);
+    }
+
+    // Recovered, for a durable subscription whose queue (holding messageCount) is there: it took what was published
+    // while the client was away, held fewer than its length limit (nothing consumed it meanwhile, so it dropped none
+    // by length), and its drops queue holds no mark (it dropped none by bytes either). Only the first attach of a
+    // subscription (the one a resume reports) takes the mark; a re-attach after a reconnect leaves it for the next resume.
+    private async Task<bool> KeptEverythingAsync(RelaySubscription subscription, string name, uint messageCount)
+    {
+        var kept = !_limits.MayHaveDropped(messageCount);
+        if (subscription.Generation >= 0)
+        {
+            return kept;
+        }
+
+        var drops = subscription.DropsQueueName!;
+        switch (await TakeDropMarkAsync(drops).ConfigureAwait(false))
+        {
+            case DropMark.None:
+                return kept;
+            case DropMark.Dropped:
+                Log.DroppedWhileAway(_logger, subscription.Request.SessionId, subscription.Request.SubscriptionId, name);
+                return false;
+            default:
+                // No drops queue. Either the queue was declared before drops queues were (without a dead-letter target:
+                // a declare with today's arguments is refused, and only its length tells, as before), or its drops queue
+                // expired or was deleted, and a drop meanwhile left no mark. Declared again either way, for next time.
+                var marksDrops = await HasArgumentsAsync(name, _limits.DurableSubscriptionQueue(drops)).ConfigureAwait(false);
+                await DeclareQueueAsync(drops, _limits.DropsQueue()).ConfigureAwait(false);
+                if (marksDrops)
+                {
+                    Log.DropsQueueMissing(_logger, subscription.Request.SessionId, subscription.Request.SubscriptionId, drops);
+                }
+                else
+                {
+                    Log.QueueWithoutDropMarks(_logger, subscription.Request.SessionId, subscription.Request.SubscriptionId, name);
+                }
+
+                return kept && !marksDrops;
+        }
+    }
+
+    // basic.get takes the mark and tells whether there was one in one step (a drop after it leaves a new mark); on a
+    // missing queue it closes the topology channel (404), which is opened again on next use.
+    private async Task<DropMark> TakeDropMarkAsync(string drops)
+    {
+        try
+        {
+            var mark = await WithTopologyChannelAsync(c => c.BasicGetAsync(drops, autoAck: true)).ConfigureAwait(false);
+            return mark is null ? DropMark.None : DropMark.Dropped;
+        }
+        catch (OperationInterruptedException ex) when (ex.ShutdownReason?.ReplyCode == Constants.NotFound)
+        {
+            return DropMark.NoQueue;
+        }
+    }
+
+    // Whether queue 'name' was declared with these arguments: a declare with the same ones changes nothing; with
+    // others it is refused (PRECONDITION_FAILED, closing the topology channel only).
+    private async Task<bool> HasArgumentsAsync(string name, Dictionary<string, object?> arguments)
+    {
+        try
+        {
+            await WithTopologyChannelAsync(c => c.QueueDeclareAsync(name, durable: true, exclusive: false, autoDelete: false, arguments)).ConfigureAwait(false);
+            return true;
+        }
+        catch (OperationInterruptedException ex) when (ex.ShutdownReason?.ReplyCode == Constants.PreconditionFailed)
+        {
+            return false;
+        }
+    }
+
+    // A drops queue has no consumer, so RabbitMQ counts it unused from its last declare while its subscription's queue
+    // is kept by the consumer: while a durable subscription is attached here, a passive declare renews its drops queue.
+    // One that is gone is left gone: the next resume finds no mark queue and says recovered:false, as it must.
+    private async Task RenewDropsQueuesAsync()
+    {
+        try
+        {
+            while (true)
+            {
+                await Task.Delay(_limits.DropsRenewInterval, _stopping.Token).ConfigureAwait(false);
+                foreach (var subscription in _subscriptions.Keys)
+                {
+                    if (!_connected)
+                    {
+                        break; // declared again, and renewed, when the subscriptions attach again
+                    }
+
+                    if (subscription is not { DropsQueueName: { } drops, IsLive: true, ConsumerTag: not null, DropsQueueGone: false })
+                    {
+                        continue;
+                    }
+
+                    try
+                    {
+                        await WithTopologyChannelAsync(c => c.QueueDeclarePassiveAsync(drops)).ConfigureAwait(false);
+                    }
+                    catch (OperationInterruptedException ex) when (ex.ShutdownReason?.ReplyCode == Constants.NotFound)
+                    {
+                        subscription.DropsQueueGone = true;
+                        Log.DropsQueueMissing(_logger, subscription.Request.SessionId, subscription.Request.SubscriptionId, drops);
+                    }
+                    catch (Exception ex) when (ex is not OperationCanceledException)
+                    {
+                        // The connection is going (the reconnect loop notices, and the subscriptions declare their
+                        // queues again when they attach); the next round tries again.
+                        Log.RenewFailed(_logger, ex, _index);
+                        break;
+                    }
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
     }
 
     // A queue made meanwhile by someone else with other arguments (another node with other settings, or an
@@ -770,6 +900,11 @@ internal sealed class RelayLink : IAsyncDisposable
             await _ackLoop.ConfigureAwait(false);
         }
 
+        if (_renewLoop is not null)
+        {
+            await _renewLoop.ConfigureAwait(false);
+        }
+
     }
 
     private static TaskCompletionSource NewSignal() => new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -780,6 +915,14 @@ internal sealed class RelayLink : IAsyncDisposable
         public IChannel Channel { get; } = channel;
 
         public SemaphoreSlim Permits { get; } = new(permits, permits);
+    }
+
+    /// <summary>What a durable subscription's drops queue says at a resume.</summary>
+    private enum DropMark
+    {
+        None,
+        Dropped,
+        NoQueue,
     }
 
     /// <summary>A settlement for the shared consumer channel (<paramref name="Own"/> null) or a subscription's own channel; or that channel's close.</summary>

@@ -31,7 +31,7 @@ internal sealed class RelaySubscription : IBrokerSubscription
     private string? _lastRoutingKey;
     private string? _lastDestination;
 
-    public RelaySubscription(SubscriptionRequest request, IMessageSink sink, RelayLink link, RabbitMqRelayOptions options, RelayQueueLimits limits, TimeSpan durableExpiry)
+    public RelaySubscription(SubscriptionRequest request, IMessageSink sink, RelayLink link, RabbitMqRelayOptions options, RelayQueueLimits limits)
     {
         Request = request;
         _sink = sink;
@@ -41,9 +41,9 @@ internal sealed class RelaySubscription : IBrokerSubscription
         _wildcard = !IsQueue && Destinations.IsWildcard(Key);
         Durable = !IsQueue && request.Durable;
         FixedQueueName = IsQueue ? Key : Durable ? RelayDestinations.DurableQueueName(options.QueuePrefix, request.SessionId, request.SubscriptionId) : null;
+        DropsQueueName = Durable ? RelayDestinations.DropsQueueName(FixedQueueName!) : null;
         Prefetch = (ushort)Math.Clamp(request.Prefetch > 0 ? request.Prefetch : options.DefaultPrefetch, 1, ushort.MaxValue);
         Limits = limits;
-        DurableExpiry = durableExpiry;
     }
 
     public SubscriptionRequest Request { get; }
@@ -62,11 +62,15 @@ internal sealed class RelaySubscription : IBrokerSubscription
     /// <summary>The queue consumed: the <c>/queue/</c> name or the durable subscription's queue; null for a server-named exclusive queue.</summary>
     public string? FixedQueueName { get; }
 
+    /// <summary>A durable subscription's drops queue, where its queue dead-letters what it drops; null for the others.</summary>
+    public string? DropsQueueName { get; }
+
+    /// <summary>The link found the drops queue gone while renewing it, and leaves it so (the next resume sees that).</summary>
+    public bool DropsQueueGone { get; set; }
+
     public ushort Prefetch { get; }
 
     public RelayQueueLimits Limits { get; }
-
-    public TimeSpan DurableExpiry { get; }
 
     public bool Recovered { get; set; }
 

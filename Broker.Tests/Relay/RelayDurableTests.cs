@@ -281,11 +281,13 @@ public sealed class RelayDurableTests
         await client.SubscribeAndWaitAsync("s", $"/topic/{p}");
         var name = RelayDestinations.DurableQueueName(prefix, connected["session"]!, "s");
         Assert.That(await QueueExistsAsync(_server, name), Is.True);
+        Assert.That(await QueueExistsAsync(_server, RelayDestinations.DropsQueueName(name)), Is.True);
 
         await client.DisposeAsync();
 
         // A passive declare would renew the queue's lease, so look from the side (rabbitmqctl); RabbitMQ
         // checks expiry on its own timer, hence a bounded wait, not a timing assertion.
-        await Eventually.That(async () => !(await _server.CtlAsync("list_queues", "-q", "name")).Contains(name, StringComparison.Ordinal), "the unused queue expired", RelayTesting.Patience);
+        // Its drops queue too (its name starts with the queue's), half as late again.
+        await Eventually.That(async () => !(await _server.CtlAsync("list_queues", "-q", "name")).Contains(name, StringComparison.Ordinal), "the unused queue and its drops queue expired", RelayTesting.Patience);
     }
 }

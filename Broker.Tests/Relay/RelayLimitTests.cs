@@ -157,7 +157,7 @@ public sealed class RelayLimitTests
         }
 
         var options = new RabbitMqRelayOptions { Uri = _server.Uri, Connections = 1 };
-        var link = new RelayLink(0, options, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance, new RelayQueueLimits(2, 100, QueueOverflow.RejectPublish, TimeSpan.FromHours(1)));
+        var link = new RelayLink(0, options, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance, new RelayQueueLimits(2, 100, QueueOverflow.RejectPublish, TimeSpan.FromHours(1), TimeSpan.FromHours(24)));
         await using (link)
         {
             link.Start();
