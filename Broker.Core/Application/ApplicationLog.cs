@@ -46,6 +46,9 @@ internal static partial class ApplicationLog
     [LoggerMessage(614, LogLevel.Warning, "The max-away-sessions-per-user check across nodes for '{Owner}' failed; the limit holds per node until the next check")]
     public static partial void AwayPerUserCheckFailed(ILogger logger, Exception exception, string owner);
 
+    [LoggerMessage(615, LogLevel.Warning, "Durable session {SessionId} of {Owner} past max-away-sessions-per-user on all nodes together could not be ended; it stays away and resumable, and the next check takes it again")]
+    public static partial void AwayEndFailed(ILogger logger, Exception exception, string sessionId, string owner);
+
     [LoggerMessage(612, LogLevel.Warning, "Durable session {SessionId} is no longer tracked as away on this node: max-away-sessions ({Max}) reached; its record stays resumable, but no expiry event will be told for it")]
     public static partial void AwayLimit(ILogger logger, string sessionId, int max);
 }

@@ -62,6 +62,14 @@ internal sealed class ClusterKeys(string prefix)
     /// <summary>A hash of the user's durable sessions that dropped and may resume: session id → when it expires, node, user destinations.</summary>
     public RedisKey AwaySessions(string login) => $"{Prefix}away:{{{login}}}";
 
+    /// <summary>
+    /// Where the marker of a session taken out of the user's away hash past <c>max-away-sessions-per-user</c> lives: this
+    /// plus the session id (a short-lived string key; the user's hash tag, so a script on the away hash may touch it).
+    /// </summary>
+    public string AwayEndedPrefix(string login) => $"{Prefix}away-ended:{{{login}}}:";
+
+    public RedisKey AwayEnded(string login, string sessionId) => AwayEndedPrefix(login) + sessionId;
+
     /// <summary>A fresh epoch: 64 random bits in hex.</summary>
     public static string NewEpoch() => Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(8));
 

@@ -198,8 +198,11 @@ internal static class ClusterScripts
     /// <summary>
     /// <c>max-away-sessions-per-user</c> across nodes: takes a user's oldest away sessions beyond the limit out of the
     /// user's away hash (<see cref="ClusterKeys.AwaySessions"/>, values <c>expiresAt\nnode\n…</c>; expired entries go
-    /// too) and returns them, oldest first (by expiry, which is when each went away plus the TTL). One HLEN when the
-    /// user is within the limit; otherwise linear in the user's away sessions. KEYS: away hash. ARGV: limit, now (ms).
+    /// too) and returns them, oldest first (by expiry, which is when each went away plus the TTL). Each one taken gets an
+    /// "ended" marker (<see cref="ClusterKeys.AwayEnded"/>, expiring) so that a resume that loaded its record before
+    /// cannot claim it after (<see cref="ClaimAway"/>). One HLEN when the user is within the limit; otherwise an HGETALL
+    /// and a sort of the user's away sessions (at most nodes × limit, plus expired ones). The markers share the away
+    /// hash's hash tag (same slot). KEYS: away hash. ARGV: limit, now (ms), marker key prefix, marker lifetime (ms).
     /// Returns id, value, id, value… of the sessions taken.
     /// </summary>
     public const string TakeAwayBeyond = """
@@ -222,9 +225,33 @@ internal static class ClusterScripts
         local taken = {}
         for i = 1, over do
           redis.call('HDEL', KEYS[1], kept[i][2])
+          redis.call('SET', ARGV[3] .. kept[i][2], '1', 'PX', ARGV[4])
           taken[#taken + 1] = kept[i][2]
           taken[#taken + 1] = kept[i][3]
         end
         return taken
+        """;
+
+    /// <summary>
+    /// A resume claims its session from the away directory: whoever removes the entry owns the session. Refused when
+    /// <see cref="TakeAwayBeyond"/> took it first (its marker is there); else the entry (if any) is removed.
+    /// KEYS: away hash, the session's ended marker. ARGV: session id. Returns 1 when claimed, 0 when refused.
+    /// </summary>
+    public const string ClaimAway = """
+        if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+        redis.call('HDEL', KEYS[1], ARGV[1])
+        return 1
+        """;
+
+    /// <summary>
+    /// Puts back an entry <see cref="TakeAwayBeyond"/> took but that could not be ended, and lifts its marker, so the
+    /// session resumes again as before (the next drop takes it again). KEYS: away hash, the session's ended marker.
+    /// ARGV: session id, value, hash ttl (ms).
+    /// </summary>
+    public const string ReturnAway = """
+        redis.call('DEL', KEYS[2])
+        redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+        redis.call('PEXPIRE', KEYS[1], ARGV[3])
+        return 1
         """;
 }

@@ -286,7 +286,9 @@ internal sealed class ClusterSessions
     /// <c>max-away-sessions-per-user</c> across nodes, after a session of <paramref name="login"/> went away here: when the
     /// user's away sessions on all nodes together (the away directory) are more than the limit, the oldest beyond it are
     /// ended for good wherever they are (their records deleted, so their tokens no longer resume), as one node ends its own.
-    /// Each is counted and logged here. A node that is down or does not answer is acted for on the shared store.
+    /// Each is counted and logged here. A node that is down or does not answer is acted for on the shared store. Taking an
+    /// entry out of the directory is what decides (a resume claims its entry the same way, <see cref="IClusterControl.ClaimAwayAsync"/>):
+    /// one found connected is left; one that could not be ended goes back into the directory.
     /// </summary>
     public async Task EndAwayBeyondLimitAsync(string login)
     {
@@ -296,51 +298,89 @@ internal sealed class ClusterSessions
             return;
         }
 
+        IReadOnlyList<AwayEntry> taken;
         try
         {
-            foreach (var entry in await Control.TakeAwayBeyondAsync(login, max).ConfigureAwait(false))
-            {
-                var ended = entry.Node == Self
-                    ? await EndAwayHereAsync(entry.SessionId, login, CancellationToken.None).ConfigureAwait(false)
-                    : await EndAwayOnAsync(persistence, entry.Node, entry.SessionId, login).ConfigureAwait(false);
-                if (ended)
-                {
-                    _services.Application.Away.OwnerLimitExceededAcrossNodes(entry.SessionId, login);
-                }
-            }
+            taken = await Control.TakeAwayBeyondAsync(login, max).ConfigureAwait(false);
         }
         catch (Exception ex)
         {
             ApplicationLog.AwayPerUserCheckFailed(_services.Application.Logger, ex, login);
+            return;
+        }
+
+        foreach (var entry in taken)
+        {
+            try
+            {
+                var outcome = entry.Node == Self
+                    ? await EndAwayHereAsync(persistence, entry.SessionId, login, CancellationToken.None).ConfigureAwait(false)
+                    : await EndAwayOnAsync(persistence, entry, login).ConfigureAwait(false);
+                if (outcome == AwayEnd.Ended)
+                {
+                    _services.Application.Away.OwnerLimitExceededAcrossNodes(entry.SessionId, login);
+                }
+                else if (outcome == AwayEnd.Connected)
+                {
+                    Control.NotEnded(login, entry.SessionId);
+                }
+            }
+            catch (Exception ex)
+            {
+                ApplicationLog.AwayEndFailed(_services.Application.Logger, ex, entry.SessionId, login);
+                await Control.ReturnAwayAsync(login, entry).ConfigureAwait(false);
+            }
         }
     }
 
-    // The node that holds the away session ends it (its own writes to the store come first); one that is down or does
-    // not answer is acted for here. A node that has it connected again leaves it.
-    private async Task<bool> EndAwayOnAsync(SessionPersistence persistence, string node, string sessionId, string login)
+    // The node that holds the away session ends it (its own writes to the store come first). One that is down, does not
+    // answer, or answers without ending it for a reason other than its being connected (an older node that does not know
+    // the request, a failure there) is acted for here, unless the user registry lists the session connected elsewhere.
+    private async Task<AwayEnd> EndAwayOnAsync(SessionPersistence persistence, AwayEntry entry, string login)
     {
-        var answer = await Control.AskAsync(node, new ControlMessage { Kind = ControlMessage.EndAway, SessionId = sessionId, Login = login }).ConfigureAwait(false);
-        return answer.Outcome == ControlOutcome.Answered
-            ? answer.Reply!.Found
-            : await ForgetAsync(persistence, sessionId, login, CancellationToken.None).ConfigureAwait(false);
+        var answer = await Control.AskAsync(entry.Node, new ControlMessage { Kind = ControlMessage.EndAway, SessionId = entry.SessionId, Login = login }).ConfigureAwait(false);
+        if (answer.Found)
+        {
+            return AwayEnd.Ended;
+        }
+
+        if (answer is { Outcome: ControlOutcome.Answered, Reply.Connected: true })
+        {
+            return AwayEnd.Connected;
+        }
+
+        if (_services.Registry.Find(entry.SessionId) is not null || await ConnectedElsewhereAsync(persistence, login, entry.SessionId, entry.Node, CancellationToken.None).ConfigureAwait(false))
+        {
+            return AwayEnd.Connected;
+        }
+
+        return await ForgetAsync(persistence, entry.SessionId, login, CancellationToken.None).ConfigureAwait(false) ? AwayEnd.Ended : AwayEnd.Nothing;
     }
 
-    // Ends an away session of this node for good, unless it is connected here again; one no longer tracked here (past
-    // max-away-sessions) is deleted from the store by id. False when there was nothing to end.
-    private async Task<bool> EndAwayHereAsync(string sessionId, string login, CancellationToken cancellationToken)
+    // Ends an away session of this node for good, unless it is connected here or (as the user registry lists it) on
+    // another node again; one no longer tracked here (past max-away-sessions) is deleted from the store by id.
+    private async Task<AwayEnd> EndAwayHereAsync(SessionPersistence persistence, string sessionId, string login, CancellationToken cancellationToken)
     {
-        if (_services.Registry.Find(sessionId) is not null)
+        if (_services.Registry.Find(sessionId) is not null || await ConnectedElsewhereAsync(persistence, login, sessionId, Self, cancellationToken).ConfigureAwait(false))
         {
-            return false;
+            return AwayEnd.Connected;
         }
 
         if (_services.Application.Away.Remove(sessionId, out var entry))
         {
             StompSessionControl.Forget(_services, entry!.Record);
-            return true;
+            return AwayEnd.Ended;
         }
 
-        return _services.Persistence is { } persistence && await ForgetAsync(persistence, sessionId, login, cancellationToken).ConfigureAwait(false);
+        return await ForgetAsync(persistence, sessionId, login, cancellationToken).ConfigureAwait(false) ? AwayEnd.Ended : AwayEnd.Nothing;
+    }
+
+    // The user registry lists the session as connected on a node other than awayFrom (the one it went away from).
+    private static async Task<bool> ConnectedElsewhereAsync(SessionPersistence persistence, string login, string sessionId, string awayFrom, CancellationToken cancellationToken)
+    {
+        using var timeout = Timeout(persistence, cancellationToken);
+        var registered = await persistence.Users.GetSessionsAsync(login, timeout.Token).ConfigureAwait(false);
+        return registered.Any(u => u.SessionId == sessionId && u.Node != awayFrom);
     }
 
     /// <summary>Carries out a request from another node on this node's sessions; the reply to send back.</summary>
@@ -362,10 +402,14 @@ internal sealed class ClusterSessions
                 return reply with { Found = true, Sessions = _local.FindHere(login) };
             case ControlMessage.DescribeSession when request.SessionId is { } sessionId:
                 return _local.FindHereById(sessionId) is { } session ? reply with { Found = true, Sessions = [session] } : reply;
-            case ControlMessage.EndAway when request.SessionId is { } sessionId && request.Login is { } login:
-                var endedAway = await EndAwayHereAsync(sessionId, login, cancellationToken).ConfigureAwait(false);
-                await FlushAsync().ConfigureAwait(false);
-                return reply with { Found = endedAway };
+            case ControlMessage.EndAway when request.SessionId is { } sessionId && request.Login is { } login && _services.Persistence is { } persistence:
+                var endedAway = await EndAwayHereAsync(persistence, sessionId, login, cancellationToken).ConfigureAwait(false);
+                if (endedAway == AwayEnd.Ended)
+                {
+                    await FlushAsync().ConfigureAwait(false);
+                }
+
+                return reply with { Found = endedAway == AwayEnd.Ended, Connected = endedAway == AwayEnd.Connected };
             case ControlMessage.TakeOver when request.SessionId is { } sessionId && request.TokenHash is { } tokenHash:
                 return await TakeOverHereAsync(reply, sessionId, tokenHash).ConfigureAwait(false);
             default:
@@ -468,5 +512,13 @@ internal sealed class ClusterSessions
         var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(persistence.Options.StoreTimeout);
         return timeout;
+    }
+
+    // What became of an away session taken past max-away-sessions-per-user.
+    private enum AwayEnd
+    {
+        Ended,
+        Connected,
+        Nothing,
     }
 }

@@ -39,6 +39,9 @@ internal sealed record ControlMessage
     /// <summary>Reply: the session was held there and the request was carried out.</summary>
     public bool Found { get; init; }
 
+    /// <summary>Reply to <see cref="EndAway"/>: the session is connected (there, or on another node as the user registry lists it), so it was left.</summary>
+    public bool Connected { get; init; }
+
     /// <summary>Reply to <see cref="TerminateUser"/>: how many sessions the node ended.</summary>
     public int Count { get; init; }
 

@@ -38,6 +38,31 @@ internal interface IClusterControl
     /// most <paramref name="max"/>, or when unknown.
     /// </summary>
     Task<IReadOnlyList<AwayEntry>> TakeAwayBeyondAsync(string login, int max, CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// A resume of the user's session claims it from the away directory before restoring it (whoever removes the entry
+    /// owns the session): <see cref="AwayClaim.Ended"/> when <see cref="TakeAwayBeyondAsync"/> took it first.
+    /// </summary>
+    Task<AwayClaim> ClaimAwayAsync(string login, string sessionId, CancellationToken cancellationToken = default);
+
+    /// <summary>Puts back an entry <see cref="TakeAwayBeyondAsync"/> took but that could not be ended (the session resumes again).</summary>
+    Task ReturnAwayAsync(string login, AwayEntry entry, CancellationToken cancellationToken = default);
+
+    /// <summary>Lifts the ended marker of a session <see cref="TakeAwayBeyondAsync"/> took that turned out connected (write-behind).</summary>
+    void NotEnded(string login, string sessionId);
+}
+
+/// <summary>What a resume's claim on the away directory found.</summary>
+internal enum AwayClaim
+{
+    /// <summary>The entry (if any) is removed: the resume owns the session.</summary>
+    Claimed,
+
+    /// <summary>The session was taken past <c>max-away-sessions-per-user</c> and is being ended: the resume gives up (<c>resumed:false</c>).</summary>
+    Ended,
+
+    /// <summary>No directory, or Redis did not answer: the resume goes on (the entry is removed write-behind).</summary>
+    Unknown,
 }
 
 /// <summary>How a control request ended.</summary>
@@ -64,4 +89,4 @@ internal readonly record struct ControlAnswer(ControlOutcome Outcome, ControlMes
 }
 
 /// <summary>A durable session away from its connection: which node saw it last and its <c>/user/queue/</c> subscriptions.</summary>
-internal sealed record AwayEntry(string SessionId, string Node, string[] UserDestinations);
+internal sealed record AwayEntry(string SessionId, string Node, string[] UserDestinations, long ExpiresAt = 0);

@@ -30,4 +30,12 @@ internal sealed class LocalClusterControl : IClusterControl
 
     public Task<IReadOnlyList<AwayEntry>> TakeAwayBeyondAsync(string login, int max, CancellationToken cancellationToken = default) =>
         Task.FromResult<IReadOnlyList<AwayEntry>>([]);
+
+    public Task<AwayClaim> ClaimAwayAsync(string login, string sessionId, CancellationToken cancellationToken = default) => Task.FromResult(AwayClaim.Unknown);
+
+    public Task ReturnAwayAsync(string login, AwayEntry entry, CancellationToken cancellationToken = default) => Task.CompletedTask;
+
+    public void NotEnded(string login, string sessionId)
+    {
+    }
 }

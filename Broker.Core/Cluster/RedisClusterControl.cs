@@ -33,6 +33,7 @@ internal sealed class RedisClusterControl : IClusterControl, IDisposable
     private readonly TimeProvider _time;
     private readonly Counter<long> _requests;
     private readonly CancellationTokenSource _stopping = new();
+    private readonly TimeSpan _endedMarkerLifetime;
     private ConnectionMultiplexer? _multiplexer;
     private string? _nodeId;
     private Func<ControlMessage, CancellationToken, Task<ControlMessage>>? _handler;
@@ -47,6 +48,10 @@ internal sealed class RedisClusterControl : IClusterControl, IDisposable
         _keys = keys;
         _replies = new ControlReplies(options.MaxPendingControlRequests);
         _timeout = options.ControlTimeout;
+
+        // Covers a resume that read the record just before its session was taken (its store read, then a take-over
+        // request) and the holder's ending it (a request, then the store's delete); then the record is gone anyway.
+        _endedMarkerLifetime = TimeSpan.FromMinutes(1) + 2 * (options.ControlTimeout + operationTimeout);
         _operationTimeout = operationTimeout;
         _ttl = sessions.Value.Ttl;
         _logger = loggerFactory.CreateLogger("Broker.Cluster.Control");
@@ -360,7 +365,8 @@ internal sealed class RedisClusterControl : IClusterControl, IDisposable
         try
         {
             result = await database.ScriptEvaluateAsync(ClusterScripts.TakeAwayBeyond, [_keys.AwaySessions(login)],
-                [max, _time.GetUtcNow().ToUnixTimeMilliseconds()]).WaitAsync(_operationTimeout, _time, cancellationToken).ConfigureAwait(false);
+                [max, _time.GetUtcNow().ToUnixTimeMilliseconds(), _keys.AwayEndedPrefix(login), (long)_endedMarkerLifetime.TotalMilliseconds])
+                .WaitAsync(_operationTimeout, _time, cancellationToken).ConfigureAwait(false);
         }
         catch (Exception ex) when (RedisClusterBroker.IsRedisFailure(ex) && !cancellationToken.IsCancellationRequested)
         {
@@ -381,13 +387,69 @@ internal sealed class RedisClusterControl : IClusterControl, IDisposable
         return taken;
     }
 
+    public async Task<AwayClaim> ClaimAwayAsync(string login, string sessionId, CancellationToken cancellationToken = default)
+    {
+        if (Database is not { } database)
+        {
+            return AwayClaim.Unknown;
+        }
+
+        try
+        {
+            var claimed = await database.ScriptEvaluateAsync(ClusterScripts.ClaimAway, [_keys.AwaySessions(login), _keys.AwayEnded(login, sessionId)], [sessionId])
+                .WaitAsync(_operationTimeout, _time, cancellationToken).ConfigureAwait(false);
+            return (long)claimed == 1 ? AwayClaim.Claimed : AwayClaim.Ended;
+        }
+        catch (Exception ex) when (RedisClusterBroker.IsRedisFailure(ex) && !cancellationToken.IsCancellationRequested)
+        {
+            Log.OperationFailed(_logger, ex, "claim a resuming session from the away directory");
+            return AwayClaim.Unknown;
+        }
+    }
+
+    public async Task ReturnAwayAsync(string login, AwayEntry entry, CancellationToken cancellationToken = default)
+    {
+        if (Database is not { } database)
+        {
+            return;
+        }
+
+        var value = string.Join('\n', [entry.ExpiresAt.ToString(CultureInfo.InvariantCulture), entry.Node, .. entry.UserDestinations]);
+        try
+        {
+            await database.ScriptEvaluateAsync(ClusterScripts.ReturnAway, [_keys.AwaySessions(login), _keys.AwayEnded(login, entry.SessionId)],
+                [entry.SessionId, value, (long)_ttl.TotalMilliseconds]).WaitAsync(_operationTimeout, _time, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (RedisClusterBroker.IsRedisFailure(ex) && !cancellationToken.IsCancellationRequested)
+        {
+            Log.OperationFailed(_logger, ex, "put back an away session that could not be ended");
+        }
+    }
+
+    public void NotEnded(string login, string sessionId)
+    {
+        if (Database is not { } database)
+        {
+            return;
+        }
+
+        try
+        {
+            database.KeyDelete(_keys.AwayEnded(login, sessionId), CommandFlags.FireAndForget);
+        }
+        catch (Exception ex) when (RedisClusterBroker.IsRedisFailure(ex))
+        {
+            Log.OperationFailed(_logger, ex, "lift an away session's ended marker");
+        }
+    }
+
     // An away hash entry (expiresAt, node, then its user destinations, one a line); null when unreadable or expired by now.
     private static AwayEntry? ParseAway(string? sessionId, string? value, long now)
     {
         var parts = (value ?? "").Split('\n');
         return sessionId is null || parts.Length < 2 || !long.TryParse(parts[0], CultureInfo.InvariantCulture, out var expiresAt) || expiresAt <= now
             ? null
-            : new AwayEntry(sessionId, parts[1], parts[2..]);
+            : new AwayEntry(sessionId, parts[1], parts[2..], expiresAt);
     }
 
     // Disposed once per registration (itself and IClusterControl): the token stays usable, only cancelled.

@@ -28,6 +28,9 @@ internal static partial class Log
     [LoggerMessage(9, LogLevel.Warning, "STOMP session {SessionId}: session store lookup failed; resuming as a new session")]
     public static partial void ResumeLookupFailed(ILogger logger, Exception exception, string sessionId);
 
+    [LoggerMessage(13, LogLevel.Information, "STOMP session {SessionId}: the presented token's session {Resumed} was just ended past max-away-sessions-per-user on all nodes together; resuming as a new session")]
+    public static partial void ResumeRefusedEnded(ILogger logger, string sessionId, string resumed);
+
     [LoggerMessage(10, LogLevel.Warning, "STOMP session {SessionId}: user registry lookup for '{Principal}' failed; sending to this node's sessions only")]
     public static partial void UserLookupFailed(ILogger logger, Exception exception, string sessionId, string principal);
 

@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using System.Text;
+using Broker.Cluster;
 using Broker.Durability;
 using Broker.Protocol;
 using Broker.Routing;
@@ -37,12 +38,16 @@ public sealed partial class StompSession
 
         _createdAt = _keepAlive.Time.GetUtcNow();
         _lastTouchAt = _keepAlive.NowMs();
-        if (presentedToken is not null && await FindResumableAsync(presentedToken).ConfigureAwait(false) is { } record)
+        if (presentedToken is not null && await FindResumableAsync(presentedToken).ConfigureAwait(false) is ({ } record, var claim))
         {
             var recovered = await RestoreAsync(record).ConfigureAwait(false);
             _services.Metrics.Resumed(recovered);
             _persistence.Back(record.Id);
-            _services.Cluster.NotAway(Principal, record.Id);
+            if (claim == AwayClaim.Unknown)
+            {
+                _services.Cluster.NotAway(Principal, record.Id);
+            }
+
             SaveSnapshot();
             if (Principal is not null)
             {
@@ -64,8 +69,9 @@ public sealed partial class StompSession
         return (token, false, false);
     }
 
-    // Unknown, expired or foreign tokens give a fresh session, never someone else's.
-    private async ValueTask<SessionRecord?> FindResumableAsync(string token)
+    // Unknown, expired or foreign tokens give a fresh session, never someone else's; so does one whose session was just
+    // taken past max-away-sessions-per-user on all nodes together (it is being ended for good).
+    private async ValueTask<(SessionRecord? Record, AwayClaim Claim)> FindResumableAsync(string token)
     {
         var hash = HashToken(token);
         SessionRecord? record = null;
@@ -76,7 +82,7 @@ public sealed partial class StompSession
         {
             if (live.Principal != Principal)
             {
-                return null;
+                return (null, AwayClaim.Unknown);
             }
 
             record = await live.TakeOverAsync().ConfigureAwait(false);
@@ -96,13 +102,13 @@ public sealed partial class StompSession
             catch (Exception ex)
             {
                 Log.ResumeLookupFailed(_logger, ex, Id);
-                return null;
+                return (null, AwayClaim.Unknown);
             }
         }
 
         if (record is null || record.Principal != Principal || !CryptographicOperations.FixedTimeEquals(record.TokenHash, hash))
         {
-            return null;
+            return (null, AwayClaim.Unknown);
         }
 
         if (fromStore)
@@ -111,13 +117,22 @@ public sealed partial class StompSession
             record = await _services.ClusterSessions.TakeOverElsewhereAsync(record).ConfigureAwait(false);
         }
 
+        // Whoever takes the session out of the away directory owns it: this resume, before restoring anything, unless
+        // the max-away-sessions-per-user check took it first.
+        var claim = Principal is null ? AwayClaim.Unknown : await _services.Cluster.ClaimAwayAsync(Principal, record.Id).ConfigureAwait(false);
+        if (claim == AwayClaim.Ended)
+        {
+            Log.ResumeRefusedEnded(_logger, Id, record.Id);
+            return (null, AwayClaim.Unknown);
+        }
+
         _services.Registry.Rename(this, record.Id);
         Id = record.Id;
         _tokenHash = record.TokenHash;
         _services.Registry.IndexToken(this);
         _createdAt = record.CreatedAt;
         _metadata = new Dictionary<string, string>(record.Metadata, StringComparer.Ordinal);
-        return record;
+        return (record, claim);
     }
 
     // Subscribes every stored subscription again, resuming from its position. Deliveries (replayed

@@ -1,5 +1,6 @@
 using Broker.Cluster;
 using Broker.Durability;
+using Broker.Protocol;
 using Broker.Tests.Durability;
 using Microsoft.Extensions.DependencyInjection;
 using NUnit.Framework;
@@ -43,7 +44,8 @@ public sealed class ClusterAwaySessionLimitsTests
         Assert.That((await directory.AwayOfUserAsync("alice")).Select(a => a.SessionId).Order(), Is.EqualTo(new[] { third.Id, fourth.Id }.Order()));
         foreach (var ended in new[] { first, second })
         {
-            Assert.That(cluster.Logs.Lines, Has.Some.Contains($"Durable session {ended.Id} of alice ended for good: its owner went past max-away-sessions-per-user (2) away sessions on all nodes together"));
+            // The count comes just before the log line, on another thread.
+            await WaitEndedLogAsync(cluster, ended, max: 2);
         }
 
         await ClusterTopicTests.WaitSessionSavedAsync(cluster);
@@ -54,6 +56,39 @@ public sealed class ClusterAwaySessionLimitsTests
             Assert.That(await ResumedAsync(cluster, node, login, kept), Is.EqualTo("true"), $"{login}'s {kept.Id}");
         }
     }
+
+    [Test]
+    public async Task A_resume_on_node_B_that_read_its_record_just_before_the_limit_took_the_session_gets_a_fresh_session()
+    {
+        var lookups = new HeldTokenLookups();
+        await using var cluster = await TestCluster.StartAsync(_redis, nodes: 0, services: s => s.Configure<DurableSessionOptions>(o => o.MaxAwayPerUser = 1));
+        await cluster.StartNodeAsync();
+        await cluster.StartNodeAsync(lookups.Install);
+        var taken = await DropAsync(cluster, cluster.A, "alice");
+
+        // The resume on node B has read the record from Redis (the session away, listed on node A) and is held there.
+        lookups.Hold(taken.Token);
+        await using var resuming = await StompTestClient.ConnectTcpAsync(cluster.B.TcpPort);
+        await resuming.SendFrameAsync(StompCommand.Connect, ("accept-version", "1.2"), ("host", "localhost"), ("login", "alice"), ("passcode", "alice"), ("session-token", taken.Token));
+        await Eventually.That(() => lookups.Holding, "node B's resume read the record", Eventually.Relaxed);
+
+        // Meanwhile another of alice's sessions drops on node B: past the limit, the older one (on node A) is taken and ended.
+        var kept = await DropAsync(cluster, cluster.B, "alice");
+        await WaitEndedLogAsync(cluster, taken, max: 1);
+        lookups.Release();
+
+        var connected = await resuming.ReceiveAsync(Eventually.Relaxed);
+        Assert.That((connected.Command, connected["resumed"]), Is.EqualTo((StompCommand.Connected, "false")), "the session it read was ended meanwhile: a fresh one");
+        Assert.That(connected["session"], Is.Not.EqualTo(taken.Id));
+        await resuming.SendFrameAsync(StompCommand.Begin, ("transaction", "t"), ("receipt", "alive"));
+        await resuming.ExpectReceiptAsync("alive");
+        Assert.That(await ResumedAsync(cluster, cluster.A, "alice", kept), Is.EqualTo("true"), "the newer away session still resumes");
+        Assert.That(await ResumedAsync(cluster, cluster.A, "alice", taken), Is.EqualTo("false"), "the taken one is gone on every node");
+    }
+
+    private static Task WaitEndedLogAsync(TestCluster cluster, Dropped ended, int max) =>
+        Eventually.That(() => cluster.Logs.Lines.Any(l => l.Contains($"Durable session {ended.Id} of alice ended for good: its owner went past max-away-sessions-per-user ({max}) away sessions on all nodes together")),
+            $"the log says {ended.Id} ended for good", Eventually.Relaxed);
 
     // Connects a durable session to node, subscribes, drops the connection, and waits until both nodes can see it away.
     private static async Task<Dropped> DropAsync(TestCluster cluster, TestServer node, string login)
