@@ -277,8 +277,7 @@ internal sealed class ClusterSessions
     /// </summary>
     private async Task<ControlMessage?> AskEveryNodeAsync(ControlMessage request, CancellationToken cancellationToken)
     {
-        var nodes = await Control.NodesAsync(cancellationToken).ConfigureAwait(false);
-        var answers = await Task.WhenAll(nodes.Where(n => n != Self).Select(node => Control.AskAsync(node, request, cancellationToken))).ConfigureAwait(false);
+        var answers = await Control.AskEveryNodeAsync(request, cancellationToken).ConfigureAwait(false);
         return answers.FirstOrDefault(a => a.Found).Reply;
     }
 
@@ -390,13 +389,22 @@ internal sealed class ClusterSessions
         var reason = string.IsNullOrWhiteSpace(request.Reason) ? "session ended by the server" : request.Reason;
         switch (request.Kind)
         {
+            // The store's writes are waited for only when something was ended here (a broadcast asks every node).
             case ControlMessage.Terminate when request.SessionId is { } sessionId:
                 var found = await _local.TerminateHereAsync(sessionId, reason, cancellationToken).ConfigureAwait(false);
-                await FlushAsync().ConfigureAwait(false);
+                if (found)
+                {
+                    await FlushAsync().ConfigureAwait(false);
+                }
+
                 return reply with { Found = found };
             case ControlMessage.TerminateUser when request.Login is { } login:
                 var count = await _local.TerminateUserHereAsync(login, reason, cancellationToken).ConfigureAwait(false);
-                await FlushAsync().ConfigureAwait(false);
+                if (count > 0)
+                {
+                    await FlushAsync().ConfigureAwait(false);
+                }
+
                 return reply with { Found = count > 0, Count = count };
             case ControlMessage.DescribeUser when request.Login is { } login:
                 return reply with { Found = true, Sessions = _local.FindHere(login) };

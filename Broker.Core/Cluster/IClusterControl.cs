@@ -18,10 +18,12 @@ internal interface IClusterControl
     Task<ControlAnswer> AskAsync(string node, ControlMessage request, CancellationToken cancellationToken = default);
 
     /// <summary>
-    /// The nodes that take control requests now, this one included (for a session no record names yet: each is asked
-    /// once); empty when unknown.
+    /// Sends <paramref name="request"/> once to every other node that takes control requests now (for a session no record
+    /// names yet) and waits for their answers, each within the control timeout. Broadcasts together hold at most a
+    /// quarter of <c>cluster-control-pending</c>, so they cannot starve take-overs and <c>max-sessions-per-user</c>;
+    /// past that, or when the nodes are unknown, none is sent (empty).
     /// </summary>
-    Task<IReadOnlyList<string>> NodesAsync(CancellationToken cancellationToken = default);
+    Task<IReadOnlyList<ControlAnswer>> AskEveryNodeAsync(ControlMessage request, CancellationToken cancellationToken = default);
 
     /// <summary>A durable session of this node dropped and may resume anywhere until its TTL passes (write-behind).</summary>
     void Away(SessionRecord record);

@@ -15,7 +15,8 @@ internal sealed class LocalClusterControl : IClusterControl
 
     public Task<ControlAnswer> AskAsync(string node, ControlMessage request, CancellationToken cancellationToken = default) => Task.FromResult(ControlAnswer.None);
 
-    public Task<IReadOnlyList<string>> NodesAsync(CancellationToken cancellationToken = default) => Task.FromResult<IReadOnlyList<string>>([]);
+    public Task<IReadOnlyList<ControlAnswer>> AskEveryNodeAsync(ControlMessage request, CancellationToken cancellationToken = default) =>
+        Task.FromResult<IReadOnlyList<ControlAnswer>>([]);
 
     public void Away(SessionRecord record)
     {

@@ -51,4 +51,7 @@ internal static partial class Log
 
     [LoggerMessage(215, LogLevel.Error, "Session control: carrying out control request '{Kind}' from node {Node} failed")]
     public static partial void ControlRequestFailed(ILogger logger, Exception exception, string kind, string node);
+
+    [LoggerMessage(216, LogLevel.Error, "Session control: limit exceeded: cluster-control-pending (requests to every node may hold {Budget} of its {Limit} slots); '{Kind}' to {Nodes} node(s) is not sent")]
+    public static partial void ControlBroadcastFull(ILogger logger, string kind, int nodes, int budget, int limit);
 }

@@ -23,6 +23,9 @@ namespace Broker.Cluster;
 /// </summary>
 internal sealed class RedisClusterControl : IClusterControl, IDisposable
 {
+    // How long a listing of the nodes that take control requests is used before PUBSUB CHANNELS is asked again.
+    private static readonly TimeSpan NodeListAge = TimeSpan.FromSeconds(1);
+
     private readonly Func<TimeSpan, Task<ConnectionMultiplexer?>> _connect;
     private readonly ClusterKeys _keys;
     private readonly ControlReplies _replies;
@@ -33,7 +36,10 @@ internal sealed class RedisClusterControl : IClusterControl, IDisposable
     private readonly TimeProvider _time;
     private readonly Counter<long> _requests;
     private readonly CancellationTokenSource _stopping = new();
+    private readonly int _broadcastBudget;
     private readonly TimeSpan _endedMarkerLifetime;
+    private int _broadcasting;
+    private volatile NodeList? _nodes;
     private ConnectionMultiplexer? _multiplexer;
     private string? _nodeId;
     private Func<ControlMessage, CancellationToken, Task<ControlMessage>>? _handler;
@@ -47,6 +53,7 @@ internal sealed class RedisClusterControl : IClusterControl, IDisposable
         _connect = connect;
         _keys = keys;
         _replies = new ControlReplies(options.MaxPendingControlRequests);
+        _broadcastBudget = Math.Max(1, options.MaxPendingControlRequests / 4);
         _timeout = options.ControlTimeout;
 
         // Covers a resume that read the record just before its session was taken (its store read, then a take-over
@@ -59,6 +66,8 @@ internal sealed class RedisClusterControl : IClusterControl, IDisposable
         var meter = meterFactory.Create(BrokerMetrics.MeterName);
         _requests = meter.CreateCounter<long>("broker.cluster.control.requests", description: "Control requests this node sent to others, by kind and outcome (answered, node_gone, no_answer)");
         meter.CreateObservableGauge("broker.cluster.control.pending", () => _replies.Count, description: "Control requests waiting for a reply (limit cluster-control-pending)");
+        meter.CreateObservableGauge("broker.cluster.control.broadcasting", () => Volatile.Read(ref _broadcasting),
+            description: "Control requests sent to every node waiting for a reply (at most a quarter of cluster-control-pending)");
     }
 
     /// <summary>
@@ -237,24 +246,59 @@ internal sealed class RedisClusterControl : IClusterControl, IDisposable
         }
     }
 
-    public async Task<IReadOnlyList<string>> NodesAsync(CancellationToken cancellationToken = default)
+    public async Task<IReadOnlyList<ControlAnswer>> AskEveryNodeAsync(ControlMessage request, CancellationToken cancellationToken = default)
+    {
+        var others = (await NodesAsync(cancellationToken).ConfigureAwait(false)).Where(n => n != _nodeId).ToList();
+        if (others.Count == 0)
+        {
+            return [];
+        }
+
+        if (Interlocked.Add(ref _broadcasting, others.Count) > _broadcastBudget)
+        {
+            Interlocked.Add(ref _broadcasting, -others.Count);
+            _requests.Add(others.Count, new KeyValuePair<string, object?>("kind", request.Kind), new KeyValuePair<string, object?>("outcome", OutcomeName(ControlOutcome.NoAnswer)));
+            Log.ControlBroadcastFull(_logger, request.Kind, others.Count, _broadcastBudget, _replies.Limit);
+            return [];
+        }
+
+        try
+        {
+            return await Task.WhenAll(others.Select(node => AskAsync(node, request, cancellationToken))).ConfigureAwait(false);
+        }
+        finally
+        {
+            Interlocked.Add(ref _broadcasting, -others.Count);
+        }
+    }
+
+    // The nodes whose control channels have a subscriber, this one included; the listing is kept for NodeListAge, so a
+    // burst of lookups for unknown sessions costs one PUBSUB CHANNELS per server a second.
+    private async Task<IReadOnlyList<string>> NodesAsync(CancellationToken cancellationToken)
     {
         if (!_listening || Volatile.Read(ref _multiplexer) is not { IsConnected: true } multiplexer)
         {
             return [];
         }
 
-        // PUBSUB CHANNELS on each primary: a Redis Cluster shard lists only the subscriptions made to it.
-        var nodes = new HashSet<string>(StringComparer.Ordinal);
-        try
+        if (_nodes is { } cached && _time.GetElapsedTime(cached.At) < NodeListAge)
         {
-            foreach (var server in multiplexer.GetServers())
-            {
-                if (!server.IsConnected || server.IsReplica)
-                {
-                    continue;
-                }
+            return cached.Nodes;
+        }
 
+        // PUBSUB CHANNELS <pattern> on every server, replicas too: a Redis Cluster shard lists only the subscriptions made
+        // to it, and a subscriber may be on a replica. One that fails is skipped (logged), the others still count.
+        var nodes = new HashSet<string>(StringComparer.Ordinal);
+        var failed = false;
+        foreach (var server in multiplexer.GetServers())
+        {
+            if (!server.IsConnected)
+            {
+                continue;
+            }
+
+            try
+            {
                 foreach (var channel in await server.SubscriptionChannelsAsync(_keys.NodeControlPattern).WaitAsync(_operationTimeout, _time, cancellationToken).ConfigureAwait(false))
                 {
                     if (_keys.NodeOfControl(channel) is { } node)
@@ -263,13 +307,20 @@ internal sealed class RedisClusterControl : IClusterControl, IDisposable
                     }
                 }
             }
-        }
-        catch (Exception ex) when (RedisClusterBroker.IsRedisFailure(ex) && !cancellationToken.IsCancellationRequested)
-        {
-            Log.OperationFailed(_logger, ex, "list the nodes that take control requests");
+            catch (Exception ex) when (RedisClusterBroker.IsRedisFailure(ex) && !cancellationToken.IsCancellationRequested)
+            {
+                failed = true;
+                Log.OperationFailed(_logger, ex, $"list the nodes that take control requests on {server.EndPoint}");
+            }
         }
 
-        return [.. nodes];
+        IReadOnlyList<string> listed = [.. nodes];
+        if (!failed)
+        {
+            _nodes = new NodeList(listed, _time.GetTimestamp());
+        }
+
+        return listed;
     }
 
     private static string OutcomeName(ControlOutcome outcome) => outcome switch
@@ -460,4 +511,6 @@ internal sealed class RedisClusterControl : IClusterControl, IDisposable
             _stopping.Cancel();
         }
     }
+
+    private sealed record NodeList(IReadOnlyList<string> Nodes, long At);
 }

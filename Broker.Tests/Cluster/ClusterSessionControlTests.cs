@@ -103,6 +103,22 @@ public sealed class ClusterSessionControlTests
     }
 
     [Test]
+    public async Task A_lookup_for_a_session_no_record_names_asks_every_node_only_within_its_share_of_cluster_control_pending()
+    {
+        // Four pending requests at most, so requests to every node may hold one: node C has two others to ask.
+        await using var cluster = await TestCluster.StartAsync(_redis, nodes: 3, cluster: o => o.MaxPendingControlRequests = 4);
+        var (alice, connected) = await cluster.ConnectWithAsync(cluster.A, "alice");
+        await ClusterTopicTests.WaitSessionSavedAsync(cluster);
+
+        Assert.That(await Control(cluster.Nodes[2]).TerminateAsync(StompSessionServices.NewSessionId(), "no one"), Is.False);
+        Assert.That(cluster.Logs.Lines, Has.Some.Contains("limit exceeded: cluster-control-pending (requests to every node may hold 1 of its 4 slots); 'terminate' to 2 node(s) is not sent"));
+
+        // A session its record names is asked of its node alone, within the budget of single requests.
+        Assert.That(await Control(cluster.Nodes[2]).TerminateAsync(connected["session"]!, "your account was suspended"), Is.True);
+        Assert.That((await alice.ReceiveAsync())["message"], Is.EqualTo("your account was suspended"));
+    }
+
+    [Test]
     public async Task With_Redis_sessions_alone_and_no_cluster_a_session_on_node_A_is_terminated_through_node_B_and_a_token_takes_over_across_nodes()
     {
         await using var cluster = await TestCluster.StartAsync(_redis, withCluster: false);
