@@ -219,7 +219,8 @@ internal sealed class StompApplication
             }
 
             // With a shared away directory (Redis), the limit holds for the user's away sessions on all nodes together.
-            if (session.Principal is { } login && session.Services.Cluster.IsEnabled && _sessionOptions.MaxAwayPerUser > 0)
+            // Not at shutdown: every durable session closes then, and the check would outlive the store's writer.
+            if (session.Principal is { } login && reason != CloseReason.ServerShutdown && session.Services.Cluster.IsEnabled && _sessionOptions.MaxAwayPerUser > 0)
             {
                 _ = session.Services.ClusterSessions.EndAwayBeyondLimitAsync(login);
             }
