@@ -61,8 +61,9 @@ public sealed class ClusterSessionControlTests
     [Test]
     public async Task A_session_on_node_A_whose_record_is_not_stored_yet_is_found_and_terminated_through_node_B()
     {
+        // Node A's reply waits for the session to close and for its held writes (up to a second): a generous timeout.
         var held = new HeldSessionWrites();
-        await using var cluster = await TestCluster.StartAsync(_redis, nodes: 0);
+        await using var cluster = await TestCluster.StartAsync(_redis, nodes: 0, cluster: o => o.ControlTimeout = TimeSpan.FromSeconds(20));
         await cluster.StartNodeAsync(held.Install);
         await cluster.StartNodeAsync();
         try
