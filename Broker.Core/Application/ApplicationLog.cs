@@ -49,6 +49,9 @@ internal static partial class ApplicationLog
     [LoggerMessage(615, LogLevel.Warning, "Durable session {SessionId} of {Owner} past max-away-sessions-per-user on all nodes together could not be ended; it stays away and resumable, and the next check takes it again")]
     public static partial void AwayEndFailed(ILogger logger, Exception exception, string sessionId, string owner);
 
+    [LoggerMessage(616, LogLevel.Information, "Durable session {SessionId} of {Owner}, the oldest away on this node past max-away-sessions-per-user, is left: it is no longer away (it resumed on another node, or another node's check took it)")]
+    public static partial void AwayPerUserLeft(ILogger logger, string sessionId, string owner);
+
     [LoggerMessage(612, LogLevel.Warning, "Durable session {SessionId} is no longer tracked as away on this node: max-away-sessions ({Max}) reached; its record stays resumable, but no expiry event will be told for it")]
     public static partial void AwayLimit(ILogger logger, string sessionId, int max);
 }

@@ -212,10 +212,18 @@ internal sealed class StompApplication
             var owner = AwaySessions.OwnerOf(session.Principal, session.RemoteAddress);
             if (Away.Add(record, info, owner) is { } over)
             {
-                // Past max-away-sessions-per-user: the owner's oldest away session goes for good (then counted, so
-                // whoever sees the count sees its token refused).
-                StompSessionControl.Forget(session.Services, over.Record);
-                Away.OwnerLimitExceeded(over, owner);
+                if (over.Record.Principal is not null && reason != CloseReason.ServerShutdown && session.Services.Cluster.IsEnabled)
+                {
+                    // A shared away directory decides: the session may have resumed on another node since it dropped here.
+                    _ = session.Services.ClusterSessions.EndAwayPastLocalLimitAsync(over, owner);
+                }
+                else
+                {
+                    // Past max-away-sessions-per-user: the owner's oldest away session goes for good (then counted, so
+                    // whoever sees the count sees its token refused).
+                    StompSessionControl.Forget(session.Services, over.Record);
+                    Away.OwnerLimitExceeded(over, owner);
+                }
             }
 
             // With a shared away directory (Redis), the limit holds for the user's away sessions on all nodes together.

@@ -244,6 +244,18 @@ internal static class ClusterScripts
         """;
 
     /// <summary>
+    /// Takes one session out of the user's away hash to end it (this node's own <c>max-away-sessions-per-user</c>), as
+    /// <see cref="TakeAwayBeyond"/> does: with an "ended" marker, and only when the entry is there (a resume on another
+    /// node may have claimed it). KEYS: away hash, the session's ended marker. ARGV: session id, marker lifetime (ms).
+    /// Returns 1 when taken, 0 when it was not there.
+    /// </summary>
+    public const string TakeAway = """
+        if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
+        redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
+        return 1
+        """;
+
+    /// <summary>
     /// Puts back an entry <see cref="TakeAwayBeyond"/> took but that could not be ended, and lifts its marker, so the
     /// session resumes again as before (the next drop takes it again). KEYS: away hash, the session's ended marker.
     /// ARGV: session id, value, hash ttl (ms).

@@ -332,6 +332,40 @@ internal sealed class ClusterSessions
         }
     }
 
+    /// <summary>
+    /// This node's own <c>max-away-sessions-per-user</c> chose <paramref name="over"/> (its oldest away session of the
+    /// user here): it is ended for good when this node takes it out of the away directory, or when the directory cannot be
+    /// asked (the per-node rule as without one). One that is no longer there is left: it resumed on another node (this
+    /// node's table still listed it) or another node's check took it.
+    /// </summary>
+    public async Task EndAwayPastLocalLimitAsync(AwaySession over, string owner)
+    {
+        var record = over.Record;
+        try
+        {
+            var taken = await Control.TakeAwayAsync(owner, record.Id).ConfigureAwait(false);
+            if (taken == false || (taken == true && _services.Persistence is { } persistence
+                && await ConnectedElsewhereAsync(persistence, owner, record.Id, Self, CancellationToken.None).ConfigureAwait(false)))
+            {
+                if (taken == true)
+                {
+                    Control.NotEnded(owner, record.Id);
+                }
+
+                ApplicationLog.AwayPerUserLeft(_services.Application.Logger, record.Id, owner);
+                return;
+            }
+        }
+        catch (Exception ex)
+        {
+            // Taken (or unknown): the per-node rule goes on without the registry's word.
+            ApplicationLog.AwayPerUserCheckFailed(_services.Application.Logger, ex, owner);
+        }
+
+        StompSessionControl.Forget(_services, record);
+        _services.Application.Away.OwnerLimitExceeded(over, owner);
+    }
+
     // The node that holds the away session ends it (its own writes to the store come first). One that is down, does not
     // answer, or answers without ending it for a reason other than its being connected (an older node that does not know
     // the request, a failure there) is acted for here, unless the user registry lists the session connected elsewhere.

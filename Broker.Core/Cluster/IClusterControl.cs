@@ -47,6 +47,12 @@ internal interface IClusterControl
     /// </summary>
     Task<AwayClaim> ClaimAwayAsync(string login, string sessionId, CancellationToken cancellationToken = default);
 
+    /// <summary>
+    /// Takes one of the user's sessions out of the directory to end it, as <see cref="TakeAwayBeyondAsync"/> does: true
+    /// when taken, false when it was not there (a resume claimed it, or another node took it), null when unknown.
+    /// </summary>
+    Task<bool?> TakeAwayAsync(string login, string sessionId, CancellationToken cancellationToken = default);
+
     /// <summary>Puts back an entry <see cref="TakeAwayBeyondAsync"/> took but that could not be ended (the session resumes again).</summary>
     Task ReturnAwayAsync(string login, AwayEntry entry, CancellationToken cancellationToken = default);
 

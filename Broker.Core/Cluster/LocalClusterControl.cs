@@ -34,6 +34,8 @@ internal sealed class LocalClusterControl : IClusterControl
 
     public Task<AwayClaim> ClaimAwayAsync(string login, string sessionId, CancellationToken cancellationToken = default) => Task.FromResult(AwayClaim.Unknown);
 
+    public Task<bool?> TakeAwayAsync(string login, string sessionId, CancellationToken cancellationToken = default) => Task.FromResult<bool?>(null);
+
     public Task ReturnAwayAsync(string login, AwayEntry entry, CancellationToken cancellationToken = default) => Task.CompletedTask;
 
     public void NotEnded(string login, string sessionId)

@@ -458,6 +458,26 @@ internal sealed class RedisClusterControl : IClusterControl, IDisposable
         }
     }
 
+    public async Task<bool?> TakeAwayAsync(string login, string sessionId, CancellationToken cancellationToken = default)
+    {
+        if (Database is not { } database)
+        {
+            return null;
+        }
+
+        try
+        {
+            var taken = await database.ScriptEvaluateAsync(ClusterScripts.TakeAway, [_keys.AwaySessions(login), _keys.AwayEnded(login, sessionId)],
+                [sessionId, (long)_endedMarkerLifetime.TotalMilliseconds]).WaitAsync(_operationTimeout, _time, cancellationToken).ConfigureAwait(false);
+            return (long)taken == 1;
+        }
+        catch (Exception ex) when (RedisClusterBroker.IsRedisFailure(ex) && !cancellationToken.IsCancellationRequested)
+        {
+            Log.OperationFailed(_logger, ex, "take an away session past max-away-sessions-per-user");
+            return null;
+        }
+    }
+
     public async Task ReturnAwayAsync(string login, AwayEntry entry, CancellationToken cancellationToken = default)
     {
         if (Database is not { } database)

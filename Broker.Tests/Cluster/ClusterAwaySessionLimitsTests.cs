@@ -86,6 +86,33 @@ public sealed class ClusterAwaySessionLimitsTests
         Assert.That(await ResumedAsync(cluster, cluster.A, "alice", taken), Is.EqualTo("false"), "the taken one is gone on every node");
     }
 
+    [Test]
+    public async Task A_session_that_dropped_on_node_A_and_resumed_on_node_B_is_left_connected_when_node_As_own_limit_picks_it()
+    {
+        await using var cluster = await TestCluster.StartAsync(_redis, services: s => s.Configure<DurableSessionOptions>(o => o.MaxAwayPerUser = 1));
+        var moved = await DropAsync(cluster, cluster.A, "alice");
+        var (client, resumed) = await cluster.ConnectWithAsync(cluster.B, "alice", moved.Token);
+        Assert.That(resumed["resumed"], Is.EqualTo("true"));
+        await ClusterTopicTests.WaitSessionSavedAsync(cluster);
+
+        // Another session drops on node A, whose own table still lists the moved one as alice's oldest away session there.
+        await DropAsync(cluster, cluster.A, "alice");
+        await Eventually.That(() => cluster.Logs.Lines.Any(l => l.Contains($"Durable session {moved.Id} of alice, the oldest away on this node past max-away-sessions-per-user, is left")),
+            "node A left the session that resumed on node B", Eventually.Relaxed);
+
+        Assert.That(cluster.Logs.Lines, Has.None.Contains($"Durable session {moved.Id} of alice ended for good"));
+        await ClusterTopicTests.WaitSessionSavedAsync(cluster);
+        var registered = await cluster.A.Services.GetRequiredService<IUserRegistry>().GetSessionsAsync("alice");
+        Assert.That(registered.Select(u => (u.SessionId, u.Node)), Does.Contain((moved.Id, NodeId(cluster.B))), "still listed connected on node B");
+        await client.SendFrameAsync(StompCommand.Begin, ("transaction", "t"), ("receipt", "alive"));
+        await client.ExpectReceiptAsync("alive");
+        await client.DisposeAsync();
+        await cluster.B.WaitSessionGoneAsync(moved.Id);
+        Assert.That(await ResumedAsync(cluster, cluster.A, "alice", moved), Is.EqualTo("true"), "its token still resumes");
+    }
+
+    private static string NodeId(TestServer node) => node.Services.GetRequiredService<Broker.Sessions.StompSessionServices>().NodeId;
+
     private static Task WaitEndedLogAsync(TestCluster cluster, Dropped ended, int max) =>
         Eventually.That(() => cluster.Logs.Lines.Any(l => l.Contains($"Durable session {ended.Id} of alice ended for good: its owner went past max-away-sessions-per-user ({max}) away sessions on all nodes together")),
             $"the log says {ended.Id} ended for good", Eventually.Relaxed);
