@@ -65,12 +65,14 @@ public sealed class ClusterAwaySessionLimitsTests
         await cluster.StartNodeAsync();
         await cluster.StartNodeAsync(lookups.Install);
         var taken = await DropAsync(cluster, cluster.A, "alice");
+        await ClusterTopicTests.WaitSessionSavedAsync(cluster);
 
         // The resume on node B has read the record from Redis (the session away, listed on node A) and is held there.
         lookups.Hold(taken.Token);
         await using var resuming = await StompTestClient.ConnectTcpAsync(cluster.B.TcpPort);
         await resuming.SendFrameAsync(StompCommand.Connect, ("accept-version", "1.2"), ("host", "localhost"), ("login", "alice"), ("passcode", "alice"), ("session-token", taken.Token));
         await Eventually.That(() => lookups.Holding, "node B's resume read the record", Eventually.Relaxed);
+        Assert.That(lookups.Read?.Id, Is.EqualTo(taken.Id), "the record it read");
 
         // Meanwhile another of alice's sessions drops on node B: past the limit, the older one (on node A) is taken and ended.
         var kept = await DropAsync(cluster, cluster.B, "alice");
@@ -91,6 +93,7 @@ public sealed class ClusterAwaySessionLimitsTests
     {
         await using var cluster = await TestCluster.StartAsync(_redis, services: s => s.Configure<DurableSessionOptions>(o => o.MaxAwayPerUser = 1));
         var moved = await DropAsync(cluster, cluster.A, "alice");
+        await ClusterTopicTests.WaitSessionSavedAsync(cluster);
         var (client, resumed) = await cluster.ConnectWithAsync(cluster.B, "alice", moved.Token);
         Assert.That(resumed["resumed"], Is.EqualTo("true"));
         await ClusterTopicTests.WaitSessionSavedAsync(cluster);
@@ -108,6 +111,7 @@ public sealed class ClusterAwaySessionLimitsTests
         await client.ExpectReceiptAsync("alive");
         await client.DisposeAsync();
         await cluster.B.WaitSessionGoneAsync(moved.Id);
+        await ClusterTopicTests.WaitSessionSavedAsync(cluster);
         Assert.That(await ResumedAsync(cluster, cluster.A, "alice", moved), Is.EqualTo("true"), "its token still resumes");
     }
 

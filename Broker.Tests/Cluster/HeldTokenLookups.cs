@@ -16,6 +16,7 @@ internal sealed class HeldTokenLookups : ISessionStore
     private RedisSessionStore _inner = null!;
     private byte[]? _held;
     private volatile bool _holding;
+    private SessionRecord? _read;
 
     /// <summary>Puts this in front of the node's <see cref="RedisSessionStore"/> (pass to <see cref="TestCluster.StartNodeAsync"/>).</summary>
     public void Install(IServiceCollection services)
@@ -30,6 +31,9 @@ internal sealed class HeldTokenLookups : ISessionStore
     /// <summary>A lookup has read the held token's record and waits.</summary>
     public bool Holding => _holding;
 
+    /// <summary>What the held lookup read from Redis (null: no record).</summary>
+    public SessionRecord? Read => Volatile.Read(ref _read);
+
     public void Release() => _release.TrySetResult();
 
     public async ValueTask<SessionRecord?> FindByTokenHashAsync(ReadOnlyMemory<byte> tokenHash, CancellationToken cancellationToken = default)
@@ -37,6 +41,7 @@ internal sealed class HeldTokenLookups : ISessionStore
         var record = await _inner.FindByTokenHashAsync(tokenHash, cancellationToken);
         if (_held is { } held && tokenHash.Span.SequenceEqual(held))
         {
+            Volatile.Write(ref _read, record);
             _holding = true;
             await _release.Task;
         }
