@@ -450,6 +450,9 @@ internal sealed class RelayLink : IAsyncDisposable
     // A drops queue has no consumer, so RabbitMQ counts it unused from its last declare while its subscription's queue
     // is kept by the consumer: while a durable subscription is attached here, a passive declare renews its drops queue.
     // One that is gone is left gone: the next resume finds no mark queue and says recovered:false, as it must.
+    // Each declare takes the topology gate on its own and gives it back (SemaphoreSlim hands a released gate to the
+    // longest waiter), so a SUBSCRIBE's or a resume's declare waits behind one passive declare, never a whole round.
+    // A failure ends only its round; the loop ends only when the link stops.
     private async Task RenewDropsQueuesAsync()
     {
         try
@@ -478,17 +481,17 @@ internal sealed class RelayLink : IAsyncDisposable
                         subscription.DropsQueueGone = true;
                         Log.DropsQueueMissing(_logger, subscription.Request.SessionId, subscription.Request.SubscriptionId, drops);
                     }
-                    catch (Exception ex) when (ex is not OperationCanceledException)
+                    catch (Exception ex) when (!_stopping.IsCancellationRequested)
                     {
-                        // The connection is going (the reconnect loop notices, and the subscriptions declare their
-                        // queues again when they attach); the next round tries again.
+                        // The connection is going, or a request timed out or was cancelled (the reconnect loop notices,
+                        // and the subscriptions declare their queues again when they attach); the next round tries again.
                         Log.RenewFailed(_logger, ex, _index);
                         break;
                     }
                 }
             }
         }
-        catch (OperationCanceledException)
+        catch (OperationCanceledException) when (_stopping.IsCancellationRequested)
         {
         }
     }
