@@ -61,6 +61,9 @@ internal static partial class Log
     [LoggerMessage(EventId = 318, Level = LogLevel.Debug, Message = "RabbitMQ relay connection {Index} could not renew its durable subscriptions' drops queues; it tries again next round")]
     public static partial void RenewFailed(ILogger logger, Exception exception, int index);
 
+    [LoggerMessage(EventId = 320, Level = LogLevel.Debug, Message = "RabbitMQ relay connection {Index} renewed {Count} drops queue(s) in {ElapsedMs} ms")]
+    public static partial void Renewed(ILogger logger, int index, int count, long elapsedMs);
+
     [LoggerMessage(EventId = 319, Level = LogLevel.Warning, Message = "RabbitMQ relay could not delete the queues of ended session {SessionId}; they expire by themselves (Broker:Relay:RabbitMq:DurableQueueExpiry)")]
     public static partial void SessionQueuesNotDeleted(ILogger logger, Exception exception, string sessionId);
 }

@@ -463,6 +463,8 @@ internal sealed class RelayLink : IAsyncDisposable
             while (true)
             {
                 await Task.Delay(_limits.DropsRenewInterval, _stopping.Token).ConfigureAwait(false);
+                var started = Environment.TickCount64;
+                var renewed = 0;
                 foreach (var subscription in _subscriptions.Keys)
                 {
                     if (!_connected)
@@ -478,11 +480,17 @@ internal sealed class RelayLink : IAsyncDisposable
                     try
                     {
                         await WithTopologyChannelAsync(c => c.QueueDeclarePassiveAsync(drops)).ConfigureAwait(false);
+                        renewed++;
                     }
                     catch (OperationInterruptedException ex) when (ex.ShutdownReason?.ReplyCode == Constants.NotFound)
                     {
-                        subscription.DropsQueueGone = true;
-                        Log.DropsQueueMissing(_logger, subscription.Request.SessionId, subscription.Request.SubscriptionId, drops);
+                        // Let go of meanwhile (UNSUBSCRIBE, DISCONNECT: its queues were deleted while this waited for
+                        // the topology channel), or gone by itself.
+                        if (subscription.IsLive)
+                        {
+                            subscription.DropsQueueGone = true;
+                            Log.DropsQueueMissing(_logger, subscription.Request.SessionId, subscription.Request.SubscriptionId, drops);
+                        }
                     }
                     catch (Exception ex) when (!_stopping.IsCancellationRequested)
                     {
@@ -491,6 +499,11 @@ internal sealed class RelayLink : IAsyncDisposable
                         Log.RenewFailed(_logger, ex, _index);
                         break;
                     }
+                }
+
+                if (renewed > 0)
+                {
+                    Log.Renewed(_logger, _index, renewed, Environment.TickCount64 - started);
                 }
             }
         }
