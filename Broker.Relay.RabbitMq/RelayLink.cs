@@ -507,8 +507,9 @@ internal sealed class RelayLink : IAsyncDisposable
                 }
             }
         }
-        catch (OperationCanceledException) when (_stopping.IsCancellationRequested)
+        catch (Exception) when (_stopping.IsCancellationRequested)
         {
+            // Stopping: the delay was cancelled, or a request failed as the connection closed.
         }
     }
 
@@ -542,13 +543,13 @@ internal sealed class RelayLink : IAsyncDisposable
                 await WithTopologyChannelAsync(c => c.QueueDeleteAsync(RelayDestinations.DropsQueueName(queue), ifUnused: false, ifEmpty: false)).ConfigureAwait(false);
             }
         }
-        catch (Exception ex) when (!_stopping.IsCancellationRequested)
+        catch (Exception ex)
         {
-            Log.SessionQueuesNotDeleted(_logger, ex, sessionId);
-        }
-        catch (OperationCanceledException)
-        {
-            // Stopping: they expire by themselves.
+            // Not connected, or stopping: they expire by themselves.
+            if (!_stopping.IsCancellationRequested)
+            {
+                Log.SessionQueuesNotDeleted(_logger, ex, sessionId);
+            }
         }
     }
 
