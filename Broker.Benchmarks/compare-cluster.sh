@@ -17,7 +17,9 @@
 #
 # Pinning (2-core machine): every server (redis-server, RabbitMQ, the Broker.Server nodes) on SERVER_CPU
 # (default 0), the load tool on CLIENT_CPU (default 1). Sessions: STORE=redis (default: every node's
-# durable sessions in the same redis-server, as a cluster runs) or none.
+# durable sessions in the same redis-server, as a cluster runs) or none. RELAY_ARGS: more arguments for the
+# relay nodes, e.g. RELAY_ARGS="--Broker:Relay:RabbitMq:DurableQueueExpiry=00:00:04
+# --Logging:LogLevel:Broker.Relay.RabbitMq=Debug" to see the drops-queue renewal rounds in their logs.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -75,7 +77,8 @@ if bench_wants resume-redis "$TARGETS" || bench_wants resume-relay "$TARGETS"; t
   api_args=(--Broker:Api:Key="$API_KEY")
 fi
 cluster_args=(--Broker:Cluster:Kind=redis --Broker:Cluster:KeyPrefix="bench-$$:cluster:" "${api_args[@]}")
-relay_args=(--Broker:Relay:Kind=rabbitmq --Broker:Relay:RabbitMq:Uri="amqp://guest:guest@127.0.0.1:$RABBIT_AMQP_PORT/" "${api_args[@]}")
+read -r -a extra_relay_args <<< "${RELAY_ARGS:-}"
+relay_args=(--Broker:Relay:Kind=rabbitmq --Broker:Relay:RabbitMq:Uri="amqp://guest:guest@127.0.0.1:$RABBIT_AMQP_PORT/" "${api_args[@]}" "${extra_relay_args[@]}")
 if bench_wants cross-redis "$TARGETS" || bench_wants local-redis "$TARGETS" || bench_wants resume-redis "$TARGETS"; then
   say "Redis cluster nodes A :$BASE_PORT, B :$((BASE_PORT + 1))"
   node redis-a "$BASE_PORT" "${cluster_args[@]}"

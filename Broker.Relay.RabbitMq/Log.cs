@@ -55,9 +55,15 @@ internal static partial class Log
     [LoggerMessage(EventId = 316, Level = LogLevel.Warning, Message = "RabbitMQ relay: the drops queue {Queue} of subscription {SubscriptionId} of session {SessionId} is gone (expired or deleted): a drop may have left no mark, so the resume says recovered:false")]
     public static partial void DropsQueueMissing(ILogger logger, string sessionId, string subscriptionId, string queue);
 
-    [LoggerMessage(EventId = 317, Level = LogLevel.Information, Message = "RabbitMQ relay: the queue {Queue} of subscription {SubscriptionId} of session {SessionId} was declared without a drops queue (by an earlier version, or with other limits): only its length tells whether it dropped messages, not Broker:MaxQueueBytes, until it is declared again")]
-    public static partial void QueueWithoutDropMarks(ILogger logger, string sessionId, string subscriptionId, string queue);
+    [LoggerMessage(EventId = 317, Level = LogLevel.Information, Message = "RabbitMQ relay: the queue {Queue} of subscription {SubscriptionId} of session {SessionId} has other arguments than these settings give and no drops queue {DropsQueue}, so the resume says recovered:false; the drops queue is declared now. If an earlier version declared the queue (no dead-letter target), later resumes tell its drops by length only, not by Broker:MaxQueueBytes, until it is declared again; if it was declared with other limits, its drops are marked from now on")]
+    public static partial void QueueWithoutDropMarks(ILogger logger, string sessionId, string subscriptionId, string queue, string dropsQueue);
 
     [LoggerMessage(EventId = 318, Level = LogLevel.Debug, Message = "RabbitMQ relay connection {Index} could not renew its durable subscriptions' drops queues; it tries again next round")]
     public static partial void RenewFailed(ILogger logger, Exception exception, int index);
+
+    [LoggerMessage(EventId = 320, Level = LogLevel.Debug, Message = "RabbitMQ relay connection {Index} renewed {Count} drops queue(s) in {ElapsedMs} ms")]
+    public static partial void Renewed(ILogger logger, int index, int count, long elapsedMs);
+
+    [LoggerMessage(EventId = 319, Level = LogLevel.Warning, Message = "RabbitMQ relay could not delete the queues of ended session {SessionId}; they expire by themselves (Broker:Relay:RabbitMq:DurableQueueExpiry)")]
+    public static partial void SessionQueuesNotDeleted(ILogger logger, Exception exception, string sessionId);
 }

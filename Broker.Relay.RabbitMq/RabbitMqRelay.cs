@@ -309,6 +309,21 @@ internal sealed class RabbitMqRelay : IMessageBroker, IHealthCheck, IAsyncDispos
         return subscription;
     }
 
+    /// <summary>
+    /// A durable session that will not resume: its topic subscriptions' queues and their drops queues are deleted now,
+    /// in the background, rather than at their expiry (the drops queue's is half as late again). While no connection
+    /// is up, or when a delete fails, they are left to expire.
+    /// </summary>
+    public void DeleteDurableSession(SessionRecord record)
+    {
+        var queues = record.Subscriptions.Where(s => Destinations.IsTopic(s.Destination))
+            .Select(s => RelayDestinations.DurableQueueName(_options.QueuePrefix, record.Id, s.Id)).ToArray();
+        if (queues.Length > 0 && Array.Find(_links, l => l.CanAttach) is { } link)
+        {
+            _ = link.DeleteDurableQueuesAsync(record.Id, queues);
+        }
+    }
+
     // A RECEIPT for SUBSCRIBE must mean the queue is bound, so that a SEND after it reaches the subscriber: the
     // subscription goes to a connected link (round robin among them), never to one that is reconnecting while
     // another already takes publishes. At start-up, before any link is up, it waits for one (up to UnavailableWait

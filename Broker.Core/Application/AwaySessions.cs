@@ -1,4 +1,5 @@
 using Broker.Durability;
+using Broker.Routing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -280,6 +281,7 @@ internal sealed class AwaySessions : IDisposable
                 }
                 else if (RemoveIfSame(entry))
                 {
+                    _services.GetService<IMessageBroker>()?.DeleteDurableSession(entry.Record);
                     Expired?.Invoke(entry.Info);
                 }
             }

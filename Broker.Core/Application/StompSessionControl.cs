@@ -188,10 +188,11 @@ internal sealed class StompSessionControl(StompSessionServices services, AwaySes
 
     private void Forget(SessionRecord record) => Forget(services, record);
 
-    /// <summary>Its durable record deleted (behind any write still queued for it) and its user destinations no longer kept.</summary>
+    /// <summary>Its durable record deleted (behind any write still queued for it), its user destinations no longer kept, and what the broker kept for its subscriptions deleted.</summary>
     internal static void Forget(StompSessionServices services, SessionRecord record)
     {
         services.Persistence?.Remove(record);
+        services.Broker.DeleteDurableSession(record);
         if (record.Principal is { } principal)
         {
             services.Registry.Unpark(principal, record.Id);

@@ -1,3 +1,5 @@
+using Broker.Durability;
+
 namespace Broker.Routing;
 
 /// <summary>
@@ -39,6 +41,16 @@ public interface IMessageBroker
     /// whose queues expire by themselves (the relay's <c>x-expires</c>) may leave it to that.
     /// </summary>
     void DeleteSessionQueue(string destination)
+    {
+    }
+
+    /// <summary>
+    /// A durable session that was away ended for good without resuming (terminated, ended past
+    /// <c>max-away-sessions-per-user</c>, or found expired): what the broker kept for its subscriptions to resume may
+    /// go. By default nothing: the in-process broker keeps nothing per session for a topic subscription, and the
+    /// relay's queues expire by themselves (<c>x-expires</c>), later.
+    /// </summary>
+    void DeleteDurableSession(SessionRecord record)
     {
     }
 

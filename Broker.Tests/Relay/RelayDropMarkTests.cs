@@ -1,3 +1,5 @@
+using Broker.Application;
+using Broker.Durability;
 using Broker.Protocol;
 using Broker.Relay.RabbitMq;
 using Microsoft.Extensions.DependencyInjection;
@@ -88,9 +90,10 @@ public sealed class RelayDropMarkTests
     }
 
     // Queues declared before drops queues existed have no dead-letter target, and RabbitMQ refuses a declare that
-    // would add one: such a queue resumes as before (only its length tells), and the relay's channels stay up.
+    // would add one. The first resume finds no drops queue and promises nothing (it declares one); later resumes tell
+    // by length only, as before; and the relay's channels stay up throughout.
     [Test]
-    public async Task A_queue_declared_without_a_drops_queue_resumes_as_before_and_the_relay_stays_up()
+    public async Task A_queue_declared_without_a_drops_queue_resumes_recovered_false_once_then_as_before_and_the_relay_stays_up()
     {
         await using var server = await StartRelayServerAsync();
         var key = $"{Unique()}.legacy";
@@ -102,36 +105,83 @@ public sealed class RelayDropMarkTests
 
         var queue = RelayDestinations.DurableQueueName(Prefix(server), connected["session"]!, "s");
         var drops = RelayDestinations.DropsQueueName(queue);
-        var (connection, channel) = await OpenAmqpAsync(_server);
-        await using (connection)
+        await ReplaceQueueAsync(queue, key, new Dictionary<string, object?>
         {
-            await channel.QueueDeleteAsync(queue, ifUnused: false, ifEmpty: false);
-            await channel.QueueDeleteAsync(drops, ifUnused: false, ifEmpty: false);
             // As the relay declared a durable subscription's queue before it had a drops queue.
-            await channel.QueueDeclareAsync(queue, durable: true, exclusive: false, autoDelete: false, new Dictionary<string, object?>
-            {
-                ["x-max-length"] = 100_000,
-                ["x-overflow"] = "drop-head",
-                ["x-max-length-bytes"] = (long)MaxQueueBytes,
-                ["x-expires"] = (long)TimeSpan.FromHours(24).TotalMilliseconds,
-                ["x-single-active-consumer"] = true,
-            });
-            await channel.QueueBindAsync(queue, RelayDestinations.TopicExchange, key);
-        }
+            ["x-max-length"] = 100_000,
+            ["x-overflow"] = "drop-head",
+            ["x-max-length-bytes"] = (long)MaxQueueBytes,
+            ["x-expires"] = (long)TimeSpan.FromHours(24).TotalMilliseconds,
+            ["x-single-active-consumer"] = true,
+        });
 
         await using var publisher = await ConnectAsync(server);
         await publisher.PublishConfirmedAsync(topic, "l1");
         await publisher.PublishConfirmedAsync(topic, "l2");
+        var resumed = await StompTestClient.ConnectTcpAsync(server.TcpPort);
+        var again = await resumed.ConnectAsync(login: "guest", passcode: "guest", sessionToken: connected["session-token"]);
+
+        Assert.That(again["resumed"], Is.EqualTo("true"));
+        Assert.That(again["recovered"], Is.EqualTo("false"), "no drops queue: a drop by bytes would have left no mark");
+        Assert.That(await BodiesAsync(resumed, 2), Is.EqualTo(new[] { "l1", "l2" }));
+        await publisher.PublishConfirmedAsync(topic, "l3");
+        Assert.That((await resumed.NextMessageAsync(Patience)).BodyText, Is.EqualTo("l3"), "the relay's channels were not touched");
+        Assert.That(await QueueExistsAsync(_server, drops), Is.True, "its drops queue is declared for next time");
+
+        await resumed.DisposeAsync();
+        await server.WaitSessionGoneAsync(connected["session"]!);
+        await publisher.PublishConfirmedAsync(topic, "l4");
+        await using var later = await StompTestClient.ConnectTcpAsync(server.TcpPort);
+        var afterwards = await later.ConnectAsync(login: "guest", passcode: "guest", sessionToken: connected["session-token"]);
+
+        Assert.That(afterwards["recovered"], Is.EqualTo("true"), "under its length limit, as before");
+        Assert.That((await later.NextMessageAsync(Patience)).BodyText, Is.EqualTo("l4"));
+        var listed = Names(await _server.CtlAsync("list_queues", "-q", "name", "arguments")).Single(line => line.StartsWith(queue + "\t", StringComparison.Ordinal));
+        Assert.That(listed, Does.Contain("x-single-active-consumer").And.Not.Contain("x-dead-letter"), "the queue kept its own arguments");
+    }
+
+    // A queue declared with other limits than this node's (another node's settings, or changed ones) is refused a
+    // declare with this node's arguments just as a queue from before drops queues is: with its drops queue gone, a drop
+    // by bytes left no mark, and the resume must not promise anything.
+    [Test]
+    public async Task A_queue_with_other_limits_whose_drops_queue_is_gone_says_recovered_false_after_a_drop_by_bytes()
+    {
+        await using var server = await StartRelayServerAsync();
+        var key = $"{Unique()}.otherlimits";
+        var topic = $"/topic/{key}";
+        var (first, connected) = await ConnectDurableAsync(server);
+        await first.SubscribeAndWaitAsync("s", topic);
+        await first.DisposeAsync();
+        await server.WaitSessionGoneAsync(connected["session"]!);
+
+        var queue = RelayDestinations.DurableQueueName(Prefix(server), connected["session"]!, "s");
+        var drops = RelayDestinations.DropsQueueName(queue);
+        await ReplaceQueueAsync(queue, key, new Dictionary<string, object?>
+        {
+            // As this version declares it, on a node whose Broker:MaxQueueBytes is 600, not 1,000.
+            ["x-max-length"] = 100_000,
+            ["x-overflow"] = "drop-head",
+            ["x-max-length-bytes"] = 600L,
+            ["x-expires"] = (long)TimeSpan.FromHours(24).TotalMilliseconds,
+            ["x-single-active-consumer"] = true,
+            ["x-dead-letter-exchange"] = string.Empty,
+            ["x-dead-letter-routing-key"] = drops,
+        });
+
+        // 900 bytes for a queue of 600: the oldest is dropped by bytes, and dead-lettered to a drops queue that is not there.
+        await using var publisher = await ConnectAsync(server);
+        for (var i = 1; i <= 3; i++)
+        {
+            await publisher.PublishConfirmedAsync(topic, Body(i));
+        }
+
         await using var resumed = await StompTestClient.ConnectTcpAsync(server.TcpPort);
         var again = await resumed.ConnectAsync(login: "guest", passcode: "guest", sessionToken: connected["session-token"]);
 
         Assert.That(again["resumed"], Is.EqualTo("true"));
-        Assert.That(again["recovered"], Is.EqualTo("true"), "under its length limit, as before");
-        Assert.That(await BodiesAsync(resumed, 2), Is.EqualTo(new[] { "l1", "l2" }));
-        await publisher.PublishConfirmedAsync(topic, "l3");
-        Assert.That((await resumed.NextMessageAsync(Patience)).BodyText, Is.EqualTo("l3"), "the relay's channels were not touched");
-        var listed = Names(await _server.CtlAsync("list_queues", "-q", "name", "arguments")).Single(line => line.StartsWith(queue + "\t", StringComparison.Ordinal));
-        Assert.That(listed, Does.Contain("x-single-active-consumer").And.Not.Contain("x-dead-letter"), "the queue kept its own arguments");
+        Assert.That(again["recovered"], Is.EqualTo("false"), "one message was dropped by max-queue-bytes and nothing marked it");
+        Assert.That(await BodiesAsync(resumed, 2), Is.EqualTo(new[] { Body(2), Body(3) }), "the newest, in order");
+        Assert.That(await QueueExistsAsync(_server, drops), Is.True, "its drops queue is declared for next time");
     }
 
     // Its drops queue was deleted (or expired): a drop meanwhile would have left no mark, so nothing can be promised.
@@ -167,7 +217,10 @@ public sealed class RelayDropMarkTests
     [Test]
     public async Task A_drops_queue_outlives_its_expiry_while_the_client_stays_and_the_resume_after_says_recovered_true()
     {
-        var expiry = TimeSpan.FromSeconds(4);
+        // Long enough for the resume after the client leaves (the queue expires this long after its consumer went: the
+        // drop, the publish and the resume must fit in it on a loaded machine), short enough for the witness to expire
+        // within the test: 1.5 times as long.
+        var expiry = TimeSpan.FromSeconds(10);
         await using var server = await StartRelayServerAsync(relay: o => o.DurableQueueExpiry = expiry);
         var topic = $"/topic/{Unique()}.stays";
         var (first, connected) = await ConnectDurableAsync(server);
@@ -184,7 +237,7 @@ public sealed class RelayDropMarkTests
                 new Dictionary<string, object?> { ["x-expires"] = (long)(expiry * 1.5).TotalMilliseconds });
         }
 
-        await Eventually.That(async () => !Names(await _server.CtlAsync("list_queues", "-q", "name")).Contains(witness), "the witness queue expired", Patience);
+        await Eventually.That(async () => !Names(await _server.CtlAsync("list_queues", "-q", "name")).Contains(witness), "the witness queue expired", expiry * 1.5 + Patience);
         Assert.That(Names(await _server.CtlAsync("list_queues", "-q", "name")), Does.Contain(drops), "renewed while the subscription is attached");
 
         await first.DisposeAsync();
@@ -214,6 +267,57 @@ public sealed class RelayDropMarkTests
 
             await Eventually.That(async () => !await QueueExistsAsync(_server, queue) && !await QueueExistsAsync(_server, RelayDestinations.DropsQueueName(queue)),
                 "UNSUBSCRIBE deleted both queues", Patience);
+        }
+    }
+
+    // An away session ended for good will not resume: its queue and its drops queue go at once, not at their expiry.
+    [Test]
+    public async Task Terminating_an_away_session_deletes_its_queue_and_drops_queue()
+    {
+        await using var server = await StartRelayServerAsync();
+        var (client, connected) = await ConnectDurableAsync(server);
+        await client.SubscribeAndWaitAsync("s", $"/topic/{Unique()}.terminated");
+        await client.DisposeAsync();
+        await server.WaitSessionGoneAsync(connected["session"]!);
+        var queue = RelayDestinations.DurableQueueName(Prefix(server), connected["session"]!, "s");
+        Assert.That(await QueueExistsAsync(_server, queue) && await QueueExistsAsync(_server, RelayDestinations.DropsQueueName(queue)), Is.True, "kept while it is away");
+
+        Assert.That(await server.Services.GetRequiredService<IStompSessionControl>().TerminateAsync(connected["session"]!, "account closed"), Is.True);
+
+        await Eventually.That(async () => !await QueueExistsAsync(_server, queue) && !await QueueExistsAsync(_server, RelayDestinations.DropsQueueName(queue)),
+            "terminating the away session deleted both queues", Patience);
+    }
+
+    [Test]
+    public async Task An_away_session_found_expired_has_its_queue_and_drops_queue_deleted()
+    {
+        // The queues themselves would expire only after an hour: what deletes them here is the session's expiry.
+        await using var server = await StartRelayServerAsync(
+            relay: o => o.DurableQueueExpiry = TimeSpan.FromHours(1),
+            services: s => s.Configure<DurableSessionOptions>(o =>
+            {
+                o.Ttl = TimeSpan.FromSeconds(2);
+                o.CleanupInterval = TimeSpan.FromMilliseconds(500);
+            }));
+        var (client, connected) = await ConnectDurableAsync(server);
+        await client.SubscribeAndWaitAsync("s", $"/topic/{Unique()}.expired");
+        var queue = RelayDestinations.DurableQueueName(Prefix(server), connected["session"]!, "s");
+        Assert.That(await QueueExistsAsync(_server, RelayDestinations.DropsQueueName(queue)), Is.True);
+        await client.DisposeAsync();
+
+        await Eventually.That(async () => !await QueueExistsAsync(_server, queue) && !await QueueExistsAsync(_server, RelayDestinations.DropsQueueName(queue)),
+            "the session's expiry deleted both queues", Patience);
+    }
+
+    private async Task ReplaceQueueAsync(string queue, string key, Dictionary<string, object?> arguments)
+    {
+        var (connection, channel) = await OpenAmqpAsync(_server);
+        await using (connection)
+        {
+            await channel.QueueDeleteAsync(queue, ifUnused: false, ifEmpty: false);
+            await channel.QueueDeleteAsync(RelayDestinations.DropsQueueName(queue), ifUnused: false, ifEmpty: false);
+            await channel.QueueDeclareAsync(queue, durable: true, exclusive: false, autoDelete: false, arguments);
+            await channel.QueueBindAsync(queue, RelayDestinations.TopicExchange, key);
         }
     }
 
@@ -261,13 +365,17 @@ public sealed class RelayDropMarkTests
         return client;
     }
 
-    private async Task<TestServer> StartRelayServerAsync(Action<RabbitMqRelayOptions>? relay = null)
+    private async Task<TestServer> StartRelayServerAsync(Action<RabbitMqRelayOptions>? relay = null, Action<IServiceCollection>? services = null)
     {
-        var server = await TestServer.StartAsync(o => o.MaxQueueBytes = MaxQueueBytes, services: s => new StompBrokerBuilder(s).AddRabbitMqRelay(o =>
+        var server = await TestServer.StartAsync(o => o.MaxQueueBytes = MaxQueueBytes, services: s =>
         {
-            o.Uri = _server.Uri;
-            relay?.Invoke(o);
-        }));
+            new StompBrokerBuilder(s).AddRabbitMqRelay(o =>
+            {
+                o.Uri = _server.Uri;
+                relay?.Invoke(o);
+            });
+            services?.Invoke(s);
+        });
         if (!await server.Services.GetRequiredService<RabbitMqRelay>().WaitConnectedAsync(Patience))
         {
             await server.DisposeAsync();
