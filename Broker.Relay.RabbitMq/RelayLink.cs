@@ -322,8 +322,7 @@ internal sealed class RelayLink : IAsyncDisposable
             subscription.RequeueUnacked();
             if (subscription.IsEnded && subscription.Durable && _connected)
             {
-                await WithTopologyChannelAsync(c => c.QueueDeleteAsync(subscription.FixedQueueName!, ifUnused: false, ifEmpty: false)).ConfigureAwait(false);
-                await WithTopologyChannelAsync(c => c.QueueDeleteAsync(subscription.DropsQueueName!, ifUnused: false, ifEmpty: false)).ConfigureAwait(false);
+                await DeleteWithDropsQueueAsync(subscription.FixedQueueName!).ConfigureAwait(false);
             }
         }
         catch (Exception ex) when (ex is not OperationCanceledException || !_stopping.IsCancellationRequested)
@@ -539,8 +538,7 @@ internal sealed class RelayLink : IAsyncDisposable
         {
             foreach (var queue in queues)
             {
-                await WithTopologyChannelAsync(c => c.QueueDeleteAsync(queue, ifUnused: false, ifEmpty: false)).ConfigureAwait(false);
-                await WithTopologyChannelAsync(c => c.QueueDeleteAsync(RelayDestinations.DropsQueueName(queue), ifUnused: false, ifEmpty: false)).ConfigureAwait(false);
+                await DeleteWithDropsQueueAsync(queue).ConfigureAwait(false);
             }
         }
         catch (Exception ex)
@@ -551,6 +549,14 @@ internal sealed class RelayLink : IAsyncDisposable
                 Log.SessionQueuesNotDeleted(_logger, ex, sessionId);
             }
         }
+    }
+
+    // A durable subscription's queue, then its drops queue (so that nothing it drops on the way is marked in a queue
+    // already gone, to outlive it).
+    private async Task DeleteWithDropsQueueAsync(string queue)
+    {
+        await WithTopologyChannelAsync(c => c.QueueDeleteAsync(queue, ifUnused: false, ifEmpty: false)).ConfigureAwait(false);
+        await WithTopologyChannelAsync(c => c.QueueDeleteAsync(RelayDestinations.DropsQueueName(queue), ifUnused: false, ifEmpty: false)).ConfigureAwait(false);
     }
 
     /// <summary>Declares a <c>/queue/</c> destination's queue (durable, shared by competing consumers) when a publish found none.</summary>

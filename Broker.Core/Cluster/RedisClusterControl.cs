@@ -338,12 +338,11 @@ internal sealed class RedisClusterControl : IClusterControl, IDisposable
         }
 
         var destinations = record.Subscriptions.Where(s => Destinations.IsUser(s.Destination)).Select(s => s.Destination);
-        var expiresAt = (_time.GetUtcNow() + _ttl).ToUnixTimeMilliseconds().ToString(CultureInfo.InvariantCulture);
+        var expiresAt = (_time.GetUtcNow() + _ttl).ToUnixTimeMilliseconds();
         var key = _keys.AwaySessions(principal);
         try
         {
-            // User destinations hold no line breaks (UserDestinations rejects them): one per line.
-            database.HashSet(key, record.Id, string.Join('\n', [expiresAt, self, .. destinations]), flags: CommandFlags.FireAndForget);
+            database.HashSet(key, record.Id, FormatAway(expiresAt, self, destinations), flags: CommandFlags.FireAndForget);
             database.KeyExpire(key, _ttl, CommandFlags.FireAndForget);
         }
         catch (Exception ex) when (RedisClusterBroker.IsRedisFailure(ex))
@@ -485,7 +484,7 @@ internal sealed class RedisClusterControl : IClusterControl, IDisposable
             return;
         }
 
-        var value = string.Join('\n', [entry.ExpiresAt.ToString(CultureInfo.InvariantCulture), entry.Node, .. entry.UserDestinations]);
+        var value = FormatAway(entry.ExpiresAt, entry.Node, entry.UserDestinations);
         try
         {
             await database.ScriptEvaluateAsync(ClusterScripts.ReturnAway, [_keys.AwaySessions(login), _keys.AwayEnded(login, entry.SessionId)],
@@ -514,7 +513,12 @@ internal sealed class RedisClusterControl : IClusterControl, IDisposable
         }
     }
 
-    // An away hash entry (expiresAt, node, then its user destinations, one a line); null when unreadable or expired by now.
+    // An away hash entry: expiresAt, node, then its user destinations, one a line (they hold no line breaks:
+    // UserDestinations rejects them). ParseAway reads it back.
+    private static string FormatAway(long expiresAt, string node, IEnumerable<string> userDestinations) =>
+        string.Join('\n', [expiresAt.ToString(CultureInfo.InvariantCulture), node, .. userDestinations]);
+
+    // An away hash entry (FormatAway); null when unreadable or expired by now.
     private static AwayEntry? ParseAway(string? sessionId, string? value, long now)
     {
         var parts = (value ?? "").Split('\n');

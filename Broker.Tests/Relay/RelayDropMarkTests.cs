@@ -30,7 +30,7 @@ public sealed class RelayDropMarkTests
     {
         await using var server = await StartRelayServerAsync();
         var topic = $"/topic/{Unique()}.bytes";
-        var token = await SubscribeAndGoAwayAsync(server, topic);
+        var (_, token, _) = await SubscribeAndGoAwayAsync(server, topic);
 
         // 3,000 bytes of bodies for a queue of 1,000: each message is under the limit, and ten are far under
         // max-queue-length, so it is the byte limit that drops (the oldest seven; three of 300 bytes fit).
@@ -54,7 +54,7 @@ public sealed class RelayDropMarkTests
     {
         await using var server = await StartRelayServerAsync();
         var topic = $"/topic/{Unique()}.under";
-        var token = await SubscribeAndGoAwayAsync(server, topic);
+        var (_, token, _) = await SubscribeAndGoAwayAsync(server, topic);
         await using var publisher = await ConnectAsync(server);
         for (var i = 1; i <= 3; i++)
         {
@@ -77,7 +77,7 @@ public sealed class RelayDropMarkTests
     {
         await using var server = await StartRelayServerAsync();
         var topic = $"/topic/{Unique()}.big";
-        var token = await SubscribeAndGoAwayAsync(server, topic);
+        var (_, token, _) = await SubscribeAndGoAwayAsync(server, topic);
         await using var publisher = await ConnectAsync(server);
         await publisher.PublishConfirmedAsync(topic, new string('B', 3 * MaxQueueBytes));
 
@@ -98,12 +98,7 @@ public sealed class RelayDropMarkTests
         await using var server = await StartRelayServerAsync();
         var key = $"{Unique()}.legacy";
         var topic = $"/topic/{key}";
-        var (first, connected) = await ConnectDurableAsync(server);
-        await first.SubscribeAndWaitAsync("s", topic);
-        await first.DisposeAsync();
-        await server.WaitSessionGoneAsync(connected["session"]!);
-
-        var queue = RelayDestinations.DurableQueueName(Prefix(server), connected["session"]!, "s");
+        var (session, token, queue) = await SubscribeAndGoAwayAsync(server, topic);
         var drops = RelayDestinations.DropsQueueName(queue);
         await ReplaceQueueAsync(queue, key, new Dictionary<string, object?>
         {
@@ -119,7 +114,7 @@ public sealed class RelayDropMarkTests
         await publisher.PublishConfirmedAsync(topic, "l1");
         await publisher.PublishConfirmedAsync(topic, "l2");
         var resumed = await StompTestClient.ConnectTcpAsync(server.TcpPort);
-        var again = await resumed.ConnectAsync(login: "guest", passcode: "guest", sessionToken: connected["session-token"]);
+        var again = await resumed.ConnectAsync(login: "guest", passcode: "guest", sessionToken: token);
 
         Assert.That(again["resumed"], Is.EqualTo("true"));
         Assert.That(again["recovered"], Is.EqualTo("false"), "no drops queue: a drop by bytes would have left no mark");
@@ -129,10 +124,10 @@ public sealed class RelayDropMarkTests
         Assert.That(await QueueExistsAsync(_server, drops), Is.True, "its drops queue is declared for next time");
 
         await resumed.DisposeAsync();
-        await server.WaitSessionGoneAsync(connected["session"]!);
+        await server.WaitSessionGoneAsync(session);
         await publisher.PublishConfirmedAsync(topic, "l4");
         await using var later = await StompTestClient.ConnectTcpAsync(server.TcpPort);
-        var afterwards = await later.ConnectAsync(login: "guest", passcode: "guest", sessionToken: connected["session-token"]);
+        var afterwards = await later.ConnectAsync(login: "guest", passcode: "guest", sessionToken: token);
 
         Assert.That(afterwards["recovered"], Is.EqualTo("true"), "under its length limit, as before");
         Assert.That((await later.NextMessageAsync(Patience)).BodyText, Is.EqualTo("l4"));
@@ -149,12 +144,7 @@ public sealed class RelayDropMarkTests
         await using var server = await StartRelayServerAsync();
         var key = $"{Unique()}.otherlimits";
         var topic = $"/topic/{key}";
-        var (first, connected) = await ConnectDurableAsync(server);
-        await first.SubscribeAndWaitAsync("s", topic);
-        await first.DisposeAsync();
-        await server.WaitSessionGoneAsync(connected["session"]!);
-
-        var queue = RelayDestinations.DurableQueueName(Prefix(server), connected["session"]!, "s");
+        var (_, token, queue) = await SubscribeAndGoAwayAsync(server, topic);
         var drops = RelayDestinations.DropsQueueName(queue);
         await ReplaceQueueAsync(queue, key, new Dictionary<string, object?>
         {
@@ -176,7 +166,7 @@ public sealed class RelayDropMarkTests
         }
 
         await using var resumed = await StompTestClient.ConnectTcpAsync(server.TcpPort);
-        var again = await resumed.ConnectAsync(login: "guest", passcode: "guest", sessionToken: connected["session-token"]);
+        var again = await resumed.ConnectAsync(login: "guest", passcode: "guest", sessionToken: token);
 
         Assert.That(again["resumed"], Is.EqualTo("true"));
         Assert.That(again["recovered"], Is.EqualTo("false"), "one message was dropped by max-queue-bytes and nothing marked it");
@@ -190,11 +180,7 @@ public sealed class RelayDropMarkTests
     {
         await using var server = await StartRelayServerAsync();
         var topic = $"/topic/{Unique()}.nodrops";
-        var (first, connected) = await ConnectDurableAsync(server);
-        await first.SubscribeAndWaitAsync("s", topic);
-        await first.DisposeAsync();
-        await server.WaitSessionGoneAsync(connected["session"]!);
-        var queue = RelayDestinations.DurableQueueName(Prefix(server), connected["session"]!, "s");
+        var (_, token, queue) = await SubscribeAndGoAwayAsync(server, topic);
         var (connection, channel) = await OpenAmqpAsync(_server);
         await using (connection)
         {
@@ -204,7 +190,7 @@ public sealed class RelayDropMarkTests
         await using var publisher = await ConnectAsync(server);
         await publisher.PublishConfirmedAsync(topic, "kept");
         await using var resumed = await StompTestClient.ConnectTcpAsync(server.TcpPort);
-        var again = await resumed.ConnectAsync(login: "guest", passcode: "guest", sessionToken: connected["session-token"]);
+        var again = await resumed.ConnectAsync(login: "guest", passcode: "guest", sessionToken: token);
 
         Assert.That(again["resumed"], Is.EqualTo("true"));
         Assert.That(again["recovered"], Is.EqualTo("false"));
@@ -275,14 +261,10 @@ public sealed class RelayDropMarkTests
     public async Task Terminating_an_away_session_deletes_its_queue_and_drops_queue()
     {
         await using var server = await StartRelayServerAsync();
-        var (client, connected) = await ConnectDurableAsync(server);
-        await client.SubscribeAndWaitAsync("s", $"/topic/{Unique()}.terminated");
-        await client.DisposeAsync();
-        await server.WaitSessionGoneAsync(connected["session"]!);
-        var queue = RelayDestinations.DurableQueueName(Prefix(server), connected["session"]!, "s");
+        var (session, _, queue) = await SubscribeAndGoAwayAsync(server, $"/topic/{Unique()}.terminated");
         Assert.That(await QueueExistsAsync(_server, queue) && await QueueExistsAsync(_server, RelayDestinations.DropsQueueName(queue)), Is.True, "kept while it is away");
 
-        Assert.That(await server.Services.GetRequiredService<IStompSessionControl>().TerminateAsync(connected["session"]!, "account closed"), Is.True);
+        Assert.That(await server.Services.GetRequiredService<IStompSessionControl>().TerminateAsync(session, "account closed"), Is.True);
 
         await Eventually.That(async () => !await QueueExistsAsync(_server, queue) && !await QueueExistsAsync(_server, RelayDestinations.DropsQueueName(queue)),
             "terminating the away session deleted both queues", Patience);
@@ -340,14 +322,16 @@ public sealed class RelayDropMarkTests
         return bodies;
     }
 
-    // A durable session subscribes to the topic, then its connection drops (no DISCONNECT); returns its token.
-    private static async Task<string> SubscribeAndGoAwayAsync(TestServer server, string topic)
+    // A durable session subscribes to the topic as "s", then its connection drops (no DISCONNECT): its id, its token,
+    // and the name of the subscription's queue.
+    private static async Task<(string Session, string Token, string Queue)> SubscribeAndGoAwayAsync(TestServer server, string topic)
     {
         var (client, connected) = await ConnectDurableAsync(server);
         await client.SubscribeAndWaitAsync("s", topic);
         await client.DisposeAsync();
-        await server.WaitSessionGoneAsync(connected["session"]!);
-        return connected["session-token"]!;
+        var session = connected["session"]!;
+        await server.WaitSessionGoneAsync(session);
+        return (session, connected["session-token"]!, RelayDestinations.DurableQueueName(Prefix(server), session, "s"));
     }
 
     private static async Task<(StompTestClient Client, ReceivedFrame Connected)> ConnectDurableAsync(TestServer server)
