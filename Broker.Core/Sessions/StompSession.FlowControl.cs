@@ -20,15 +20,17 @@ public sealed partial class StompSession
         }
 
         var timeout = _options.FlowControlTimeout;
-        using var blocked = memory.Block();
         using var stopTimer = new CancellationTokenSource();
+
+        // The timeout runs from before the publisher is counted as blocked: whoever sees it blocked (a metric, a test
+        // moving a fake clock) sees its timeout already running.
+        var timedOut = timeout > TimeSpan.Zero ? Task.Delay(timeout, _keepAlive.Time, stopTimer.Token) : null;
+        using var blocked = memory.Block();
         _flowControlled = true;
         try
         {
             var closing = ClosingSignal();
-            await (timeout > TimeSpan.Zero
-                ? Task.WhenAny(below, closing, Task.Delay(timeout, _keepAlive.Time, stopTimer.Token))
-                : Task.WhenAny(below, closing)).ConfigureAwait(false);
+            await (timedOut is not null ? Task.WhenAny(below, closing, timedOut) : Task.WhenAny(below, closing)).ConfigureAwait(false);
             if (below.IsCompleted && !IsClosing)
             {
                 return true;
